@@ -1,1 +1,73 @@
-fn main(){}
+//! `tfagent`: the node agent daemon. Runs in the foreground (zinit and
+//! systemd supervise it), logs to stdout, stops cleanly on SIGTERM/SIGINT.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::Parser;
+use tfagent::{
+    app,
+    config::{BootConfig, LogFormat},
+};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "tfagent", version, about = "The tfagent node agent daemon")]
+struct Args {
+    /// Boot config (TOML); every field has a default.
+    #[arg(long, env = "TFAGENT_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn init_logging(config: &BootConfig) {
+    // TFAGENT_LOG overrides the configured level, for one-off debugging.
+    let filter = std::env::var("TFAGENT_LOG")
+        .ok()
+        .and_then(|level| EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match config.log_format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        // Without signal handlers the agent can still be stopped by SIGKILL.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => BootConfig::load(path)?,
+        None => BootConfig::default(),
+    };
+    init_logging(&config);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), ?config, "tfagent starting");
+    app::run(config, shutdown_signal())
+        .await
+        .context("tfagent stopped on an error")
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("tfagent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

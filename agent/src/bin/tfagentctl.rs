@@ -1,1 +1,19 @@
-fn main(){}
+//! `tfagentctl`: see `tfagent::ctl`.
+
+use std::{io, process::ExitCode};
+
+use clap::Parser;
+use tfagent::ctl::{Cli, run};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut stdout = io::stdout().lock();
+    match run(cli, &mut stdout).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tfagentctl: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

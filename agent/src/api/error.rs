@@ -1,0 +1,37 @@
+//! The one mapping from the agent's errors to gRPC status codes. Clients get
+//! the Display text; invalid specs also carry google.rpc.BadRequest.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::control::ControlError;
+
+impl From<ControlError> for Status {
+    fn from(error: ControlError) -> Self {
+        match &error {
+            ControlError::Invalid(errors) => {
+                let mut details = ErrorDetails::new();
+                for field in errors.iter() {
+                    details.add_bad_request_violation(field.path.clone(), field.message.clone());
+                }
+                Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
+            }
+            ControlError::Unsupported(_) => Status::unimplemented(error.to_string()),
+            ControlError::State(_) => Status::unavailable(error.to_string()),
+            ControlError::Internal(_) => Status::internal(error.to_string()),
+        }
+    }
+}
+
+/// The field violations of an INVALID_ARGUMENT status, as (field, message).
+pub fn bad_request_fields(status: &Status) -> Vec<(String, String)> {
+    status
+        .get_details_bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .into_iter()
+                .map(|v| (v.field, v.description))
+                .collect()
+        })
+        .unwrap_or_default()
+}

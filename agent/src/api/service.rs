@@ -1,0 +1,138 @@
+//! `tfagent.v1.NodeAgent`: thin handlers over the controller.
+
+use std::{pin::Pin, sync::Arc};
+
+use futures::Stream;
+use tfagent_proto::v1::{self as pb, node_agent_server::NodeAgent};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::{instrument, warn};
+
+use super::view;
+use crate::{
+    control::{ApplyMode, Controller},
+    spec::SpecDocument,
+};
+
+#[derive(Debug, Clone)]
+pub struct NodeAgentService {
+    controller: Arc<Controller>,
+    /// Ends open event streams so a graceful shutdown does not wait on them.
+    shutdown: CancellationToken,
+}
+
+impl NodeAgentService {
+    pub fn new(controller: Arc<Controller>, shutdown: CancellationToken) -> Self {
+        Self {
+            controller,
+            shutdown,
+        }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NodeAgent for NodeAgentService {
+    #[instrument(name = "rpc.get_info", skip_all)]
+    async fn get_info(
+        &self,
+        _request: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::NodeInfo>, Status> {
+        let info = self.controller.info().await?;
+        Ok(Response::new(view::info(info)))
+    }
+
+    // The request holds the cluster token: never recorded in the span.
+    #[instrument(name = "rpc.apply", skip_all, fields(mode))]
+    async fn apply(
+        &self,
+        request: Request<pb::ApplyRequest>,
+    ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let request = request.into_inner();
+        let mode = match pb::ApplyMode::try_from(request.mode) {
+            Ok(pb::ApplyMode::Unspecified | pb::ApplyMode::Apply) => ApplyMode::Apply,
+            Ok(pb::ApplyMode::DryRun) => ApplyMode::DryRun,
+            Ok(pb::ApplyMode::Try) => ApplyMode::Try,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "mode: unknown apply mode {}",
+                    request.mode
+                )));
+            }
+        };
+        tracing::Span::current().record("mode", format!("{mode:?}"));
+        let spec = request
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec: required"))?;
+        let outcome = self
+            .controller
+            .apply(SpecDocument::from(spec), mode)
+            .await?;
+        Ok(Response::new(view::apply_outcome(outcome)))
+    }
+
+    #[instrument(name = "rpc.get_spec", skip_all)]
+    async fn get_spec(
+        &self,
+        _request: Request<pb::GetSpecRequest>,
+    ) -> Result<Response<pb::GetSpecResponse>, Status> {
+        let response = match self.controller.redacted_spec() {
+            Some((generation, document)) => pb::GetSpecResponse {
+                spec: Some(document.into()),
+                generation,
+            },
+            None => pb::GetSpecResponse::default(),
+        };
+        Ok(Response::new(response))
+    }
+
+    #[instrument(name = "rpc.get_status", skip_all)]
+    async fn get_status(
+        &self,
+        _request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
+        Ok(Response::new(view::status(self.controller.status())))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    #[instrument(name = "rpc.watch_events", skip_all)]
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let follow = request.into_inner().follow;
+        let (recent, mut live) = self.controller.subscribe();
+        let shutdown = self.shutdown.clone();
+        let stream = async_stream::stream! {
+            for event in recent {
+                yield Ok(view::event(event));
+            }
+            if !follow {
+                return;
+            }
+            loop {
+                let received = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    received = live.recv() => received,
+                };
+                match received {
+                    Ok(event) => yield Ok(view::event(event)),
+                    Err(RecvError::Closed) => return,
+                    // A reader that cannot keep up is cut off rather than
+                    // allowed to grow the agent's memory.
+                    Err(RecvError::Lagged(missed)) => {
+                        warn!(missed, "event watcher fell behind; closing its stream");
+                        yield Err(Status::resource_exhausted(format!(
+                            "the reader fell {missed} events behind; watch again"
+                        )));
+                        return;
+                    }
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,147 @@
+//! Domain → proto for what the agent reports: info, status, plans, events.
+//! (The spec's own conversion lives in `convert.rs`.)
+
+use std::time::SystemTime;
+
+use prost_types::Timestamp;
+use tfagent_proto::v1 as pb;
+
+use crate::{
+    control::{ApplyOutcome, NodeInfo, NodeStatus, PlannedStep},
+    events::{Event, EventKind, StepPhase},
+    host::{CgroupMode, HostCapabilities},
+    reconcile::{Condition, StepStatus},
+    spec::Role,
+};
+
+pub fn timestamp(time: SystemTime) -> Timestamp {
+    Timestamp::from(time)
+}
+
+pub fn role(role: Role) -> pb::Role {
+    match role {
+        Role::ServerInit => pb::Role::ServerInit,
+        Role::ServerJoin => pb::Role::ServerJoin,
+        Role::Agent => pb::Role::Agent,
+    }
+}
+
+pub fn info(info: NodeInfo) -> pb::NodeInfo {
+    pb::NodeInfo {
+        version: info.version.to_owned(),
+        hostname: info.hostname,
+        generation: info.generation,
+        capabilities: Some(capabilities(info.capabilities)),
+        started_at: Some(timestamp(info.started_at)),
+    }
+}
+
+fn capabilities(caps: HostCapabilities) -> pb::HostCapabilities {
+    let cgroup_mode = match caps.cgroup_mode {
+        CgroupMode::V1 => pb::CgroupMode::V1,
+        CgroupMode::V2 => pb::CgroupMode::V2,
+        CgroupMode::Hybrid => pb::CgroupMode::Hybrid,
+        CgroupMode::None => pb::CgroupMode::Unspecified,
+    };
+    pb::HostCapabilities {
+        kernel_release: caps.kernel_release,
+        kernel_wireguard: caps.kernel_wireguard,
+        wireguard_go: caps
+            .wireguard_go
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        cgroup_mode: cgroup_mode.into(),
+        filesystems: caps.filesystems.into_iter().collect(),
+        btrfs_pools: caps
+            .btrfs_pools
+            .into_iter()
+            .map(|pool| pb::BtrfsPool {
+                mount_point: pool.mount_point.display().to_string(),
+                device: pool.device,
+            })
+            .collect(),
+    }
+}
+
+pub fn apply_outcome(outcome: ApplyOutcome) -> pb::ApplyResponse {
+    pb::ApplyResponse {
+        generation: outcome.generation,
+        changed: outcome.changed,
+        plan: outcome.plan.into_iter().map(step_plan).collect(),
+    }
+}
+
+fn step_plan(plan: PlannedStep) -> pb::StepPlan {
+    pb::StepPlan {
+        step: plan.step.to_string(),
+        implemented: plan.implemented,
+        actions: plan.actions,
+        error: plan.error.unwrap_or_default(),
+    }
+}
+
+pub fn status(status: NodeStatus) -> pb::NodeStatus {
+    pb::NodeStatus {
+        node_name: status.node_name.unwrap_or_default(),
+        role: status
+            .role
+            .map_or(pb::Role::Unspecified, role)
+            .into(),
+        desired_generation: status.desired_generation,
+        converged_generation: status.converged_generation,
+        steps: status.steps.into_iter().map(step_status).collect(),
+    }
+}
+
+fn condition(condition: Condition) -> pb::Condition {
+    match condition {
+        Condition::Pending => pb::Condition::Pending,
+        Condition::Progressing => pb::Condition::Progressing,
+        Condition::Converged => pb::Condition::Converged,
+        Condition::Failed => pb::Condition::Failed,
+        Condition::Blocked => pb::Condition::Blocked,
+        Condition::NotImplemented => pb::Condition::NotImplemented,
+    }
+}
+
+fn step_status(step: StepStatus) -> pb::StepStatus {
+    pb::StepStatus {
+        step: step.step.to_string(),
+        condition: condition(step.condition).into(),
+        message: step.message,
+        converged_generation: step.converged_generation,
+        last_error: step.last_error.unwrap_or_default(),
+        last_transition: Some(timestamp(step.last_transition)),
+        last_run: step.last_run.map(timestamp),
+    }
+}
+
+pub fn event(event: Event) -> pb::Event {
+    let kind = match event.kind {
+        EventKind::SpecAccepted => pb::event::Kind::SpecAccepted(pb::SpecAccepted {}),
+        EventKind::Step {
+            step,
+            phase,
+            message,
+        } => {
+            let phase = match phase {
+                StepPhase::Started => pb::StepPhase::Started,
+                StepPhase::Converged => pb::StepPhase::Converged,
+                StepPhase::Failed => pb::StepPhase::Failed,
+                StepPhase::NotImplemented => pb::StepPhase::NotImplemented,
+                StepPhase::Blocked => pb::StepPhase::Blocked,
+            };
+            pb::event::Kind::Step(pb::StepEvent {
+                step: step.to_string(),
+                phase: phase.into(),
+                message,
+            })
+        }
+    };
+    pb::Event {
+        sequence: event.sequence,
+        time: Some(timestamp(event.time)),
+        generation: event.generation,
+        kind: Some(kind),
+    }
+}

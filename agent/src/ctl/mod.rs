@@ -1,0 +1,220 @@
+//! `tfagentctl`: the command line for people on the node. The binary only
+//! parses arguments and calls [`run`]; output is rendered in [`render`].
+
+mod render;
+
+use std::{
+    fmt, fs,
+    io::{self, IsTerminal, Write},
+    path::PathBuf,
+};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tfagent_proto::v1 as pb;
+use tonic::Code;
+
+use crate::{
+    api::{bad_request_fields, connect_unix},
+    config::DEFAULT_SOCKET,
+    spec::{SpecDocument, limits},
+};
+
+pub use render::Style;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tfagentctl",
+    version,
+    about = "Talk to the tfagent node agent",
+    long_about = "Talk to the tfagent node agent on this node over its local socket."
+)]
+pub struct Cli {
+    /// The agent's socket.
+    #[arg(long, global = true, env = "TFAGENT_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Identity, version and what the host can do.
+    Info,
+    /// Desired and converged generation, and each reconcile step.
+    Status,
+    /// Validate a spec (YAML or JSON) and hand it to the agent.
+    Apply {
+        /// The spec file; `-` reads standard input.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Show the plan only; nothing is stored or changed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show stored state.
+    Get {
+        #[command(subcommand)]
+        what: GetWhat,
+    },
+    /// Recent events; with --follow, keep printing new ones.
+    Events {
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetWhat {
+    /// The stored desired spec, secrets redacted.
+    Spec,
+}
+
+/// A failure to report on stderr; the process then exits non-zero.
+#[derive(Debug)]
+pub struct CtlError {
+    pub message: String,
+    /// One line each under the message (e.g. every invalid field).
+    pub details: Vec<String>,
+}
+
+impl CtlError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    fn from_status(status: &tonic::Status) -> Self {
+        let fields = bad_request_fields(status);
+        if status.code() == Code::InvalidArgument && !fields.is_empty() {
+            return Self {
+                message: format!("the agent refused the spec: {} invalid field(s)", fields.len()),
+                details: fields
+                    .into_iter()
+                    .map(|(field, message)| format!("{field}: {message}"))
+                    .collect(),
+            };
+        }
+        let hint = match status.code() {
+            Code::PermissionDenied => " (the socket serves root only)",
+            Code::Unavailable => " (is tfagent running?)",
+            _ => "",
+        };
+        Self::new(format!("{}{hint}", status.message()))
+    }
+}
+
+impl fmt::Display for CtlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        for detail in &self.details {
+            write!(f, "\n  {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<tonic::Status> for CtlError {
+    fn from(status: tonic::Status) -> Self {
+        Self::from_status(&status)
+    }
+}
+
+/// Runs one command, writing its output to `out`.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
+    let style = Style::detect(cli.output == Output::Table && io::stdout().is_terminal());
+    // Read and parse before connecting: a bad file needs no agent to report.
+    let document = match &cli.command {
+        Command::Apply { file, .. } => Some(read_spec(file)?),
+        _ => None,
+    };
+    let mut client = connect_unix(&cli.socket).await.map_err(|e| {
+        CtlError::new(format!("{e} (is tfagent running, and are you root?)"))
+    })?;
+    let output = cli.output;
+    let write_err = |e: io::Error| CtlError::new(format!("writing output: {e}"));
+    match cli.command {
+        Command::Info => {
+            let info = client.get_info(pb::GetInfoRequest {}).await?.into_inner();
+            render::info(out, output, &info).map_err(write_err)?;
+        }
+        Command::Status => {
+            let status = client.get_status(pb::GetStatusRequest {}).await?.into_inner();
+            render::status(out, output, style, &status).map_err(write_err)?;
+        }
+        Command::Apply { dry_run, .. } => {
+            let Some(document) = document else {
+                return Err(CtlError::new("no spec was read"));
+            };
+            let mode = if dry_run {
+                pb::ApplyMode::DryRun
+            } else {
+                pb::ApplyMode::Apply
+            };
+            let reply = client
+                .apply(pb::ApplyRequest {
+                    spec: Some(document.into()),
+                    mode: mode.into(),
+                })
+                .await?
+                .into_inner();
+            render::applied(out, output, style, dry_run, &reply).map_err(write_err)?;
+        }
+        Command::Get {
+            what: GetWhat::Spec,
+        } => {
+            let reply = client.get_spec(pb::GetSpecRequest {}).await?.into_inner();
+            let Some(spec) = reply.spec else {
+                return Err(CtlError::new("no spec has been applied to this node yet"));
+            };
+            render::spec(out, output, reply.generation, SpecDocument::from(spec))
+                .map_err(write_err)?;
+        }
+        Command::Events { follow } => {
+            let mut stream = client
+                .watch_events(pb::WatchEventsRequest { follow })
+                .await?
+                .into_inner();
+            while let Some(event) = stream.message().await? {
+                render::event(out, output, style, &event).map_err(write_err)?;
+                out.flush().map_err(write_err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_spec(file: &PathBuf) -> Result<SpecDocument, CtlError> {
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        io::Read::read_to_string(
+            &mut io::Read::take(io::stdin(), limits::MAX_DOCUMENT_BYTES as u64 + 1),
+            &mut text,
+        )
+        .map_err(|e| CtlError::new(format!("reading the spec from stdin: {e}")))?;
+        text
+    } else {
+        let meta = fs::metadata(file)
+            .map_err(|e| CtlError::new(format!("{}: {e}", file.display())))?;
+        if meta.len() > limits::MAX_DOCUMENT_BYTES as u64 {
+            return Err(CtlError::new(format!(
+                "{}: larger than a spec may be ({} bytes)",
+                file.display(),
+                limits::MAX_DOCUMENT_BYTES
+            )));
+        }
+        fs::read_to_string(file).map_err(|e| CtlError::new(format!("{}: {e}", file.display())))?
+    };
+    SpecDocument::parse(&text).map_err(|e| CtlError::new(format!("{}: {e}", file.display())))
+}

@@ -1,0 +1,134 @@
+//! Observed condition of each reconcile step, as `GetStatus` reports it.
+
+use std::{
+    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
+    time::SystemTime,
+};
+
+use super::StepName;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// No spec has reached this step yet.
+    Pending,
+    Progressing,
+    Converged,
+    Failed,
+    /// An earlier step failed, so this one did not run.
+    Blocked,
+    /// This build cannot carry the step out; nothing was done.
+    NotImplemented,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepStatus {
+    pub step: StepName,
+    pub condition: Condition,
+    pub message: String,
+    /// The generation this step last converged to (0: never).
+    pub converged_generation: u64,
+    /// The generation of the last run, whatever its outcome (0: none).
+    pub run_generation: u64,
+    /// Kept until the step converges again.
+    pub last_error: Option<String>,
+    pub last_transition: SystemTime,
+    pub last_run: Option<SystemTime>,
+}
+
+/// One entry per step, in reconcile order. Written only by the reconciler;
+/// the lock is never held across I/O.
+#[derive(Debug)]
+pub struct StatusBoard {
+    steps: RwLock<Vec<StepStatus>>,
+}
+
+impl StatusBoard {
+    pub fn new(steps: &[StepName]) -> Self {
+        let now = SystemTime::now();
+        Self {
+            steps: RwLock::new(
+                steps
+                    .iter()
+                    .map(|&step| StepStatus {
+                        step,
+                        condition: Condition::Pending,
+                        message: "no spec applied yet".into(),
+                        converged_generation: 0,
+                        run_generation: 0,
+                        last_error: None,
+                        last_transition: now,
+                        last_run: None,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Vec<StepStatus>> {
+        // Entries are replaced whole, so a poisoned lock still holds valid data.
+        self.steps.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Vec<StepStatus>> {
+        self.steps.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshot(&self) -> Vec<StepStatus> {
+        self.read().clone()
+    }
+
+    pub fn get(&self, step: StepName) -> Option<StepStatus> {
+        self.read().iter().find(|s| s.step == step).cloned()
+    }
+
+    /// Highest generation every step has converged to.
+    pub fn converged_generation(&self) -> u64 {
+        self.read()
+            .iter()
+            .map(|s| s.converged_generation)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Records a step's new condition; returns the previous one.
+    pub fn record(
+        &self,
+        step: StepName,
+        condition: Condition,
+        message: String,
+        outcome: Outcome,
+    ) -> Option<Condition> {
+        let now = SystemTime::now();
+        let mut steps = self.write();
+        let entry = steps.iter_mut().find(|s| s.step == step)?;
+        let previous = entry.condition;
+        if previous != condition {
+            entry.last_transition = now;
+        }
+        entry.condition = condition;
+        entry.message = message;
+        match outcome {
+            Outcome::Running(generation) => {
+                entry.last_run = Some(now);
+                entry.run_generation = generation;
+            }
+            Outcome::Converged(generation) => {
+                entry.converged_generation = generation;
+                entry.last_error = None;
+            }
+            Outcome::Failed(error) => entry.last_error = Some(error),
+            Outcome::Unchanged => {}
+        }
+        Some(previous)
+    }
+}
+
+/// What a [`StatusBoard::record`] call also updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The step starts a run for this generation now.
+    Running(u64),
+    Converged(u64),
+    Failed(String),
+    Unchanged,
+}

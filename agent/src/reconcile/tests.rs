@@ -1,0 +1,226 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::{events::Event, test_support::example_spec};
+
+/// What a fake step does when planned.
+#[derive(Debug, Clone)]
+enum Behaviour {
+    UpToDate,
+    Changes(usize),
+    NotImplemented,
+    PlanFails,
+    ApplyFails,
+}
+
+#[derive(Debug)]
+struct FakeStep {
+    name: StepName,
+    behaviour: Mutex<Behaviour>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeStep {
+    fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+}
+
+#[async_trait]
+impl Step for FakeStep {
+    fn name(&self) -> StepName {
+        self.name
+    }
+
+    async fn plan(&self, _desired: &NodeSpec) -> Result<StepPlan, StepError> {
+        self.log.lock().unwrap().push(format!("plan {}", self.name));
+        let behaviour = self.behaviour.lock().unwrap().clone();
+        match behaviour {
+            Behaviour::UpToDate => Ok(StepPlan { step: self.name, implemented: true, actions: vec![] }),
+            Behaviour::Changes(n) => Ok(StepPlan {
+                step: self.name,
+                implemented: true,
+                actions: (0..n).map(|i| format!("change {i}")).collect(),
+            }),
+            Behaviour::ApplyFails => Ok(StepPlan { step: self.name, implemented: true, actions: vec!["doomed".into()] }),
+            Behaviour::NotImplemented => Ok(StepPlan::not_implemented(self.name, vec!["things".into()])),
+            Behaviour::PlanFails => Err(StepError::Observe("no such device".into())),
+        }
+    }
+
+    async fn apply(&self, _desired: &NodeSpec, plan: &StepPlan) -> Result<(), StepError> {
+        self.log.lock().unwrap().push(format!("apply {} x{}", self.name, plan.actions.len()));
+        if matches!(*self.behaviour.lock().unwrap(), Behaviour::ApplyFails) {
+            return Err(StepError::Apply { action: "doomed".into(), message: "device busy".into() });
+        }
+        Ok(())
+    }
+}
+
+struct Harness {
+    steps: Vec<Arc<FakeStep>>,
+    log: Arc<Mutex<Vec<String>>>,
+    status: Arc<StatusBoard>,
+    events: Arc<EventBus>,
+    reconciler: Reconciler,
+}
+
+fn harness() -> Harness {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let steps: Vec<Arc<FakeStep>> = StepName::ORDER
+        .iter()
+        .map(|&name| {
+            Arc::new(FakeStep { name, behaviour: Mutex::new(Behaviour::UpToDate), log: Arc::clone(&log) })
+        })
+        .collect();
+    let status = Arc::new(StatusBoard::new(&StepName::ORDER));
+    let events = Arc::new(EventBus::default());
+    let dyn_steps: Vec<Arc<dyn Step>> = steps.iter().map(|s| Arc::clone(s) as Arc<dyn Step>).collect();
+    let reconciler = Reconciler::new(dyn_steps, Arc::clone(&status), Arc::clone(&events), Duration::from_secs(60));
+    Harness { steps, log, status, events, reconciler }
+}
+
+fn desired(generation: u64) -> Desired {
+    Desired { generation, spec: example_spec("server-init") }
+}
+
+fn step(h: &Harness, name: StepName) -> &FakeStep {
+    h.steps.iter().find(|s| s.name == name).unwrap()
+}
+
+fn events_since(h: &Harness, after: u64) -> Vec<Event> {
+    h.events.subscribe().0.into_iter().filter(|e| e.sequence > after).collect()
+}
+
+#[tokio::test]
+async fn steps_run_in_dependency_order() {
+    let h = harness();
+    assert!(h.reconciler.converge(&desired(1)).await);
+    let log = h.log.lock().unwrap().clone();
+    assert_eq!(log, ["plan storage", "plan network", "plan services", "plan vip", "plan addons"]);
+    for status in h.status.snapshot() {
+        assert_eq!(status.condition, Condition::Converged);
+        assert_eq!(status.converged_generation, 1);
+    }
+    assert_eq!(h.status.converged_generation(), 1);
+}
+
+#[tokio::test]
+async fn a_plan_with_changes_is_applied_once() {
+    let h = harness();
+    step(&h, StepName::Network).set(Behaviour::Changes(3));
+    assert!(h.reconciler.converge(&desired(1)).await);
+    let applies: Vec<String> = h.log.lock().unwrap().iter().filter(|l| l.starts_with("apply")).cloned().collect();
+    assert_eq!(applies, ["apply network x3"]);
+    assert_eq!(h.status.get(StepName::Network).unwrap().message, "applied 3 change(s)");
+}
+
+#[tokio::test]
+async fn a_failed_step_blocks_the_later_ones_and_keeps_its_error() {
+    let h = harness();
+    step(&h, StepName::Network).set(Behaviour::ApplyFails);
+    assert!(!h.reconciler.converge(&desired(1)).await);
+    let network = h.status.get(StepName::Network).unwrap();
+    assert_eq!(network.condition, Condition::Failed);
+    assert_eq!(network.last_error.as_deref(), Some("doomed: device busy"));
+    assert_eq!(network.converged_generation, 0);
+    for later in [StepName::Services, StepName::Vip, StepName::Addons] {
+        let status = h.status.get(later).unwrap();
+        assert_eq!(status.condition, Condition::Blocked, "{later}");
+        assert!(status.message.contains("network"));
+    }
+    assert!(!h.log.lock().unwrap().iter().any(|l| l.contains("services")), "blocked steps are not even planned");
+    assert_eq!(h.status.get(StepName::Storage).unwrap().condition, Condition::Converged);
+    assert_eq!(h.status.converged_generation(), 0);
+
+    // Once the fault is gone the next pass converges and clears the error.
+    step(&h, StepName::Network).set(Behaviour::UpToDate);
+    assert!(h.reconciler.converge(&desired(1)).await);
+    let network = h.status.get(StepName::Network).unwrap();
+    assert_eq!(network.condition, Condition::Converged);
+    assert_eq!(network.last_error, None);
+    assert_eq!(h.status.converged_generation(), 1);
+}
+
+#[tokio::test]
+async fn a_plan_failure_is_a_failure() {
+    let h = harness();
+    step(&h, StepName::Storage).set(Behaviour::PlanFails);
+    assert!(!h.reconciler.converge(&desired(1)).await);
+    let storage = h.status.get(StepName::Storage).unwrap();
+    assert_eq!(storage.condition, Condition::Failed);
+    assert!(storage.last_error.unwrap().contains("no such device"));
+}
+
+#[tokio::test]
+async fn a_step_not_implemented_says_so_and_never_counts_as_converged() {
+    let h = harness();
+    step(&h, StepName::Vip).set(Behaviour::NotImplemented);
+    assert!(h.reconciler.converge(&desired(2)).await);
+    let vip = h.status.get(StepName::Vip).unwrap();
+    assert_eq!(vip.condition, Condition::NotImplemented);
+    assert!(vip.message.contains("not implemented"), "{}", vip.message);
+    assert!(vip.message.contains("things"));
+    assert_eq!(vip.converged_generation, 0);
+    assert_eq!(h.status.converged_generation(), 0, "the node is not converged");
+    assert!(!h.log.lock().unwrap().iter().any(|l| l.starts_with("apply")));
+    assert_eq!(h.status.get(StepName::Addons).unwrap().condition, Condition::Converged);
+}
+
+#[tokio::test]
+async fn events_mark_new_generations_and_quiet_resyncs_publish_nothing() {
+    let h = harness();
+    step(&h, StepName::Addons).set(Behaviour::NotImplemented);
+    h.reconciler.converge(&desired(1)).await;
+    let first = events_since(&h, 0);
+    assert_eq!(first.len(), 10, "start and outcome per step: {first:#?}");
+    let last = first.last().unwrap().sequence;
+
+    h.reconciler.converge(&desired(1)).await;
+    assert!(events_since(&h, last).is_empty(), "a resync with nothing to do is quiet");
+
+    // Drift healed on a resync is always reported.
+    step(&h, StepName::Storage).set(Behaviour::Changes(1));
+    h.reconciler.converge(&desired(1)).await;
+    let healed = events_since(&h, last);
+    assert_eq!(healed.len(), 1, "{healed:#?}");
+    assert!(matches!(&healed[0].kind, EventKind::Step { step: StepName::Storage, phase: StepPhase::Converged, .. }));
+    let last = healed[0].sequence;
+
+    step(&h, StepName::Storage).set(Behaviour::UpToDate);
+    h.reconciler.converge(&desired(2)).await;
+    assert_eq!(events_since(&h, last).len(), 10, "a new generation is reported in full");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_follows_new_specs_retries_failures_and_stops() {
+    let h = harness();
+    let (tx, rx) = watch::channel(None::<Arc<Desired>>);
+    let shutdown = CancellationToken::new();
+    step(&h, StepName::Storage).set(Behaviour::ApplyFails);
+    let status = Arc::clone(&h.status);
+    let log = Arc::clone(&h.log);
+    let storage = Arc::clone(&h.steps[0]);
+    let task = tokio::spawn(h.reconciler.run(rx, shutdown.clone()));
+
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(log.lock().unwrap().is_empty(), "nothing runs without a spec");
+
+    tx.send_replace(Some(Arc::new(desired(1))));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(status.get(StepName::Storage).unwrap().condition, Condition::Failed);
+
+    // The retry after the first back-off converges once the fault is gone.
+    storage.set(Behaviour::UpToDate);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(status.converged_generation(), 1);
+
+    tx.send_replace(Some(Arc::new(desired(2))));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(status.converged_generation(), 2);
+
+    shutdown.cancel();
+    task.await.unwrap();
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Makes sure what the build, tests and demo need is on this machine, and
+# installs missing Debian packages with apt-get (as root).
+set -euo pipefail
+
+# Debian packages the build needs: rustc links through the C toolchain.
+packages=(gcc libc6-dev)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "deps: missing Debian packages: ${missing[*]}; run as root or install them" >&2
+        exit 1
+    fi
+    echo "deps: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "deps: cargo is not installed. Install the Rust toolchain named in rust-toolchain.toml" >&2
+    echo "      (e.g. with rustup: https://rustup.rs), then run this again." >&2
+    exit 1
+fi
