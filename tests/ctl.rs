@@ -152,7 +152,10 @@ fn apply_dry_run_apply_again_and_survive_a_restart() {
 
     let dry = daemon.ok(&["apply", "-f", spec, "--dry-run"]);
     assert!(dry.contains("dry run"), "{dry}");
-    assert!(dry.contains("plan:") && dry.contains("storage") && dry.contains("not implemented"), "{dry}");
+    assert!(
+        dry.contains("plan:") && dry.contains("storage") && dry.contains("not implemented"),
+        "{dry}"
+    );
     assert_eq!(daemon.json(&["status"])["desired_generation"], 0);
 
     let applied = daemon.ok(&["apply", "-f", spec]);
@@ -167,7 +170,10 @@ fn apply_dry_run_apply_again_and_survive_a_restart() {
     assert!(status.contains("server-1 (server-init)"), "{status}");
     assert!(status.contains("desired 1"), "{status}");
     for step in ["storage", "network", "services", "vip", "addons"] {
-        assert!(status.lines().any(|l| l.starts_with(step)), "{step} missing:\n{status}");
+        assert!(
+            status.lines().any(|l| l.starts_with(step)),
+            "{step} missing:\n{status}"
+        );
     }
 
     let spec_text = daemon.ok(&["get", "spec"]);
@@ -189,7 +195,11 @@ fn apply_dry_run_apply_again_and_survive_a_restart() {
     assert!(!daemon.socket().exists(), "the socket is removed on exit");
 
     daemon.spawn();
-    assert_eq!(daemon.json(&["status"])["desired_generation"], 1, "resumed from the stored spec");
+    assert_eq!(
+        daemon.json(&["status"])["desired_generation"],
+        1,
+        "resumed from the stored spec"
+    );
     let info = daemon.json(&["info"]);
     assert_eq!(info["generation"], 1);
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
@@ -212,10 +222,17 @@ fn an_invalid_spec_is_refused_with_every_field_and_changes_nothing() {
     let output = daemon.ctl(&["apply", "-f", bad.to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
-    for field in ["node_name:", "network.wireguard.mtu:", "cluster.cluster_cidr:"] {
+    for field in [
+        "node_name:",
+        "network.wireguard.mtu:",
+        "cluster.cluster_cidr:",
+    ] {
         assert!(stderr.contains(field), "{field} missing:\n{stderr}");
     }
-    assert_eq!(fs::read(daemon.state_dir().join("spec.json")).unwrap(), stored);
+    assert_eq!(
+        fs::read(daemon.state_dir().join("spec.json")).unwrap(),
+        stored
+    );
     assert_eq!(daemon.json(&["status"])["desired_generation"], 1);
 
     // A field the schema does not know is refused before anything is sent.
@@ -279,6 +296,13 @@ fn a_non_root_uid_is_refused() {
     let output = as_nobody(&["apply", "-f", spec.to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("uid 65534 may not use the tfagent socket"), "{stderr}");
-    assert_eq!(daemon.json(&["status"])["desired_generation"], 0, "nothing was applied");
+    assert!(
+        stderr.contains("uid 65534 may not use the tfagent socket"),
+        "{stderr}"
+    );
+    assert_eq!(
+        daemon.json(&["status"])["desired_generation"],
+        0,
+        "nothing was applied"
+    );
 }

@@ -49,7 +49,10 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let (store, initial) = StateStore::open(&config.state_dir)?;
     match &initial {
-        Some(desired) => info!(generation = desired.generation, "resuming from the stored spec"),
+        Some(desired) => info!(
+            generation = desired.generation,
+            "resuming from the stored spec"
+        ),
         None => info!("no spec stored yet; waiting for Apply"),
     }
     let steps = steps();

@@ -125,18 +125,26 @@ impl BootConfig {
         }
         // sun_path holds 108 bytes including the terminating NUL.
         if socket.as_os_str().len() > 107 {
-            return Err(invalid("socket", "longer than a unix socket path may be (107 bytes)"));
+            return Err(invalid(
+                "socket",
+                "longer than a unix socket path may be (107 bytes)",
+            ));
         }
         let log_level = raw.log_level.unwrap_or(defaults.log_level);
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            return Err(invalid("log_level", "not a tracing filter such as `info` or `tfagent=debug`"));
+            return Err(invalid(
+                "log_level",
+                "not a tracing filter such as `info` or `tfagent=debug`",
+            ));
         }
         let resync_interval = match raw.resync_interval_secs {
             None => defaults.resync_interval,
             Some(0) => return Err(invalid("resync_interval_secs", "must be at least 1")),
             Some(secs) => Duration::from_secs(secs),
         };
-        let socket_allowed_uids = raw.socket_allowed_uids.unwrap_or(defaults.socket_allowed_uids);
+        let socket_allowed_uids = raw
+            .socket_allowed_uids
+            .unwrap_or(defaults.socket_allowed_uids);
         if socket_allowed_uids.is_empty() {
             return Err(invalid("socket_allowed_uids", "must name at least one uid"));
         }

@@ -2,10 +2,7 @@
 //! answers reads about the spec, status, host and events. The gRPC layer in
 //! `api/` is a thin shell over it.
 
-use std::{
-    sync::Arc,
-    time::SystemTime,
-};
+use std::{sync::Arc, time::SystemTime};
 
 use tokio::sync::{Mutex, broadcast, watch};
 use tracing::info;

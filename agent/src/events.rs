@@ -95,7 +95,10 @@ impl EventBus {
     /// The recent events, and a receiver for every later one.
     pub fn subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
         let history = self.history();
-        (history.recent.iter().cloned().collect(), self.live.subscribe())
+        (
+            history.recent.iter().cloned().collect(),
+            self.live.subscribe(),
+        )
     }
 }
 

@@ -36,8 +36,10 @@ fn init_logging(config: &BootConfig) {
 }
 
 async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the agent can still be stopped by SIGKILL.
         std::future::pending::<()>().await;
         return;
@@ -54,7 +56,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => BootConfig::default(),
     };
     init_logging(&config);
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), ?config, "tfagent starting");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        ?config,
+        "tfagent starting"
+    );
     app::run(config, shutdown_signal())
         .await
         .context("tfagent stopped on an error")

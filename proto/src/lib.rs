@@ -9,7 +9,11 @@ pub mod v1 {
 
     impl std::fmt::Debug for ClusterSpec {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            let token = if self.token.is_empty() { "" } else { "<redacted>" };
+            let token = if self.token.is_empty() {
+                ""
+            } else {
+                "<redacted>"
+            };
             f.debug_struct("ClusterSpec")
                 .field("token", &token)
                 .field("join_url", &self.join_url)

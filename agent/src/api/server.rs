@@ -2,8 +2,7 @@
 //! standard health service and server reflection.
 
 use std::{
-    fs,
-    io,
+    fs, io,
     os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Arc,
@@ -114,13 +113,10 @@ pub async fn serve(
     info!(socket = %socket.path.display(), "serving the tfagent API");
     // `socket` stays alive to the end of this call so its file is removed
     // when serving ends, however it ends.
-    let listener = socket
-        .listener
-        .take()
-        .ok_or_else(|| ServeError::Socket {
-            path: socket.path.clone(),
-            source: io::Error::other("already served"),
-        })?;
+    let listener = socket.listener.take().ok_or_else(|| ServeError::Socket {
+        path: socket.path.clone(),
+        source: io::Error::other("already served"),
+    })?;
     Server::builder()
         .layer(InterceptorLayer::new(PeerUidAuth::new(allowed_uids)))
         .add_service(health_service)

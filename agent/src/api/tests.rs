@@ -88,7 +88,10 @@ impl TestAgent {
             .expect("the server stops within 10 s")
             .unwrap()
             .unwrap();
-        assert!(!self.socket.exists(), "the socket file is removed at shutdown");
+        assert!(
+            !self.socket.exists(),
+            "the socket file is removed at shutdown"
+        );
     }
 }
 
@@ -118,9 +121,20 @@ async fn dry_run_then_apply_then_unchanged() {
     assert!(dry.changed);
     let steps: Vec<&str> = dry.plan.iter().map(|p| p.step.as_str()).collect();
     assert_eq!(steps, ["storage", "network", "services", "vip", "addons"]);
-    assert!(dry.plan.iter().all(|p| !p.implemented && !p.actions.is_empty()));
-    assert!(!agent.state_dir.join("spec.json").exists(), "a dry run stores nothing");
-    let spec = client.get_spec(pb::GetSpecRequest {}).await.unwrap().into_inner();
+    assert!(
+        dry.plan
+            .iter()
+            .all(|p| !p.implemented && !p.actions.is_empty())
+    );
+    assert!(
+        !agent.state_dir.join("spec.json").exists(),
+        "a dry run stores nothing"
+    );
+    let spec = client
+        .get_spec(pb::GetSpecRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert!(spec.spec.is_none());
 
     let applied = client
@@ -138,13 +152,20 @@ async fn dry_run_then_apply_then_unchanged() {
     assert_eq!((again.generation, again.changed), (1, false));
 
     let dry = client
-        .apply(apply_request(example_document("agent"), pb::ApplyMode::DryRun))
+        .apply(apply_request(
+            example_document("agent"),
+            pb::ApplyMode::DryRun,
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!((dry.generation, dry.changed), (1, true));
 
-    let status = client.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.desired_generation, 1);
     assert_eq!(status.node_name, "server-1");
     assert_eq!(status.role, i32::from(pb::Role::ServerInit));
@@ -164,7 +185,11 @@ async fn get_spec_redacts_the_token_and_the_redacted_spec_is_refused() {
         .await
         .unwrap();
 
-    let stored = client.get_spec(pb::GetSpecRequest {}).await.unwrap().into_inner();
+    let stored = client
+        .get_spec(pb::GetSpecRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(stored.generation, 1);
     let stored = stored.spec.unwrap();
     let cluster = stored.cluster.clone().unwrap();
@@ -180,7 +205,10 @@ async fn get_spec_redacts_the_token_and_the_redacted_spec_is_refused() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
     let fields = bad_request_fields(&refused);
-    assert!(fields.iter().any(|(f, _)| f == "cluster.token"), "{fields:?}");
+    assert!(
+        fields.iter().any(|(f, _)| f == "cluster.token"),
+        "{fields:?}"
+    );
     agent.stop().await;
 }
 
@@ -189,7 +217,10 @@ async fn an_invalid_spec_names_every_field_and_changes_nothing() {
     let agent = TestAgent::start(&[our_uid()]).await;
     let mut client = agent.client().await;
     client
-        .apply(apply_request(example_document("server-init"), pb::ApplyMode::Apply))
+        .apply(apply_request(
+            example_document("server-init"),
+            pb::ApplyMode::Apply,
+        ))
         .await
         .unwrap();
     let before = std::fs::read(agent.state_dir.join("spec.json")).unwrap();
@@ -211,28 +242,47 @@ async fn an_invalid_spec_names_every_field_and_changes_nothing() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
-        let fields: Vec<String> = bad_request_fields(&status).into_iter().map(|(f, _)| f).collect();
+        let fields: Vec<String> = bad_request_fields(&status)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
         for expected in [
             "node_name",
             "network.wireguard.mtu",
             "network.wireguard.peers[0].public_key",
             "cluster.cluster_cidr",
         ] {
-            assert!(fields.iter().any(|f| f == expected), "{expected} missing from {fields:?}");
+            assert!(
+                fields.iter().any(|f| f == expected),
+                "{expected} missing from {fields:?}"
+            );
         }
         assert!(!status.message().contains("token-"), "no secret in errors");
     }
-    assert_eq!(std::fs::read(agent.state_dir.join("spec.json")).unwrap(), before);
-    let info = client.get_info(pb::GetInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        std::fs::read(agent.state_dir.join("spec.json")).unwrap(),
+        before
+    );
+    let info = client
+        .get_info(pb::GetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(info.generation, 1);
 
     let missing = client
-        .apply(pb::ApplyRequest { spec: None, mode: 0 })
+        .apply(pb::ApplyRequest {
+            spec: None,
+            mode: 0,
+        })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::InvalidArgument);
     let try_mode = client
-        .apply(apply_request(example_document("server-init"), pb::ApplyMode::Try))
+        .apply(apply_request(
+            example_document("server-init"),
+            pb::ApplyMode::Try,
+        ))
         .await
         .unwrap_err();
     assert_eq!(try_mode.code(), Code::Unimplemented);
@@ -264,7 +314,10 @@ async fn events_replay_history_and_follow() {
     let agent = TestAgent::start(&[our_uid()]).await;
     let mut client = agent.client().await;
     client
-        .apply(apply_request(example_document("server-init"), pb::ApplyMode::Apply))
+        .apply(apply_request(
+            example_document("server-init"),
+            pb::ApplyMode::Apply,
+        ))
         .await
         .unwrap();
 
@@ -276,7 +329,10 @@ async fn events_replay_history_and_follow() {
     let first = history.message().await.unwrap().unwrap();
     assert_eq!(first.generation, 1);
     assert!(matches!(first.kind, Some(pb::event::Kind::SpecAccepted(_))));
-    assert!(history.message().await.unwrap().is_none(), "without follow the stream ends");
+    assert!(
+        history.message().await.unwrap().is_none(),
+        "without follow the stream ends"
+    );
 
     let mut live = client
         .watch_events(pb::WatchEventsRequest { follow: true })
@@ -285,7 +341,10 @@ async fn events_replay_history_and_follow() {
         .into_inner();
     assert_eq!(live.message().await.unwrap().unwrap().sequence, 1);
     client
-        .apply(apply_request(example_document("agent"), pb::ApplyMode::Apply))
+        .apply(apply_request(
+            example_document("agent"),
+            pb::ApplyMode::Apply,
+        ))
         .await
         .unwrap();
     let next = tokio::time::timeout(Duration::from_secs(10), live.message())
@@ -331,8 +390,14 @@ async fn health_and_reflection_are_served() {
         panic!("not a list of services");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"tfagent.v1.NodeAgent".to_owned()), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"tfagent.v1.NodeAgent".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
     agent.stop().await;
 }
 
@@ -343,11 +408,21 @@ async fn a_uid_not_allowed_is_refused_on_every_service() {
     // Allow only some other uid: our own connection must then be refused.
     let agent = TestAgent::start(&[our_uid().wrapping_add(4242)]).await;
     let mut client = agent.client().await;
-    let denied = client.get_status(pb::GetStatusRequest {}).await.unwrap_err();
-    assert_eq!(denied.code(), Code::PermissionDenied);
-    assert!(denied.message().contains(&format!("uid {}", our_uid())), "{}", denied.message());
     let denied = client
-        .apply(apply_request(example_document("server-init"), pb::ApplyMode::Apply))
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(
+        denied.message().contains(&format!("uid {}", our_uid())),
+        "{}",
+        denied.message()
+    );
+    let denied = client
+        .apply(apply_request(
+            example_document("server-init"),
+            pb::ApplyMode::Apply,
+        ))
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);

@@ -83,10 +83,7 @@ fn step_plan(plan: PlannedStep) -> pb::StepPlan {
 pub fn status(status: NodeStatus) -> pb::NodeStatus {
     pb::NodeStatus {
         node_name: status.node_name.unwrap_or_default(),
-        role: status
-            .role
-            .map_or(pb::Role::Unspecified, role)
-            .into(),
+        role: status.role.map_or(pb::Role::Unspecified, role).into(),
         desired_generation: status.desired_generation,
         converged_generation: status.converged_generation,
         steps: status.steps.into_iter().map(step_status).collect(),

@@ -99,7 +99,10 @@ impl CtlError {
         let fields = bad_request_fields(status);
         if status.code() == Code::InvalidArgument && !fields.is_empty() {
             return Self {
-                message: format!("the agent refused the spec: {} invalid field(s)", fields.len()),
+                message: format!(
+                    "the agent refused the spec: {} invalid field(s)",
+                    fields.len()
+                ),
                 details: fields
                     .into_iter()
                     .map(|(field, message)| format!("{field}: {message}"))
@@ -139,9 +142,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
         Command::Apply { file, .. } => Some(read_spec(file)?),
         _ => None,
     };
-    let mut client = connect_unix(&cli.socket).await.map_err(|e| {
-        CtlError::new(format!("{e} (is tfagent running, and are you root?)"))
-    })?;
+    let mut client = connect_unix(&cli.socket)
+        .await
+        .map_err(|e| CtlError::new(format!("{e} (is tfagent running, and are you root?)")))?;
     let output = cli.output;
     let write_err = |e: io::Error| CtlError::new(format!("writing output: {e}"));
     match cli.command {
@@ -150,7 +153,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             render::info(out, output, &info).map_err(write_err)?;
         }
         Command::Status => {
-            let status = client.get_status(pb::GetStatusRequest {}).await?.into_inner();
+            let status = client
+                .get_status(pb::GetStatusRequest {})
+                .await?
+                .into_inner();
             render::status(out, output, style, &status).map_err(write_err)?;
         }
         Command::Apply { dry_run, .. } => {
@@ -205,8 +211,8 @@ fn read_spec(file: &PathBuf) -> Result<SpecDocument, CtlError> {
         .map_err(|e| CtlError::new(format!("reading the spec from stdin: {e}")))?;
         text
     } else {
-        let meta = fs::metadata(file)
-            .map_err(|e| CtlError::new(format!("{}: {e}", file.display())))?;
+        let meta =
+            fs::metadata(file).map_err(|e| CtlError::new(format!("{}: {e}", file.display())))?;
         if meta.len() > limits::MAX_DOCUMENT_BYTES as u64 {
             return Err(CtlError::new(format!(
                 "{}: larger than a spec may be ({} bytes)",

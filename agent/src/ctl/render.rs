@@ -116,7 +116,10 @@ pub fn info(out: &mut dyn Write, output: Output, info: &pb::NodeInfo) -> io::Res
         kernel_wireguard: caps.kernel_wireguard,
         wireguard_go: Some(caps.wireguard_go).filter(|p| !p.is_empty()),
         cgroup_mode: pb::CgroupMode::try_from(caps.cgroup_mode)
-            .map_or_else(|_| "unknown".into(), |m| kebab(m.as_str_name(), "CGROUP_MODE_"))
+            .map_or_else(
+                |_| "unknown".into(),
+                |m| kebab(m.as_str_name(), "CGROUP_MODE_"),
+            )
             .replace("unspecified", "none"),
         filesystems: caps.filesystems,
         btrfs_pools: caps
@@ -146,7 +149,9 @@ pub fn info(out: &mut dyn Write, output: Output, info: &pb::NodeInfo) -> io::Res
         ("kernel wireguard", yes_no(view.kernel_wireguard).to_owned()),
         (
             "wireguard-go",
-            view.wireguard_go.clone().unwrap_or_else(|| "not found".into()),
+            view.wireguard_go
+                .clone()
+                .unwrap_or_else(|| "not found".into()),
         ),
         ("cgroups", view.cgroup_mode.clone()),
         ("filesystems", view.filesystems.join(", ")),
@@ -255,7 +260,11 @@ pub fn status(
         if let Some(error) = &step.last_error
             && error != &step.message
         {
-            writeln!(out, "{:<9} {:<condition_width$} {:>4}  last error: {error}", "", "", "")?;
+            writeln!(
+                out,
+                "{:<9} {:<condition_width$} {:>4}  last error: {error}",
+                "", "", ""
+            )?;
         }
     }
     Ok(())
@@ -316,14 +325,15 @@ pub fn applied(
         (false, false) => format!("unchanged: generation {}", reply.generation),
     };
     writeln!(out, "{headline}")?;
+    if !dry_run && !reply.changed {
+        return Ok(());
+    }
     writeln!(out, "plan:")?;
     for step in &view.plan {
         let (tag, lines) = match (&step.error, step.implemented) {
             (Some(error), _) => (style.paint("cannot plan", "31"), vec![error.clone()]),
             (None, false) => (style.paint("not implemented", "33"), step.actions.clone()),
-            (None, true) if step.actions.is_empty() => {
-                (style.paint("no change", "32"), Vec::new())
-            }
+            (None, true) if step.actions.is_empty() => (style.paint("no change", "32"), Vec::new()),
             (None, true) => (
                 style.paint(&format!("{} change(s)", step.actions.len()), "36"),
                 step.actions.clone(),
@@ -371,7 +381,12 @@ struct EventView {
     message: String,
 }
 
-pub fn event(out: &mut dyn Write, output: Output, style: Style, event: &pb::Event) -> io::Result<()> {
+pub fn event(
+    out: &mut dyn Write,
+    output: Output,
+    style: Style,
+    event: &pb::Event,
+) -> io::Result<()> {
     let mut view = EventView {
         sequence: event.sequence,
         time: time(event.time.as_ref()),

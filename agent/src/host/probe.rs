@@ -143,9 +143,13 @@ fn unescape_mount_field(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
         if let (b'\\', Some(digits)) = (bytes[i], octal) {
-            let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+            let value = digits
+                .iter()
+                .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
             if let Ok(value) = u8::try_from(value) {
                 out.push(value);
                 i += 4;
@@ -253,7 +257,8 @@ garbage line
     fn cgroup_modes() {
         assert_eq!(cgroup_mode(&parse_mountinfo(MOUNTINFO_ZOS)), CgroupMode::V1);
         assert_eq!(cgroup_mode(&parse_mountinfo(MOUNTINFO_V2)), CgroupMode::V2);
-        let hybrid = format!("{MOUNTINFO_ZOS}50 25 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
+        let hybrid =
+            format!("{MOUNTINFO_ZOS}50 25 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
         assert_eq!(cgroup_mode(&parse_mountinfo(&hybrid)), CgroupMode::Hybrid);
         assert_eq!(cgroup_mode(&[]), CgroupMode::None);
     }
@@ -280,8 +285,14 @@ garbage line
     fn modules_are_matched_by_file_name() {
         let dep = "kernel/drivers/net/wireguard/wireguard.ko.xz: kernel/lib/crypto/libchacha.ko\nkernel/net/foo/wireguardx.ko:\n";
         assert!(module_listed(dep, "wireguard"));
-        assert!(!module_listed("kernel/net/foo/wireguardx.ko:\n", "wireguard"));
-        assert!(module_listed("kernel/drivers/net/wireguard/wireguard.ko\n", "wireguard"));
+        assert!(!module_listed(
+            "kernel/net/foo/wireguardx.ko:\n",
+            "wireguard"
+        ));
+        assert!(module_listed(
+            "kernel/drivers/net/wireguard/wireguard.ko\n",
+            "wireguard"
+        ));
         assert!(!module_listed("", "wireguard"));
     }
 
@@ -303,8 +314,7 @@ garbage line
         );
         let bin = root.join("bin");
         write("bin/wireguard-go", "#!/bin/sh\n");
-        fs::set_permissions(bin.join("wireguard-go"), fs::Permissions::from_mode(0o755))
-            .unwrap();
+        fs::set_permissions(bin.join("wireguard-go"), fs::Permissions::from_mode(0o755)).unwrap();
         write("notexec/wireguard-go", "");
 
         let caps = probe(&ProbeRoot {

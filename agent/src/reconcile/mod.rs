@@ -110,7 +110,10 @@ pub trait Step: Send + Sync + fmt::Debug {
 }
 
 /// Plans every step without changing anything (dry runs, `Apply` replies).
-pub async fn plan_all(steps: &[Arc<dyn Step>], desired: &NodeSpec) -> Vec<Result<StepPlan, StepError>> {
+pub async fn plan_all(
+    steps: &[Arc<dyn Step>],
+    desired: &NodeSpec,
+) -> Vec<Result<StepPlan, StepError>> {
     let mut plans = Vec::with_capacity(steps.len());
     for step in steps {
         plans.push(step.plan(desired).await);
@@ -211,15 +214,22 @@ impl Reconciler {
         // A resync of a step already converged to this generation publishes
         // events only if something changes.
         let routine = before.as_ref().is_some_and(|s| {
-            matches!(s.condition, Condition::Converged | Condition::NotImplemented)
-                && s.run_generation == generation
+            matches!(
+                s.condition,
+                Condition::Converged | Condition::NotImplemented
+            ) && s.run_generation == generation
         });
         let report = |condition: Condition, phase: StepPhase, message: String, outcome: Outcome| {
-            self.status.record(name, condition, message.clone(), outcome);
+            self.status
+                .record(name, condition, message.clone(), outcome);
             if !routine || before_condition != Some(condition) {
                 self.events.publish(
                     generation,
-                    EventKind::Step { step: name, phase, message },
+                    EventKind::Step {
+                        step: name,
+                        phase,
+                        message,
+                    },
                 );
             }
         };
@@ -229,18 +239,32 @@ impl Reconciler {
             if before_condition != Some(Condition::Blocked) {
                 self.events.publish(
                     generation,
-                    EventKind::Step { step: name, phase: StepPhase::Blocked, message: message.clone() },
+                    EventKind::Step {
+                        step: name,
+                        phase: StepPhase::Blocked,
+                        message: message.clone(),
+                    },
                 );
             }
-            self.status.record(name, Condition::Blocked, message, Outcome::Unchanged);
+            self.status
+                .record(name, Condition::Blocked, message, Outcome::Unchanged);
             return false;
         }
 
-        self.status.record(name, Condition::Progressing, "running".into(), Outcome::Running(generation));
+        self.status.record(
+            name,
+            Condition::Progressing,
+            "running".into(),
+            Outcome::Running(generation),
+        );
         if !routine {
             self.events.publish(
                 generation,
-                EventKind::Step { step: name, phase: StepPhase::Started, message: String::new() },
+                EventKind::Step {
+                    step: name,
+                    phase: StepPhase::Started,
+                    message: String::new(),
+                },
             );
         }
 
@@ -249,15 +273,23 @@ impl Reconciler {
             Err(error) => return self.failed(name, error, &report),
         };
         if !plan.implemented {
-            let message = format!(
-                "not implemented in this build, nothing was done; the spec asks for: {}",
-                plan.actions.join("; ")
+            // What the spec asks of the step is in the plan (`apply --dry-run`).
+            let message = "not implemented in this build; nothing was done".to_owned();
+            report(
+                Condition::NotImplemented,
+                StepPhase::NotImplemented,
+                message,
+                Outcome::Unchanged,
             );
-            report(Condition::NotImplemented, StepPhase::NotImplemented, message, Outcome::Unchanged);
             return true;
         }
         if plan.actions.is_empty() {
-            report(Condition::Converged, StepPhase::Converged, "up to date".into(), Outcome::Converged(generation));
+            report(
+                Condition::Converged,
+                StepPhase::Converged,
+                "up to date".into(),
+                Outcome::Converged(generation),
+            );
             return true;
         }
         info!(changes = plan.actions.len(), "applying");
@@ -265,10 +297,19 @@ impl Reconciler {
             Ok(()) => {
                 let message = format!("applied {} change(s)", plan.actions.len());
                 // Changes on a resync mean drift was healed: always worth an event.
-                self.status.record(name, Condition::Converged, message.clone(), Outcome::Converged(generation));
+                self.status.record(
+                    name,
+                    Condition::Converged,
+                    message.clone(),
+                    Outcome::Converged(generation),
+                );
                 self.events.publish(
                     generation,
-                    EventKind::Step { step: name, phase: StepPhase::Converged, message },
+                    EventKind::Step {
+                        step: name,
+                        phase: StepPhase::Converged,
+                        message,
+                    },
                 );
                 true
             }
@@ -284,7 +325,12 @@ impl Reconciler {
     ) -> bool {
         let error = error.to_string();
         warn!(%step, %error, "step failed");
-        report(Condition::Failed, StepPhase::Failed, error.clone(), Outcome::Failed(error));
+        report(
+            Condition::Failed,
+            StepPhase::Failed,
+            error.clone(),
+            Outcome::Failed(error),
+        );
         false
     }
 }

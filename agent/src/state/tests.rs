@@ -34,7 +34,11 @@ fn saved_spec_is_loaded_back_and_is_0600() {
         spec: example("server-init"),
     };
     store.save(&desired).unwrap();
-    let mode = fs::metadata(store.spec_path()).unwrap().permissions().mode() & 0o777;
+    let mode = fs::metadata(store.spec_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let (_, loaded) = StateStore::open(tmp.path()).unwrap();
     assert_eq!(loaded, Some(desired));
@@ -86,7 +90,10 @@ fn truncated_or_foreign_files_are_refused_with_their_path() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join(SPEC_FILE);
     for (content, expect) in [
-        (&b"{\"generation\": 1, \"spe"[..], "not a tfagent state file"),
+        (
+            &b"{\"generation\": 1, \"spe"[..],
+            "not a tfagent state file",
+        ),
         (&b"{\"generation\": 0, \"spec\": {}}"[..], "generation 0"),
         (&b"{\"generation\": 1, \"spec\": {}}"[..], "refuses"),
     ] {

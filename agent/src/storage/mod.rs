@@ -18,7 +18,10 @@ pub fn plan(desired: &Storage) -> StepPlan {
         .iter()
         .map(|volume| match &volume.source {
             VolumeSource::Device(device) => {
-                format!("volume {}: {device} mounted at {}", volume.name, volume.mount_point)
+                format!(
+                    "volume {}: {device} mounted at {}",
+                    volume.name, volume.mount_point
+                )
             }
             VolumeSource::Pool { pool, size } => format!(
                 "volume {}: {size} subvolume of pool {pool} mounted at {}",

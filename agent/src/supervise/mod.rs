@@ -14,12 +14,19 @@ use crate::{
 /// What this step would manage for `desired`.
 pub fn plan(desired: &NodeSpec) -> StepPlan {
     let services = &desired.services;
-    let k3s_mode = if desired.role.is_server() { "server" } else { "agent" };
+    let k3s_mode = if desired.role.is_server() {
+        "server"
+    } else {
+        "agent"
+    };
     StepPlan::not_implemented(
         StepName::Services,
         vec![
             format!("containerd from {}", services.containerd.binary),
-            format!("k3s {k3s_mode} ({}) from {}", desired.role, services.k3s.binary),
+            format!(
+                "k3s {k3s_mode} ({}) from {}",
+                desired.role, services.k3s.binary
+            ),
         ],
     )
 }
