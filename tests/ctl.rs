@@ -29,12 +29,21 @@ fn is_root() -> bool {
 struct Daemon {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    env: Vec<(&'static str, PathBuf)>,
 }
 
 impl Daemon {
     fn start() -> Self {
+        Self::start_with_env(Vec::new())
+    }
+
+    fn start_with_env(env: Vec<(&'static str, PathBuf)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut daemon = Self { dir, child: None };
+        let mut daemon = Self {
+            dir,
+            child: None,
+            env,
+        };
         daemon.spawn();
         daemon
     }
@@ -63,6 +72,7 @@ impl Daemon {
         let child = Command::new(TFAGENT)
             .arg("--config")
             .arg(&config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -249,6 +259,57 @@ fn an_invalid_spec_is_refused_with_every_field_and_changes_nothing() {
     let output = daemon.ctl(&["apply", "-f", "/nonexistent/spec.yaml"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/spec.yaml"));
+}
+
+#[test]
+fn tells_systemd_it_is_ready_and_stops_promptly_with_a_follower_attached() {
+    use std::os::unix::net::UnixDatagram;
+
+    // A notify socket as systemd hands one to a Type=notify service.
+    let notify_dir = tempfile::tempdir().unwrap();
+    let notify_path = notify_dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut daemon = Daemon::start_with_env(vec![("NOTIFY_SOCKET", notify_path)]);
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+
+    let follower = daemon
+        .ctl_command(&["events", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut follower = ChildGuard(Some(follower));
+    let spec = example("agent");
+    daemon.ok(&["apply", "-f", spec.to_str().unwrap()]);
+    thread::sleep(Duration::from_millis(200));
+
+    // An open event stream must not hold up the shutdown.
+    assert!(daemon.terminate(), "tfagent exits 0 on SIGTERM");
+    let n = notify.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    let output = follower.0.take().unwrap().wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("spec accepted"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("tfagent is shutting down"), "{stderr}");
+    assert!(!output.status.success(), "a cut-off follow is an error");
+}
+
+/// Kills a helper process if the test fails before reaping it.
+struct ChildGuard(Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 #[test]

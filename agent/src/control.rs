@@ -228,3 +228,112 @@ impl Controller {
         self.events.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::{
+        app,
+        test_support::{FakeHost, example_document},
+    };
+
+    fn controller(dir: &std::path::Path) -> Arc<Controller> {
+        let (store, initial) = StateStore::open(dir).unwrap();
+        Arc::new(Controller::new(
+            store,
+            initial,
+            app::steps(),
+            Arc::new(StatusBoard::new(&StepName::ORDER)),
+            Arc::new(EventBus::default()),
+            Arc::new(FakeHost),
+        ))
+    }
+
+    /// The example with a different node name per `n`, so each is a change.
+    fn variant(n: usize) -> SpecDocument {
+        let mut document = example_document("agent");
+        document.node_name = format!("variant-{n}");
+        document
+    }
+
+    #[tokio::test]
+    async fn concurrent_applies_get_distinct_consecutive_generations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let controller = controller(tmp.path());
+        let tasks: Vec<_> = (0..16)
+            .map(|n| {
+                let controller = Arc::clone(&controller);
+                tokio::spawn(async move { controller.apply(variant(n), ApplyMode::Apply).await })
+            })
+            .collect();
+        let mut generations = Vec::new();
+        for task in tasks {
+            let outcome = task.await.unwrap().unwrap();
+            assert!(outcome.changed);
+            generations.push(outcome.generation);
+        }
+        generations.sort_unstable();
+        assert_eq!(generations, (1..=16).collect::<Vec<_>>());
+
+        // The stored spec is the one that got the last generation.
+        let (generation, stored) = controller.redacted_spec().unwrap();
+        assert_eq!(generation, 16);
+        let (_, reloaded) = StateStore::open(tmp.path()).unwrap();
+        let reloaded = reloaded.unwrap();
+        assert_eq!(reloaded.generation, 16);
+        assert_eq!(reloaded.spec.node_name.to_string(), stored.node_name);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let controller = controller(tmp.path());
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
+        let mut desired = controller.watch_desired();
+        desired.borrow_and_update();
+
+        // A directory where the spec file goes makes the rename fail, even
+        // for root (file permissions would not stop root).
+        let spec = tmp.path().join("spec.json");
+        std::fs::remove_file(&spec).unwrap();
+        std::fs::create_dir(&spec).unwrap();
+        let error = controller
+            .apply(variant(2), ApplyMode::Apply)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ControlError::State(_)), "{error}");
+        assert!(error.to_string().contains("spec.json"), "{error}");
+
+        let (generation, document) = controller.redacted_spec().unwrap();
+        assert_eq!((generation, document.node_name.as_str()), (1, "variant-1"));
+        assert!(
+            !desired.has_changed().unwrap(),
+            "the reconciler was not told"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|name| name != "spec.json")
+            .collect();
+        assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn dry_run_never_stores_or_publishes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let controller = controller(tmp.path());
+        let outcome = controller
+            .apply(variant(1), ApplyMode::DryRun)
+            .await
+            .unwrap();
+        assert_eq!((outcome.generation, outcome.changed), (0, true));
+        assert_eq!(outcome.plan.len(), StepName::ORDER.len());
+        assert!(controller.redacted_spec().is_none());
+        assert!(controller.subscribe().0.is_empty());
+        assert!(!tmp.path().join("spec.json").exists());
+    }
+}

@@ -1,7 +1,12 @@
 //! Shared helpers of the unit tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::spec::{NodeSpec, SpecDocument, ValidationContext};
+use std::collections::BTreeSet;
+
+use crate::{
+    host::{CgroupMode, HostCapabilities, HostInfo},
+    spec::{NodeSpec, SpecDocument, ValidationContext},
+};
 
 /// The text of an example spec under examples/.
 pub fn example_text(name: &str) -> &'static str {
@@ -21,4 +26,25 @@ pub fn example_spec(name: &str) -> NodeSpec {
     example_document(name)
         .validate(&ValidationContext::default())
         .unwrap()
+}
+
+/// A host with fixed, zOS-like capabilities.
+#[derive(Debug)]
+pub struct FakeHost;
+
+impl HostInfo for FakeHost {
+    fn hostname(&self) -> String {
+        "node-under-test".into()
+    }
+
+    fn capabilities(&self) -> HostCapabilities {
+        HostCapabilities {
+            kernel_release: "6.1.0-test".into(),
+            kernel_wireguard: true,
+            wireguard_go: None,
+            cgroup_mode: CgroupMode::V1,
+            filesystems: BTreeSet::from(["btrfs".to_owned()]),
+            btrfs_pools: vec![],
+        }
+    }
 }

@@ -115,7 +115,10 @@ impl NodeAgent for NodeAgentService {
             }
             loop {
                 let received = tokio::select! {
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => {
+                        yield Err(Status::unavailable("tfagent is shutting down"));
+                        return;
+                    }
                     received = live.recv() => received,
                 };
                 match received {

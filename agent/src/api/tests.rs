@@ -1,7 +1,7 @@
 //! The gRPC service in-process over a temporary unix socket.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use tfagent_proto::v1::{self as pb, node_agent_client::NodeAgentClient};
 use tokio::task::JoinHandle;
@@ -13,32 +13,11 @@ use crate::{
     app,
     control::Controller,
     events::EventBus,
-    host::{CgroupMode, HostCapabilities, HostInfo},
     reconcile::{StatusBoard, StepName},
     spec::{REDACTED, SpecDocument},
     state::StateStore,
-    test_support::example_document,
+    test_support::{FakeHost, example_document},
 };
-
-#[derive(Debug)]
-struct FakeHost;
-
-impl HostInfo for FakeHost {
-    fn hostname(&self) -> String {
-        "node-under-test".into()
-    }
-
-    fn capabilities(&self) -> HostCapabilities {
-        HostCapabilities {
-            kernel_release: "6.1.0-test".into(),
-            kernel_wireguard: true,
-            wireguard_go: None,
-            cgroup_mode: CgroupMode::V1,
-            filesystems: BTreeSet::from(["btrfs".to_owned()]),
-            btrfs_pools: vec![],
-        }
-    }
-}
 
 struct TestAgent {
     _dir: tempfile::TempDir,

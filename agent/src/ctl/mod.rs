@@ -111,7 +111,9 @@ impl CtlError {
         }
         let hint = match status.code() {
             Code::PermissionDenied => " (the socket serves root only)",
-            Code::Unavailable => " (is tfagent running?)",
+            Code::Unavailable if !status.message().contains("shutting down") => {
+                " (is tfagent running?)"
+            }
             _ => "",
         };
         Self::new(format!("{}{hint}", status.message()))
