@@ -16,7 +16,7 @@ use tonic::Code;
 use crate::{
     api::{bad_request_fields, connect_unix},
     config::DEFAULT_SOCKET,
-    spec::{SpecDocument, limits},
+    spec::{SpecDocument, ValidationContext, limits},
 };
 
 pub use render::Style;
@@ -224,5 +224,49 @@ fn read_spec(file: &PathBuf) -> Result<SpecDocument, CtlError> {
         }
         fs::read_to_string(file).map_err(|e| CtlError::new(format!("{}: {e}", file.display())))?
     };
-    SpecDocument::parse(&text).map_err(|e| CtlError::new(format!("{}: {e}", file.display())))
+    let document = SpecDocument::parse(&text)
+        .map_err(|e| CtlError::new(format!("{}: {e}", file.display())))?;
+    // Checked here too for the most precise messages: the wire form cannot
+    // carry e.g. a misspelled role. The agent validates again, with what it
+    // knows of the host, and has the last word.
+    if let Err(errors) = document.validate(&ValidationContext::default()) {
+        return Err(CtlError {
+            message: format!(
+                "{}: the spec is invalid: {} invalid field(s)",
+                file.display(),
+                errors.len()
+            ),
+            details: errors.iter().map(ToString::to_string).collect(),
+        });
+    }
+    Ok(document)
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    use super::*;
+
+    #[test]
+    fn a_refused_spec_lists_each_field_on_its_own_line() {
+        let mut details = ErrorDetails::new();
+        details.add_bad_request_violation("node_name", "required");
+        details.add_bad_request_violation("network.wireguard.mtu", "must be 1280..=9000");
+        let status = tonic::Status::with_error_details(Code::InvalidArgument, "invalid", details);
+        let shown = CtlError::from(status).to_string();
+        assert_eq!(
+            shown,
+            "the agent refused the spec: 2 invalid field(s)\n  node_name: required\n  network.wireguard.mtu: must be 1280..=9000"
+        );
+    }
+
+    #[test]
+    fn other_errors_are_one_line_with_a_hint() {
+        let shown = CtlError::from(tonic::Status::permission_denied("uid 7 may not")).to_string();
+        assert_eq!(shown, "uid 7 may not (the socket serves root only)");
+        let shown =
+            CtlError::from(tonic::Status::unavailable("tfagent is shutting down")).to_string();
+        assert_eq!(shown, "tfagent is shutting down");
+    }
 }

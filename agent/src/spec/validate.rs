@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use super::document::{
     AddonsDoc, ClusterDoc, PeerDoc, ServiceDoc, ServicesDoc, SpecDocument, StorageDoc, VipDoc,
-    VolumeDoc, WireguardDoc,
+    VipServerDoc, VolumeDoc, WireguardDoc,
 };
 use super::limits::{
     MAX_ADDRESSES, MAX_ALLOWED_IPS, MAX_ERRORS, MAX_EXTRA_ARGS, MAX_METALLB_ADDRESSES,
@@ -840,7 +840,7 @@ impl Checker<'_> {
 
     fn vip_servers(
         &mut self,
-        servers: &[super::document::VipServerDoc],
+        servers: &[VipServerDoc],
         node_name: Option<&NodeName>,
         role: Option<Role>,
         wg: &WireguardParts,
