@@ -233,22 +233,7 @@ impl Controller {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::{
-        app,
-        test_support::{FakeHost, example_document},
-    };
-
-    fn controller(dir: &std::path::Path) -> Arc<Controller> {
-        let (store, initial) = StateStore::open(dir).unwrap();
-        Arc::new(Controller::new(
-            store,
-            initial,
-            app::steps(),
-            Arc::new(StatusBoard::new(&StepName::ORDER)),
-            Arc::new(EventBus::default()),
-            Arc::new(FakeHost),
-        ))
-    }
+    use crate::test_support::{controller, example_document};
 
     /// The example with a different node name per `n`, so each is a change.
     fn variant(n: usize) -> SpecDocument {

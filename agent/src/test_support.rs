@@ -1,11 +1,16 @@
 //! Shared helpers of the unit tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, path::Path, sync::Arc};
 
 use crate::{
+    app,
+    control::Controller,
+    events::EventBus,
     host::{CgroupMode, HostCapabilities, HostInfo},
+    reconcile::{StatusBoard, StepName},
     spec::{NodeSpec, SpecDocument, ValidationContext},
+    state::StateStore,
 };
 
 /// The text of an example spec under examples/.
@@ -47,4 +52,17 @@ impl HostInfo for FakeHost {
             btrfs_pools: vec![],
         }
     }
+}
+
+/// A controller over a state dir, with this build's steps and [`FakeHost`].
+pub fn controller(state_dir: &Path) -> Arc<Controller> {
+    let (store, initial) = StateStore::open(state_dir).unwrap();
+    Arc::new(Controller::new(
+        store,
+        initial,
+        app::steps(),
+        Arc::new(StatusBoard::new(&StepName::ORDER)),
+        Arc::new(EventBus::default()),
+        Arc::new(FakeHost),
+    ))
 }

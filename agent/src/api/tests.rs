@@ -1,7 +1,7 @@
 //! The gRPC service in-process over a temporary unix socket.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use tfagent_proto::v1::{self as pb, node_agent_client::NodeAgentClient};
 use tokio::task::JoinHandle;
@@ -10,13 +10,8 @@ use tonic::{Code, transport::Channel};
 
 use super::*;
 use crate::{
-    app,
-    control::Controller,
-    events::EventBus,
-    reconcile::{StatusBoard, StepName},
     spec::{REDACTED, SpecDocument},
-    state::StateStore,
-    test_support::{FakeHost, example_document},
+    test_support::{controller, example_document},
 };
 
 struct TestAgent {
@@ -32,15 +27,7 @@ impl TestAgent {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
         let socket = dir.path().join("run/tfagent.sock");
-        let (store, initial) = StateStore::open(&state_dir).unwrap();
-        let controller = Arc::new(Controller::new(
-            store,
-            initial,
-            app::steps(),
-            Arc::new(StatusBoard::new(&StepName::ORDER)),
-            Arc::new(EventBus::default()),
-            Arc::new(FakeHost),
-        ));
+        let controller = controller(&state_dir);
         let bound = bind_unix(&socket).await.unwrap();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
