@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: all build release test lint demo deps install clean
+.PHONY: all build release test lint fuzz-build demo deps install clean
 
 all: build
 
@@ -20,12 +20,17 @@ release: deps
 
 # The whole suite, exactly what CI runs (.ci/run): formatting, lints, then
 # unit, integration and end-to-end tests (root-only ones need root).
-test: deps lint
+test: deps lint fuzz-build
 	$(CARGO) test --workspace --locked
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# The fuzz targets (spec parsing from files and from the wire) must keep
+# building; run them with `cargo +nightly fuzz run spec_document` in fuzz/.
+fuzz-build:
+	$(CARGO) build --manifest-path fuzz/Cargo.toml --locked --target-dir target
 
 # Start an agent, apply the example server-init spec, show its status.
 demo: build
