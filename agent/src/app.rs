@@ -47,20 +47,21 @@ pub async fn run(
     config: BootConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    let (store, initial) = StateStore::open(&config.state_dir)?;
-    match &initial {
+    let (store, loaded) = StateStore::open(&config.state_dir)?;
+    match &loaded.desired {
         Some(desired) => info!(
             generation = desired.generation,
             "resuming from the stored spec"
         ),
-        None => info!("no spec stored yet; waiting for Apply"),
+        None if loaded.refused.is_none() => info!("no spec stored yet; waiting for Apply"),
+        None => {}
     }
     let steps = steps();
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
     let controller = Arc::new(Controller::new(
         store,
-        initial,
+        loaded,
         steps.clone(),
         Arc::clone(&status),
         Arc::clone(&events),

@@ -5,14 +5,14 @@
 use std::{sync::Arc, time::SystemTime};
 
 use tokio::sync::{Mutex, broadcast, watch};
-use tracing::info;
+use tracing::{Instrument, Span, info, warn};
 
 use crate::{
     events::{Event, EventBus, EventKind},
     host::{HostCapabilities, HostInfo},
     reconcile::{self, StatusBoard, Step, StepName, StepStatus},
     spec::{NodeSpec, Role, SpecDocument, ValidationContext, ValidationErrors},
-    state::{Desired, StateError, StateStore},
+    state::{Desired, Loaded, RefusedSpec, StateError, StateStore},
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -25,8 +25,11 @@ pub enum ControlError {
     Unsupported(&'static str),
     #[error("storing the spec: {0}")]
     State(#[from] StateError),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error while {what}: {source}")]
+    Internal {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,8 @@ pub struct NodeInfo {
 pub struct NodeStatus {
     pub node_name: Option<String>,
     pub role: Option<Role>,
+    /// Set while the spec found on disk at startup stays refused.
+    pub refused_spec: Option<RefusedSpec>,
     pub desired_generation: u64,
     pub converged_generation: u64,
     pub steps: Vec<StepStatus>,
@@ -75,33 +80,91 @@ pub struct NodeStatus {
 
 #[derive(Debug)]
 pub struct Controller {
-    store: Arc<StateStore>,
-    /// Serialises `Apply` so generations grow by exactly one per change.
-    apply_lock: Mutex<()>,
-    desired: watch::Sender<Option<Arc<Desired>>>,
+    committer: Arc<Committer>,
     steps: Vec<Arc<dyn Step>>,
     status: Arc<StatusBoard>,
-    events: Arc<EventBus>,
     host: Arc<dyn HostInfo>,
     started_at: SystemTime,
+}
+
+/// Stores accepted specs. Runs in its own task so that a caller who goes
+/// away (a cancelled RPC) cannot leave the disk and memory disagreeing.
+#[derive(Debug)]
+struct Committer {
+    store: StateStore,
+    /// Serialises commits so generations grow by exactly one per change.
+    lock: Mutex<()>,
+    desired: watch::Sender<Option<Arc<Desired>>>,
+    /// Why the spec on disk was refused at startup, until one is accepted.
+    refused: std::sync::Mutex<Option<RefusedSpec>>,
+    events: Arc<EventBus>,
+}
+
+impl Committer {
+    /// Stores `spec` as the next generation unless it equals the current one.
+    async fn commit(self: Arc<Self>, spec: NodeSpec) -> Result<(u64, bool), ControlError> {
+        let _serialised = self.lock.lock().await;
+        let current = self.desired.borrow().clone();
+        if let Some(current) = current.as_ref().filter(|c| c.spec == spec) {
+            return Ok((current.generation, false));
+        }
+        // A spec refused at startup still used up its generation number.
+        let floor = self.refused().map_or(0, |r| r.generation);
+        let desired = Desired {
+            generation: current.map_or(0, |c| c.generation).max(floor) + 1,
+            spec,
+        };
+        let this = Arc::clone(&self);
+        let to_save = desired.clone();
+        let span = Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| this.store.save(&to_save)))
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "saving the spec",
+                source,
+            })??;
+        let generation = desired.generation;
+        info!(generation, node = %desired.spec.node_name, "spec accepted");
+        self.desired.send_replace(Some(Arc::new(desired)));
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.events.publish(generation, EventKind::SpecAccepted);
+        Ok((generation, true))
+    }
+
+    fn refused(&self) -> Option<RefusedSpec> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl Controller {
     pub fn new(
         store: StateStore,
-        initial: Option<Desired>,
+        loaded: Loaded,
         steps: Vec<Arc<dyn Step>>,
         status: Arc<StatusBoard>,
         events: Arc<EventBus>,
         host: Arc<dyn HostInfo>,
     ) -> Self {
+        if let Some(refused) = &loaded.refused {
+            warn!(
+                reason = %refused.reason,
+                moved_to = %refused.moved_to.display(),
+                "the stored spec was refused; waiting for a new one"
+            );
+        }
         Self {
-            store: Arc::new(store),
-            apply_lock: Mutex::new(()),
-            desired: watch::Sender::new(initial.map(Arc::new)),
+            committer: Arc::new(Committer {
+                store,
+                lock: Mutex::new(()),
+                desired: watch::Sender::new(loaded.desired.map(Arc::new)),
+                refused: std::sync::Mutex::new(loaded.refused),
+                events,
+            }),
             steps,
             status,
-            events,
             host,
             started_at: SystemTime::now(),
         }
@@ -109,11 +172,26 @@ impl Controller {
 
     /// The desired spec as the reconciler follows it.
     pub fn watch_desired(&self) -> watch::Receiver<Option<Arc<Desired>>> {
-        self.desired.subscribe()
+        self.committer.desired.subscribe()
     }
 
     fn current(&self) -> Option<Arc<Desired>> {
-        self.desired.borrow().clone()
+        self.committer.desired.borrow().clone()
+    }
+
+    /// What validation may know of this host.
+    async fn validation_context(&self) -> Result<ValidationContext, ControlError> {
+        let host = Arc::clone(&self.host);
+        let capabilities = tokio::task::spawn_blocking(move || host.capabilities())
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "probing the host",
+                source,
+            })?;
+        Ok(ValidationContext {
+            own_public_key: None,
+            kernel_filesystems: Some(capabilities.filesystems),
+        })
     }
 
     /// Validates `document`, plans it, and unless this is a dry run stores it
@@ -126,9 +204,14 @@ impl Controller {
         if mode == ApplyMode::Try {
             return Err(ControlError::Unsupported("apply mode `try`"));
         }
-        let spec = document
-            .validate(&ValidationContext::default())
-            .map_err(ControlError::Invalid)?;
+        let context = self.validation_context().await?;
+        let spec = match document.validate(&context) {
+            Ok(spec) => spec,
+            Err(errors) => {
+                info!(errors = errors.len(), "spec refused");
+                return Err(ControlError::Invalid(errors));
+            }
+        };
         let plan = self.plan(&spec).await;
 
         if mode == ApplyMode::DryRun {
@@ -140,31 +223,16 @@ impl Controller {
             });
         }
 
-        let _serialised = self.apply_lock.lock().await;
-        let current = self.current();
-        if let Some(current) = current.as_ref().filter(|c| c.spec == spec) {
-            return Ok(ApplyOutcome {
-                generation: current.generation,
-                changed: false,
-                plan,
-            });
-        }
-        let desired = Desired {
-            generation: current.map_or(0, |c| c.generation) + 1,
-            spec,
-        };
-        let store = Arc::clone(&self.store);
-        let to_save = desired.clone();
-        tokio::task::spawn_blocking(move || store.save(&to_save))
+        let commit = Arc::clone(&self.committer).commit(spec);
+        let (generation, changed) = tokio::spawn(commit.instrument(Span::current()))
             .await
-            .map_err(|e| ControlError::Internal(format!("saving the spec: {e}")))??;
-        let generation = desired.generation;
-        info!(generation, node = %desired.spec.node_name, "spec accepted");
-        self.desired.send_replace(Some(Arc::new(desired)));
-        self.events.publish(generation, EventKind::SpecAccepted);
+            .map_err(|source| ControlError::Internal {
+                what: "storing the spec",
+                source,
+            })??;
         Ok(ApplyOutcome {
             generation,
-            changed: true,
+            changed,
             plan,
         })
     }
@@ -202,6 +270,7 @@ impl Controller {
         NodeStatus {
             node_name: current.as_ref().map(|d| d.spec.node_name.to_string()),
             role: current.as_ref().map(|d| d.spec.role),
+            refused_spec: self.committer.refused(),
             desired_generation: current.as_ref().map_or(0, |d| d.generation),
             converged_generation: self.status.converged_generation(),
             steps: self.status.snapshot(),
@@ -214,7 +283,10 @@ impl Controller {
         let (hostname, capabilities) =
             tokio::task::spawn_blocking(move || (host.hostname(), host.capabilities()))
                 .await
-                .map_err(|e| ControlError::Internal(format!("probing the host: {e}")))?;
+                .map_err(|source| ControlError::Internal {
+                    what: "probing the host",
+                    source,
+                })?;
         Ok(NodeInfo {
             version: VERSION,
             hostname,
@@ -225,7 +297,7 @@ impl Controller {
     }
 
     pub fn subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
-        self.events.subscribe()
+        self.committer.events.subscribe()
     }
 }
 
@@ -265,7 +337,7 @@ mod tests {
         let (generation, stored) = controller.redacted_spec().unwrap();
         assert_eq!(generation, 16);
         let (_, reloaded) = StateStore::open(tmp.path()).unwrap();
-        let reloaded = reloaded.unwrap();
+        let reloaded = reloaded.desired.unwrap();
         assert_eq!(reloaded.generation, 16);
         assert_eq!(reloaded.spec.node_name.to_string(), stored.node_name);
     }
@@ -320,5 +392,64 @@ mod tests {
         assert!(controller.redacted_spec().is_none());
         assert!(controller.subscribe().0.is_empty());
         assert!(!tmp.path().join("spec.json").exists());
+    }
+
+    #[tokio::test]
+    async fn a_refused_stored_spec_is_reported_and_generations_go_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("spec.json"),
+            r#"{"generation": 41, "spec": {"node_name": "Bad_Name"}}"#,
+        )
+        .unwrap();
+        let controller = controller(tmp.path());
+        let status = controller.status();
+        let refused = status.refused_spec.unwrap();
+        assert!(refused.reason.contains("node_name"), "{}", refused.reason);
+        assert_eq!(status.desired_generation, 0);
+
+        let outcome = controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome.generation, 42,
+            "never reuses the refused generation"
+        );
+        assert!(controller.status().refused_spec.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_apply_leaves_disk_and_memory_agreeing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let controller = controller(tmp.path());
+        for n in 0..40 {
+            let task = tokio::spawn({
+                let controller = Arc::clone(&controller);
+                async move { controller.apply(variant(n), ApplyMode::Apply).await }
+            });
+            // Give up on the call at varying points of its progress.
+            for _ in 0..n % 8 {
+                tokio::task::yield_now().await;
+            }
+            task.abort();
+            let _ = task.await;
+            let Some(current) = controller.current() else {
+                continue;
+            };
+            // Re-applying the current spec waits for a commit still running.
+            let settled = controller
+                .apply(current.spec.to_document(), ApplyMode::Apply)
+                .await
+                .unwrap();
+            let memory = controller.current().unwrap();
+            assert_eq!(settled.generation, memory.generation);
+            let (_, loaded) = StateStore::open(tmp.path()).unwrap();
+            assert_eq!(
+                loaded.desired.as_ref(),
+                Some(memory.as_ref()),
+                "after attempt {n}"
+            );
+        }
     }
 }

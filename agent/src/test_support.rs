@@ -56,10 +56,10 @@ impl HostInfo for FakeHost {
 
 /// A controller over a state dir, with this build's steps and [`FakeHost`].
 pub fn controller(state_dir: &Path) -> Arc<Controller> {
-    let (store, initial) = StateStore::open(state_dir).unwrap();
+    let (store, loaded) = StateStore::open(state_dir).unwrap();
     Arc::new(Controller::new(
         store,
-        initial,
+        loaded,
         app::steps(),
         Arc::new(StatusBoard::new(&StepName::ORDER)),
         Arc::new(EventBus::default()),

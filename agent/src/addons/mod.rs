@@ -4,15 +4,17 @@
 //! Not implemented in this build: the step plans what the spec asks for and
 //! reports itself as not implemented, changing nothing.
 
+use std::convert::Infallible;
+
 use async_trait::async_trait;
 
 use crate::{
-    reconcile::{Step, StepError, StepName, StepPlan},
+    reconcile::{Capability, Plan, StepError, StepName},
     spec::{Addons, NodeSpec},
 };
 
 /// What this step would manage for `desired`.
-pub fn plan(desired: &Addons) -> StepPlan {
+pub fn plan(desired: &Addons) -> Plan<Infallible> {
     let enabled: Vec<&str> = [
         ("metallb", desired.metallb.is_some()),
         ("ingress-nginx", desired.ingress_nginx),
@@ -24,27 +26,38 @@ pub fn plan(desired: &Addons) -> StepPlan {
     .filter_map(|(name, on)| on.then_some(name))
     .collect();
     let wants = if enabled.is_empty() {
-        "no add-ons".to_owned()
+        Vec::new()
     } else {
-        format!("add-ons {}", enabled.join(", "))
+        vec![format!("add-ons {}", enabled.join(", "))]
     };
-    StepPlan::not_implemented(StepName::Addons, vec![wants])
+    Plan::NotImplemented { wants }
 }
 
 #[derive(Debug, Default)]
 pub struct AddonsStep;
 
 #[async_trait]
-impl Step for AddonsStep {
-    fn name(&self) -> StepName {
+impl Capability for AddonsStep {
+    type Observed = ();
+    type Change = Infallible;
+
+    fn step(&self) -> StepName {
         StepName::Addons
     }
 
-    async fn plan(&self, desired: &NodeSpec) -> Result<StepPlan, StepError> {
-        Ok(plan(&desired.addons))
+    async fn observe(&self, _desired: &NodeSpec) -> Result<(), StepError> {
+        Ok(())
     }
 
-    async fn apply(&self, _desired: &NodeSpec, _plan: &StepPlan) -> Result<(), StepError> {
-        Err(StepError::NotImplemented(StepName::Addons))
+    fn plan(desired: &NodeSpec, _observed: &()) -> Plan<Infallible> {
+        plan(&desired.addons)
+    }
+
+    async fn apply(&self, _desired: &NodeSpec, changes: &[Infallible]) -> Result<(), StepError> {
+        // A not-implemented plan has no changes to make.
+        match changes.first() {
+            None => Ok(()),
+            Some(&never) => match never {},
+        }
     }
 }

@@ -17,8 +17,9 @@ impl From<ControlError> for Status {
                 Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
             }
             ControlError::Unsupported(_) => Status::unimplemented(error.to_string()),
-            ControlError::State(_) => Status::unavailable(error.to_string()),
-            ControlError::Internal(_) => Status::internal(error.to_string()),
+            ControlError::State(_) | ControlError::Internal { .. } => {
+                Status::internal(error.to_string())
+            }
         }
     }
 }

@@ -87,6 +87,10 @@ pub fn status(status: NodeStatus) -> pb::NodeStatus {
         desired_generation: status.desired_generation,
         converged_generation: status.converged_generation,
         steps: status.steps.into_iter().map(step_status).collect(),
+        refused_spec: status
+            .refused_spec
+            .map(|r| format!("{} (moved to {})", r.reason, r.moved_to.display()))
+            .unwrap_or_default(),
     }
 }
 

@@ -176,6 +176,8 @@ struct StatusView {
     role: Option<String>,
     desired_generation: u64,
     converged_generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused_spec: Option<String>,
     steps: Vec<StepView>,
 }
 
@@ -202,6 +204,7 @@ pub fn status(
         role: (status.role != 0).then(|| role_name(status.role)),
         desired_generation: status.desired_generation,
         converged_generation: status.converged_generation,
+        refused_spec: Some(status.refused_spec.clone()).filter(|r| !r.is_empty()),
         steps: status
             .steps
             .iter()
@@ -235,6 +238,13 @@ pub fn status(
         "generation  desired {}, converged {}  {converged}",
         view.desired_generation, view.converged_generation
     )?;
+    if let Some(refused) = &view.refused_spec {
+        let warning = "warning     the spec stored on disk was refused at startup; apply a new one";
+        writeln!(out, "{}", style.paint(warning, "31"))?;
+        for line in refused.lines() {
+            writeln!(out, "            {line}")?;
+        }
+    }
     writeln!(out)?;
     let condition_width = view
         .steps

@@ -58,55 +58,122 @@ impl fmt::Display for StepName {
     }
 }
 
-/// What converging one step to a spec would do.
+/// What a capability's pure plan says must happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan<C> {
+    /// This build cannot carry the step out. `wants` lists what the spec
+    /// asks of it; empty when it asks nothing.
+    NotImplemented { wants: Vec<String> },
+    /// The host changes that make it match the spec, in order; empty when
+    /// it already does.
+    Changes(Vec<C>),
+}
+
+/// One capability of the agent: observe the host, plan the difference
+/// (pure, so it is tested exhaustively), apply the plan.
+#[async_trait]
+pub trait Capability: Send + Sync + fmt::Debug + 'static {
+    /// What the capability reads of the host.
+    type Observed: Send + Sync;
+    /// One host change; its Display is what plans and events show.
+    type Change: fmt::Display + Send + Sync;
+
+    fn step(&self) -> StepName;
+
+    /// Reads the host state this capability manages. Never changes it.
+    async fn observe(&self, desired: &NodeSpec) -> Result<Self::Observed, StepError>;
+
+    /// The changes that take `observed` to `desired`.
+    fn plan(desired: &NodeSpec, observed: &Self::Observed) -> Plan<Self::Change>;
+
+    /// Makes the changes of a plan, in order.
+    async fn apply(&self, desired: &NodeSpec, changes: &[Self::Change]) -> Result<(), StepError>;
+}
+
+/// A plan as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepPlan {
     pub step: StepName,
     /// False when this build cannot carry the step out; `actions` then says
-    /// what the step would manage.
+    /// what the spec asks of it.
     pub implemented: bool,
     /// One line per host change, in the order they would be made.
     pub actions: Vec<String>,
 }
 
-impl StepPlan {
-    pub fn not_implemented(step: StepName, would_manage: Vec<String>) -> Self {
-        Self {
-            step,
-            implemented: false,
-            actions: would_manage,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.implemented && self.actions.is_empty()
-    }
+/// What one converge pass of a step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    NotImplemented { wants: Vec<String> },
+    UpToDate,
+    Applied { changes: usize },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    /// Observing the host failed.
-    #[error("observing the host: {0}")]
-    Observe(String),
+    /// Reading the host failed.
+    #[error("observing {what}: {source}")]
+    Observe {
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A change could not be made.
-    #[error("{action}: {message}")]
-    Apply { action: String, message: String },
-    /// Apply was called on a step this build cannot carry out.
-    #[error("the {0} step is not implemented in this build")]
-    NotImplemented(StepName),
+    #[error("{change}: {source}")]
+    Apply {
+        change: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-/// One capability of the agent, converged in [`StepName::ORDER`].
+/// The reconciler's view of a capability (object safe; every
+/// [`Capability`] is one).
 #[async_trait]
 pub trait Step: Send + Sync + fmt::Debug {
     fn name(&self) -> StepName;
 
-    /// Observes the host and computes what converging to `desired` would
-    /// change. Must not change the host: dry runs call it.
+    /// Observes and plans without changing anything (dry runs).
     async fn plan(&self, desired: &NodeSpec) -> Result<StepPlan, StepError>;
 
-    /// Carries out a plan this step made for `desired`.
-    async fn apply(&self, desired: &NodeSpec, plan: &StepPlan) -> Result<(), StepError>;
+    /// Observes, plans and applies.
+    async fn converge(&self, desired: &NodeSpec) -> Result<StepOutcome, StepError>;
+}
+
+#[async_trait]
+impl<C: Capability> Step for C {
+    fn name(&self) -> StepName {
+        self.step()
+    }
+
+    async fn plan(&self, desired: &NodeSpec) -> Result<StepPlan, StepError> {
+        let observed = self.observe(desired).await?;
+        Ok(match C::plan(desired, &observed) {
+            Plan::NotImplemented { wants } => StepPlan {
+                step: self.step(),
+                implemented: false,
+                actions: wants,
+            },
+            Plan::Changes(changes) => StepPlan {
+                step: self.step(),
+                implemented: true,
+                actions: changes.iter().map(ToString::to_string).collect(),
+            },
+        })
+    }
+
+    async fn converge(&self, desired: &NodeSpec) -> Result<StepOutcome, StepError> {
+        let observed = self.observe(desired).await?;
+        match C::plan(desired, &observed) {
+            Plan::NotImplemented { wants } => Ok(StepOutcome::NotImplemented { wants }),
+            Plan::Changes(changes) if changes.is_empty() => Ok(StepOutcome::UpToDate),
+            Plan::Changes(changes) => {
+                info!(changes = changes.len(), "applying");
+                self.apply(desired, &changes).await?;
+                Ok(StepOutcome::Applied {
+                    changes: changes.len(),
+                })
+            }
+        }
+    }
 }
 
 /// Plans every step without changing anything (dry runs, `Apply` replies).
@@ -186,38 +253,52 @@ impl Reconciler {
 
     /// One pass over every step in order. Returns whether no step failed.
     pub async fn converge(&self, desired: &Desired) -> bool {
-        let mut failed: Option<StepName> = None;
+        let mut blocker: Option<Blocker> = None;
+        let mut failed = false;
         for step in &self.steps {
             let name = step.name();
             let span = info_span!("reconcile", step = %name, generation = desired.generation);
-            let ok = self
-                .run_step(step.as_ref(), desired, failed)
+            let result = self
+                .run_step(step.as_ref(), desired, blocker)
                 .instrument(span)
                 .await;
-            if !ok && failed.is_none() {
-                failed = Some(name);
+            match result {
+                StepResult::Done => {}
+                StepResult::Failed => {
+                    failed = true;
+                    blocker = blocker.or(Some(Blocker::Failed(name)));
+                }
+                StepResult::NotDone => {
+                    blocker = blocker.or(Some(Blocker::NotImplemented(name)));
+                }
+                StepResult::Blocked => {}
             }
         }
-        failed.is_none()
+        !failed
     }
 
     async fn run_step(
         &self,
         step: &dyn Step,
         desired: &Desired,
-        blocked_by: Option<StepName>,
-    ) -> bool {
+        blocker: Option<Blocker>,
+    ) -> StepResult {
         let name = step.name();
         let generation = desired.generation;
         let before = self.status.get(name);
         let before_condition = before.as_ref().map(|s| s.condition);
-        // A resync of a step already converged to this generation publishes
-        // events only if something changes.
+        // A repeat run for the same generation (a resync or a retry) is
+        // routine: it publishes events and moves `last_transition` only if
+        // its outcome differs from the last one.
         let routine = before.as_ref().is_some_and(|s| {
-            matches!(
-                s.condition,
-                Condition::Converged | Condition::NotImplemented
-            ) && s.run_generation == generation
+            s.run_generation == generation
+                && matches!(
+                    s.condition,
+                    Condition::Converged
+                        | Condition::NotImplemented
+                        | Condition::Failed
+                        | Condition::Blocked
+                )
         });
         let report = |condition: Condition, phase: StepPhase, message: String, outcome: Outcome| {
             self.status
@@ -234,30 +315,26 @@ impl Reconciler {
             }
         };
 
-        if let Some(blocker) = blocked_by {
-            let message = format!("waiting for {blocker}, which failed");
-            if before_condition != Some(Condition::Blocked) {
-                self.events.publish(
-                    generation,
-                    EventKind::Step {
-                        step: name,
-                        phase: StepPhase::Blocked,
-                        message: message.clone(),
-                    },
-                );
-            }
-            self.status
-                .record(name, Condition::Blocked, message, Outcome::Unchanged);
-            return false;
+        if let Some(blocker) = blocker {
+            self.status.mark_run(name, generation);
+            report(
+                Condition::Blocked,
+                StepPhase::Blocked,
+                blocker.to_string(),
+                Outcome::Unchanged,
+            );
+            return StepResult::Blocked;
         }
 
-        self.status.record(
-            name,
-            Condition::Progressing,
-            "running".into(),
-            Outcome::Running(generation),
-        );
-        if !routine {
+        if routine {
+            self.status.mark_run(name, generation);
+        } else {
+            self.status.record(
+                name,
+                Condition::Progressing,
+                "running".into(),
+                Outcome::Running(generation),
+            );
             self.events.publish(
                 generation,
                 EventKind::Step {
@@ -268,34 +345,34 @@ impl Reconciler {
             );
         }
 
-        let plan = match step.plan(&desired.spec).await {
-            Ok(plan) => plan,
-            Err(error) => return self.failed(name, error, &report),
-        };
-        if !plan.implemented {
-            // What the spec asks of the step is in the plan (`apply --dry-run`).
-            let message = "not implemented in this build; nothing was done".to_owned();
-            report(
-                Condition::NotImplemented,
-                StepPhase::NotImplemented,
-                message,
-                Outcome::Unchanged,
-            );
-            return true;
-        }
-        if plan.actions.is_empty() {
-            report(
-                Condition::Converged,
-                StepPhase::Converged,
-                "up to date".into(),
-                Outcome::Converged(generation),
-            );
-            return true;
-        }
-        info!(changes = plan.actions.len(), "applying");
-        match step.apply(&desired.spec, &plan).await {
-            Ok(()) => {
-                let message = format!("applied {} change(s)", plan.actions.len());
+        match step.converge(&desired.spec).await {
+            Ok(StepOutcome::NotImplemented { wants }) => {
+                // What the spec asks of the step is in the plan (`apply --dry-run`).
+                let message = "not implemented in this build; nothing was done".to_owned();
+                report(
+                    Condition::NotImplemented,
+                    StepPhase::NotImplemented,
+                    message,
+                    Outcome::Unchanged,
+                );
+                // Later steps may depend on what this one was asked to do.
+                if wants.is_empty() {
+                    StepResult::Done
+                } else {
+                    StepResult::NotDone
+                }
+            }
+            Ok(StepOutcome::UpToDate) => {
+                report(
+                    Condition::Converged,
+                    StepPhase::Converged,
+                    "up to date".into(),
+                    Outcome::Converged(generation),
+                );
+                StepResult::Done
+            }
+            Ok(StepOutcome::Applied { changes }) => {
+                let message = format!("applied {changes} change(s)");
                 // Changes on a resync mean drift was healed: always worth an event.
                 self.status.record(
                     name,
@@ -311,28 +388,54 @@ impl Reconciler {
                         message,
                     },
                 );
-                true
+                StepResult::Done
             }
-            Err(error) => self.failed(name, error, &report),
+            Err(error) => {
+                let error = error.to_string();
+                // Routine repeats of the same failure are not logged again.
+                if !routine
+                    || before.as_ref().and_then(|s| s.last_error.as_deref()) != Some(error.as_str())
+                {
+                    warn!(%error, "step failed");
+                }
+                report(
+                    Condition::Failed,
+                    StepPhase::Failed,
+                    error.clone(),
+                    Outcome::Failed(error),
+                );
+                StepResult::Failed
+            }
         }
     }
+}
 
-    fn failed(
-        &self,
-        step: StepName,
-        error: StepError,
-        report: &dyn Fn(Condition, StepPhase, String, Outcome),
-    ) -> bool {
-        let error = error.to_string();
-        warn!(%step, %error, "step failed");
-        report(
-            Condition::Failed,
-            StepPhase::Failed,
-            error.clone(),
-            Outcome::Failed(error),
-        );
-        false
+/// Why a step did not run.
+#[derive(Debug, Clone, Copy)]
+enum Blocker {
+    Failed(StepName),
+    NotImplemented(StepName),
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocker::Failed(step) => write!(f, "waiting for {step}, which failed"),
+            Blocker::NotImplemented(step) => {
+                write!(f, "waiting for {step}, which this build cannot carry out")
+            }
+        }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepResult {
+    /// Converged, or nothing was asked of it.
+    Done,
+    /// Not implemented but asked for something later steps may rely on.
+    NotDone,
+    Failed,
+    Blocked,
 }
 
 #[cfg(test)]

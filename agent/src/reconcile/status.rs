@@ -90,6 +90,15 @@ impl StatusBoard {
             .unwrap_or(0)
     }
 
+    /// Notes a run for `generation` without changing the condition.
+    pub fn mark_run(&self, step: StepName, generation: u64) {
+        let mut steps = self.write();
+        if let Some(entry) = steps.iter_mut().find(|s| s.step == step) {
+            entry.last_run = Some(SystemTime::now());
+            entry.run_generation = generation;
+        }
+    }
+
     /// Records a step's new condition; returns the previous one.
     pub fn record(
         &self,

@@ -5,13 +5,14 @@ use std::sync::Mutex;
 use super::*;
 use crate::{events::Event, test_support::example_spec};
 
-/// What a fake step does when planned.
+/// What a fake step finds on its "host".
 #[derive(Debug, Clone)]
 enum Behaviour {
     UpToDate,
     Changes(usize),
     NotImplemented,
-    PlanFails,
+    NothingAsked,
+    ObserveFails,
     ApplyFails,
 }
 
@@ -29,46 +30,52 @@ impl FakeStep {
 }
 
 #[async_trait]
-impl Step for FakeStep {
-    fn name(&self) -> StepName {
+impl Capability for FakeStep {
+    type Observed = Behaviour;
+    type Change = String;
+
+    fn step(&self) -> StepName {
         self.name
     }
 
-    async fn plan(&self, _desired: &NodeSpec) -> Result<StepPlan, StepError> {
-        self.log.lock().unwrap().push(format!("plan {}", self.name));
-        let behaviour = self.behaviour.lock().unwrap().clone();
-        match behaviour {
-            Behaviour::UpToDate => Ok(StepPlan {
-                step: self.name,
-                implemented: true,
-                actions: vec![],
-            }),
-            Behaviour::Changes(n) => Ok(StepPlan {
-                step: self.name,
-                implemented: true,
-                actions: (0..n).map(|i| format!("change {i}")).collect(),
-            }),
-            Behaviour::ApplyFails => Ok(StepPlan {
-                step: self.name,
-                implemented: true,
-                actions: vec!["doomed".into()],
-            }),
-            Behaviour::NotImplemented => {
-                Ok(StepPlan::not_implemented(self.name, vec!["things".into()]))
-            }
-            Behaviour::PlanFails => Err(StepError::Observe("no such device".into())),
-        }
-    }
-
-    async fn apply(&self, _desired: &NodeSpec, plan: &StepPlan) -> Result<(), StepError> {
+    async fn observe(&self, _desired: &NodeSpec) -> Result<Behaviour, StepError> {
         self.log
             .lock()
             .unwrap()
-            .push(format!("apply {} x{}", self.name, plan.actions.len()));
+            .push(format!("observe {}", self.name));
+        let behaviour = self.behaviour.lock().unwrap().clone();
+        match behaviour {
+            Behaviour::ObserveFails => Err(StepError::Observe {
+                what: "the disks".into(),
+                source: "no such device".into(),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    fn plan(_desired: &NodeSpec, observed: &Behaviour) -> Plan<String> {
+        match observed {
+            Behaviour::UpToDate | Behaviour::ObserveFails => Plan::Changes(vec![]),
+            Behaviour::Changes(n) => {
+                Plan::Changes((0..*n).map(|i| format!("change {i}")).collect())
+            }
+            Behaviour::ApplyFails => Plan::Changes(vec!["doomed".into()]),
+            Behaviour::NotImplemented => Plan::NotImplemented {
+                wants: vec!["things".into()],
+            },
+            Behaviour::NothingAsked => Plan::NotImplemented { wants: vec![] },
+        }
+    }
+
+    async fn apply(&self, _desired: &NodeSpec, changes: &[String]) -> Result<(), StepError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("apply {} x{}", self.name, changes.len()));
         if matches!(*self.behaviour.lock().unwrap(), Behaviour::ApplyFails) {
             return Err(StepError::Apply {
-                action: "doomed".into(),
-                message: "device busy".into(),
+                change: changes[0].clone(),
+                source: "device busy".into(),
             });
         }
         Ok(())
@@ -144,11 +151,11 @@ async fn steps_run_in_dependency_order() {
     assert_eq!(
         log,
         [
-            "plan storage",
-            "plan network",
-            "plan services",
-            "plan vip",
-            "plan addons"
+            "observe storage",
+            "observe network",
+            "observe services",
+            "observe vip",
+            "observe addons"
         ]
     );
     for status in h.status.snapshot() {
@@ -212,9 +219,9 @@ async fn a_failed_step_blocks_the_later_ones_and_keeps_its_error() {
 }
 
 #[tokio::test]
-async fn a_plan_failure_is_a_failure() {
+async fn an_observe_failure_is_a_failure() {
     let h = harness();
-    step(&h, StepName::Storage).set(Behaviour::PlanFails);
+    step(&h, StepName::Storage).set(Behaviour::ObserveFails);
     assert!(!h.reconciler.converge(&desired(1)).await);
     let storage = h.status.get(StepName::Storage).unwrap();
     assert_eq!(storage.condition, Condition::Failed);
@@ -236,9 +243,62 @@ async fn a_step_not_implemented_says_so_and_never_counts_as_converged() {
         "the node is not converged"
     );
     assert!(!h.log.lock().unwrap().iter().any(|l| l.starts_with("apply")));
+    // Addons may rely on what vip was asked to do, so it waits.
+    let addons = h.status.get(StepName::Addons).unwrap();
+    assert_eq!(addons.condition, Condition::Blocked);
+    assert!(addons.message.contains("vip"), "{}", addons.message);
+}
+
+#[tokio::test]
+async fn a_step_not_implemented_and_asked_nothing_blocks_nothing() {
+    let h = harness();
+    step(&h, StepName::Storage).set(Behaviour::NothingAsked);
+    assert!(h.reconciler.converge(&desired(1)).await);
     assert_eq!(
-        h.status.get(StepName::Addons).unwrap().condition,
-        Condition::Converged
+        h.status.get(StepName::Storage).unwrap().condition,
+        Condition::NotImplemented
+    );
+    for later in [StepName::Network, StepName::Addons] {
+        assert_eq!(h.status.get(later).unwrap().condition, Condition::Converged);
+    }
+    assert_eq!(h.status.converged_generation(), 0, "still not converged");
+}
+
+#[tokio::test]
+async fn a_repeated_failure_is_quiet_and_keeps_its_transition_time() {
+    let h = harness();
+    step(&h, StepName::Services).set(Behaviour::ApplyFails);
+    assert!(!h.reconciler.converge(&desired(1)).await);
+    let first = h.status.get(StepName::Services).unwrap();
+    let last = h.events.subscribe().0.last().unwrap().sequence;
+
+    assert!(!h.reconciler.converge(&desired(1)).await);
+    let again = h.status.get(StepName::Services).unwrap();
+    assert_eq!(again.condition, Condition::Failed);
+    assert_eq!(again.last_transition, first.last_transition);
+    assert!(again.last_run > first.last_run || again.last_run == first.last_run);
+    assert!(
+        events_since(&h, last).is_empty(),
+        "the same failure is not re-announced"
+    );
+
+    step(&h, StepName::Services).set(Behaviour::UpToDate);
+    assert!(h.reconciler.converge(&desired(1)).await);
+    let healed = events_since(&h, last);
+    assert!(
+        healed.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::Step {
+                step: StepName::Services,
+                phase: StepPhase::Converged,
+                ..
+            }
+        )),
+        "{healed:#?}"
+    );
+    assert_ne!(
+        h.status.get(StepName::Services).unwrap().last_transition,
+        first.last_transition
     );
 }
 

@@ -57,11 +57,16 @@ impl StagedFile {
     }
 
     /// Renames the temp file over the target and fsyncs the directory so the
-    /// rename itself survives a power loss.
+    /// rename itself survives a power loss. Once the rename is done the new
+    /// file is current: a failed directory fsync is only warned about, since
+    /// reporting failure then would contradict what is on disk.
     pub fn commit(mut self) -> io::Result<()> {
         fs::rename(&self.temp, &self.target)?;
         self.committed = true;
-        File::open(&self.dir)?.sync_all()
+        if let Err(error) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
+            tracing::warn!(dir = %self.dir.display(), %error, "cannot fsync the state dir after a rename");
+        }
+        Ok(())
     }
 
     /// Leaves the temp file on disk as a crash between write and rename

@@ -43,8 +43,27 @@ pub enum StateError {
     #[error("{path} holds a spec this agent refuses:\n{errors}")]
     Invalid {
         path: PathBuf,
+        generation: u64,
         errors: ValidationErrors,
     },
+}
+
+/// A stored spec the agent could not take at startup. It is moved aside so
+/// the agent can serve and a new Apply can replace it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedSpec {
+    /// Why, in one message.
+    pub reason: String,
+    pub moved_to: PathBuf,
+    /// Its generation when readable (0 otherwise): later ones count on.
+    pub generation: u64,
+}
+
+/// What [`StateStore::open`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub desired: Option<Desired>,
+    pub refused: Option<RefusedSpec>,
 }
 
 /// A spec the agent has accepted, with the generation it was given.
@@ -70,8 +89,11 @@ pub struct StateStore {
 
 impl StateStore {
     /// Opens (creating it 0700 if needed) the state dir, removes temp files a
-    /// crash left behind, and loads the last accepted spec, if any.
-    pub fn open(dir: &Path) -> Result<(Self, Option<Desired>), StateError> {
+    /// crash left behind, and loads the last accepted spec, if any. A spec
+    /// file that is corrupt or that this agent refuses (e.g. written by a
+    /// newer one) is moved aside and reported, not fatal: the agent must
+    /// keep serving so it can be given a spec it takes.
+    pub fn open(dir: &Path) -> Result<(Self, Loaded), StateError> {
         let dir_err = |source| StateError::Dir {
             path: dir.to_owned(),
             source,
@@ -87,8 +109,42 @@ impl StateStore {
         let store = Self {
             dir: dir.to_owned(),
         };
-        let desired = store.load()?;
-        Ok((store, desired))
+        let loaded = match store.load() {
+            Ok(desired) => Loaded {
+                desired,
+                refused: None,
+            },
+            Err(error @ (StateError::Corrupt { .. } | StateError::Invalid { .. })) => {
+                let generation = match &error {
+                    StateError::Invalid { generation, .. } => *generation,
+                    _ => 0,
+                };
+                let moved_to = store.set_aside()?;
+                Loaded {
+                    desired: None,
+                    refused: Some(RefusedSpec {
+                        reason: error.to_string(),
+                        moved_to,
+                        generation,
+                    }),
+                }
+            }
+            Err(error) => return Err(error),
+        };
+        Ok((store, loaded))
+    }
+
+    /// Renames the spec file to `spec.json.refused`, replacing an older one.
+    fn set_aside(&self) -> Result<PathBuf, StateError> {
+        let from = self.spec_path();
+        let to = self.dir.join(format!("{SPEC_FILE}.refused"));
+        fs::rename(&from, &to)
+            .and_then(|()| fs::File::open(&self.dir)?.sync_all())
+            .map_err(|source| StateError::Write {
+                path: to.clone(),
+                source,
+            })?;
+        Ok(to)
     }
 
     pub fn spec_path(&self) -> PathBuf {
@@ -117,6 +173,7 @@ impl StateStore {
             .validate(&ValidationContext::default())
             .map_err(|errors| StateError::Invalid {
                 path: path.clone(),
+                generation: file.generation,
                 errors,
             })?;
         Ok(Some(Desired {

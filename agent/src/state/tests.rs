@@ -19,8 +19,8 @@ fn example(name: &str) -> NodeSpec {
 fn empty_dir_has_no_spec_and_is_private() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("state");
-    let (_store, desired) = StateStore::open(&dir).unwrap();
-    assert!(desired.is_none());
+    let (_store, loaded) = StateStore::open(&dir).unwrap();
+    assert!(loaded.desired.is_none() && loaded.refused.is_none());
     let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
 }
@@ -41,7 +41,7 @@ fn saved_spec_is_loaded_back_and_is_0600() {
         & 0o777;
     assert_eq!(mode, 0o600);
     let (_, loaded) = StateStore::open(tmp.path()).unwrap();
-    assert_eq!(loaded, Some(desired));
+    assert_eq!(loaded.desired, Some(desired));
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn crash_between_write_and_rename_keeps_the_old_spec() {
     assert!(temp.exists());
 
     let (_, loaded) = StateStore::open(tmp.path()).unwrap();
-    assert_eq!(loaded, Some(old), "the old spec must survive");
+    assert_eq!(loaded.desired, Some(old), "the old spec must survive");
     assert!(!temp.exists(), "the stale temp file is removed at open");
 }
 
@@ -86,20 +86,35 @@ fn failed_stage_is_cleaned_up_on_drop() {
 }
 
 #[test]
-fn truncated_or_foreign_files_are_refused_with_their_path() {
+fn truncated_or_refused_files_are_set_aside_and_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join(SPEC_FILE);
-    for (content, expect) in [
+    for (content, expect, generation) in [
         (
             &b"{\"generation\": 1, \"spe"[..],
             "not a tfagent state file",
+            0,
         ),
-        (&b"{\"generation\": 0, \"spec\": {}}"[..], "generation 0"),
-        (&b"{\"generation\": 1, \"spec\": {}}"[..], "refuses"),
+        (&b"{\"generation\": 0, \"spec\": {}}"[..], "generation 0", 0),
+        (&b"{\"generation\": 7, \"spec\": {}}"[..], "refuses", 7),
     ] {
         fs::write(&path, content).unwrap();
-        let err = StateStore::open(tmp.path()).unwrap_err().to_string();
-        assert!(err.contains(expect), "{err}");
-        assert!(err.contains(&path.display().to_string()), "{err}");
+        let (_, loaded) = StateStore::open(tmp.path()).unwrap();
+        assert_eq!(loaded.desired, None);
+        let refused = loaded.refused.unwrap();
+        assert!(refused.reason.contains(expect), "{}", refused.reason);
+        assert!(refused.reason.contains(&path.display().to_string()));
+        assert_eq!(refused.generation, generation);
+        assert!(!path.exists(), "moved aside");
+        assert_eq!(fs::read(&refused.moved_to).unwrap(), content, "kept intact");
     }
+}
+
+#[test]
+fn an_unreadable_spec_is_an_error_not_a_refusal() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A directory cannot be read as a file, whoever we are.
+    fs::create_dir(tmp.path().join(SPEC_FILE)).unwrap();
+    let err = StateStore::open(tmp.path()).unwrap_err();
+    assert!(matches!(err, StateError::Read { .. }), "{err}");
 }

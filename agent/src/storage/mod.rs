@@ -4,16 +4,18 @@
 //! Not implemented in this build: the step plans what the spec asks for and
 //! reports itself as not implemented, changing nothing.
 
+use std::convert::Infallible;
+
 use async_trait::async_trait;
 
 use crate::{
-    reconcile::{Step, StepError, StepName, StepPlan},
+    reconcile::{Capability, Plan, StepError, StepName},
     spec::{NodeSpec, Storage, VolumeSource},
 };
 
 /// What this step would manage for `desired`.
-pub fn plan(desired: &Storage) -> StepPlan {
-    let mut wants: Vec<String> = desired
+pub fn plan(desired: &Storage) -> Plan<Infallible> {
+    let wants = desired
         .volumes
         .iter()
         .map(|volume| match &volume.source {
@@ -29,26 +31,34 @@ pub fn plan(desired: &Storage) -> StepPlan {
             ),
         })
         .collect();
-    if wants.is_empty() {
-        wants.push("no volumes".into());
-    }
-    StepPlan::not_implemented(StepName::Storage, wants)
+    Plan::NotImplemented { wants }
 }
 
 #[derive(Debug, Default)]
 pub struct StorageStep;
 
 #[async_trait]
-impl Step for StorageStep {
-    fn name(&self) -> StepName {
+impl Capability for StorageStep {
+    type Observed = ();
+    type Change = Infallible;
+
+    fn step(&self) -> StepName {
         StepName::Storage
     }
 
-    async fn plan(&self, desired: &NodeSpec) -> Result<StepPlan, StepError> {
-        Ok(plan(&desired.storage))
+    async fn observe(&self, _desired: &NodeSpec) -> Result<(), StepError> {
+        Ok(())
     }
 
-    async fn apply(&self, _desired: &NodeSpec, _plan: &StepPlan) -> Result<(), StepError> {
-        Err(StepError::NotImplemented(StepName::Storage))
+    fn plan(desired: &NodeSpec, _observed: &()) -> Plan<Infallible> {
+        plan(&desired.storage)
+    }
+
+    async fn apply(&self, _desired: &NodeSpec, changes: &[Infallible]) -> Result<(), StepError> {
+        // A not-implemented plan has no changes to make.
+        match changes.first() {
+            None => Ok(()),
+            Some(&never) => match never {},
+        }
     }
 }

@@ -4,47 +4,59 @@
 //! Not implemented in this build: the step plans what the spec asks for and
 //! reports itself as not implemented, changing nothing.
 
+use std::convert::Infallible;
+
 use async_trait::async_trait;
 
 use crate::{
-    reconcile::{Step, StepError, StepName, StepPlan},
+    reconcile::{Capability, Plan, StepError, StepName},
     spec::NodeSpec,
 };
 
 /// What this step would manage for `desired`.
-pub fn plan(desired: &NodeSpec) -> StepPlan {
+pub fn plan(desired: &NodeSpec) -> Plan<Infallible> {
     let services = &desired.services;
     let k3s_mode = if desired.role.is_server() {
         "server"
     } else {
         "agent"
     };
-    StepPlan::not_implemented(
-        StepName::Services,
-        vec![
+    Plan::NotImplemented {
+        wants: vec![
             format!("containerd from {}", services.containerd.binary),
             format!(
                 "k3s {k3s_mode} ({}) from {}",
                 desired.role, services.k3s.binary
             ),
         ],
-    )
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct ServicesStep;
 
 #[async_trait]
-impl Step for ServicesStep {
-    fn name(&self) -> StepName {
+impl Capability for ServicesStep {
+    type Observed = ();
+    type Change = Infallible;
+
+    fn step(&self) -> StepName {
         StepName::Services
     }
 
-    async fn plan(&self, desired: &NodeSpec) -> Result<StepPlan, StepError> {
-        Ok(plan(desired))
+    async fn observe(&self, _desired: &NodeSpec) -> Result<(), StepError> {
+        Ok(())
     }
 
-    async fn apply(&self, _desired: &NodeSpec, _plan: &StepPlan) -> Result<(), StepError> {
-        Err(StepError::NotImplemented(StepName::Services))
+    fn plan(desired: &NodeSpec, _observed: &()) -> Plan<Infallible> {
+        plan(desired)
+    }
+
+    async fn apply(&self, _desired: &NodeSpec, changes: &[Infallible]) -> Result<(), StepError> {
+        // A not-implemented plan has no changes to make.
+        match changes.first() {
+            None => Ok(()),
+            Some(&never) => match never {},
+        }
     }
 }

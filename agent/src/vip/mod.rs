@@ -5,15 +5,17 @@
 //! Not implemented in this build: the step plans what the spec asks for and
 //! reports itself as not implemented, changing nothing.
 
+use std::convert::Infallible;
+
 use async_trait::async_trait;
 
 use crate::{
-    reconcile::{Step, StepError, StepName, StepPlan},
+    reconcile::{Capability, Plan, StepError, StepName},
     spec::NodeSpec,
 };
 
 /// What this step would manage for `desired`.
-pub fn plan(desired: &NodeSpec) -> StepPlan {
+pub fn plan(desired: &NodeSpec) -> Plan<Infallible> {
     let wants = match (&desired.cluster.vip, &desired.network.vip) {
         (Some(vip), Some(election)) => {
             let servers: Vec<&str> = election.servers.iter().map(|s| s.name.as_str()).collect();
@@ -29,25 +31,36 @@ pub fn plan(desired: &NodeSpec) -> StepPlan {
                 election.advert_interval_ms
             )]
         }
-        _ => vec!["no VIP".to_owned()],
+        _ => Vec::new(),
     };
-    StepPlan::not_implemented(StepName::Vip, wants)
+    Plan::NotImplemented { wants }
 }
 
 #[derive(Debug, Default)]
 pub struct VipStep;
 
 #[async_trait]
-impl Step for VipStep {
-    fn name(&self) -> StepName {
+impl Capability for VipStep {
+    type Observed = ();
+    type Change = Infallible;
+
+    fn step(&self) -> StepName {
         StepName::Vip
     }
 
-    async fn plan(&self, desired: &NodeSpec) -> Result<StepPlan, StepError> {
-        Ok(plan(desired))
+    async fn observe(&self, _desired: &NodeSpec) -> Result<(), StepError> {
+        Ok(())
     }
 
-    async fn apply(&self, _desired: &NodeSpec, _plan: &StepPlan) -> Result<(), StepError> {
-        Err(StepError::NotImplemented(StepName::Vip))
+    fn plan(desired: &NodeSpec, _observed: &()) -> Plan<Infallible> {
+        plan(desired)
+    }
+
+    async fn apply(&self, _desired: &NodeSpec, changes: &[Infallible]) -> Result<(), StepError> {
+        // A not-implemented plan has no changes to make.
+        match changes.first() {
+            None => Ok(()),
+            Some(&never) => match never {},
+        }
     }
 }
