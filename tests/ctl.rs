@@ -232,13 +232,24 @@ fn an_invalid_spec_is_refused_with_every_field_and_changes_nothing() {
     let output = daemon.ctl(&["apply", "-f", bad.to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with("tfagentctl: the agent refused the spec: 3 invalid field(s)"),
+        "{stderr}"
+    );
     for field in [
         "node_name:",
         "network.wireguard.mtu:",
         "cluster.cluster_cidr:",
     ] {
-        assert!(stderr.contains(field), "{field} missing:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("\n  {field}")),
+            "{field} missing:\n{stderr}"
+        );
     }
+    assert!(
+        daemon.log().contains("spec refused"),
+        "the agent logs refusals"
+    );
     assert_eq!(
         fs::read(daemon.state_dir().join("spec.json")).unwrap(),
         stored
@@ -255,6 +266,18 @@ fn an_invalid_spec_is_refused_with_every_field_and_changes_nothing() {
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("mtuu"), "{stderr}");
+
+    // A word the wire cannot carry is reported by tfagentctl itself.
+    let misspelled = daemon.dir.path().join("misspelled.yaml");
+    let text = fs::read_to_string(&good)
+        .unwrap()
+        .replace("role: server-init", "role: master");
+    fs::write(&misspelled, text).unwrap();
+    let output = daemon.ctl(&["apply", "-f", misspelled.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("\n  role: "), "{stderr}");
+    assert!(stderr.contains("master"), "{stderr}");
 
     let output = daemon.ctl(&["apply", "-f", "/nonexistent/spec.yaml"]);
     assert!(!output.status.success());

@@ -21,8 +21,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("config {path}: {field}: {message}")]
     Invalid {
         path: PathBuf,
@@ -105,9 +108,9 @@ impl BootConfig {
 
     /// Parses config text; `origin` only names the source in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: origin.to_owned(),
-            message: e.message().to_owned(),
+            source,
         })?;
         let invalid = |field, message: &str| ConfigError::Invalid {
             path: origin.to_owned(),

@@ -35,19 +35,17 @@ fn init_logging(config: &BootConfig) {
     }
 }
 
-async fn shutdown_signal() {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the agent can still be stopped by SIGKILL.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+/// Installs the SIGTERM and SIGINT handlers now, before the agent tells
+/// anyone it is ready, and returns a future that completes on either.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -61,9 +59,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ?config,
         "tfagent starting"
     );
-    app::run(config, shutdown_signal())
+    let shutdown = shutdown_signal()?;
+    app::run(config, shutdown)
         .await
         .context("tfagent stopped on an error")
+}
+
+/// The error and its causes, skipping a cause whose text the message before
+/// it already includes (the library's errors name their source inline).
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 #[tokio::main]
@@ -71,8 +83,9 @@ async fn main() -> ExitCode {
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("tfagent: {error:#}");
+            let error = describe(&error);
+            tracing::error!("{error}");
+            eprintln!("tfagent: {error}");
             ExitCode::FAILURE
         }
     }

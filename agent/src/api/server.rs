@@ -27,7 +27,7 @@ pub enum ServeError {
     #[error("socket {path}: exists and is not a socket; refusing to replace it")]
     NotASocket { path: PathBuf },
     #[error("reflection service: {0}")]
-    Reflection(String),
+    Reflection(#[from] tonic_reflection::server::Error),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -107,8 +107,7 @@ pub async fn serve(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tfagent_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        .build_v1()?;
 
     info!(socket = %socket.path.display(), "serving the tfagent API");
     // `socket` stays alive to the end of this call so its file is removed

@@ -11,6 +11,7 @@ async fn main() -> ExitCode {
     let mut stdout = io::stdout().lock();
     match run(cli, &mut stdout).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.output_closed => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tfagentctl: {error}");
             ExitCode::FAILURE

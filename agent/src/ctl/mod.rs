@@ -85,6 +85,9 @@ pub struct CtlError {
     pub message: String,
     /// One line each under the message (e.g. every invalid field).
     pub details: Vec<String>,
+    /// Whoever read our output went away (`tfagentctl events | head`): not
+    /// worth a message.
+    pub output_closed: bool,
 }
 
 impl CtlError {
@@ -92,21 +95,30 @@ impl CtlError {
         Self {
             message: message.into(),
             details: Vec::new(),
+            output_closed: false,
+        }
+    }
+
+    fn writing(error: io::Error) -> Self {
+        Self {
+            output_closed: error.kind() == io::ErrorKind::BrokenPipe,
+            ..Self::new(format!("writing output: {error}"))
         }
     }
 
     fn from_status(status: &tonic::Status) -> Self {
         let fields = bad_request_fields(status);
         if status.code() == Code::InvalidArgument && !fields.is_empty() {
+            let message = format!(
+                "the agent refused the spec: {} invalid field(s)",
+                fields.len()
+            );
             return Self {
-                message: format!(
-                    "the agent refused the spec: {} invalid field(s)",
-                    fields.len()
-                ),
                 details: fields
                     .into_iter()
                     .map(|(field, message)| format!("{field}: {message}"))
                     .collect(),
+                ..Self::new(message)
             };
         }
         let hint = match status.code() {
@@ -148,7 +160,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
         .await
         .map_err(|e| CtlError::new(format!("{e} (is tfagent running, and are you root?)")))?;
     let output = cli.output;
-    let write_err = |e: io::Error| CtlError::new(format!("writing output: {e}"));
+    let write_err = CtlError::writing;
     match cli.command {
         Command::Info => {
             let info = client.get_info(pb::GetInfoRequest {}).await?.into_inner();
@@ -226,17 +238,18 @@ fn read_spec(file: &PathBuf) -> Result<SpecDocument, CtlError> {
     };
     let document = SpecDocument::parse(&text)
         .map_err(|e| CtlError::new(format!("{}: {e}", file.display())))?;
-    // Checked here too for the most precise messages: the wire form cannot
-    // carry e.g. a misspelled role. The agent validates again, with what it
-    // knows of the host, and has the last word.
-    if let Err(errors) = document.validate(&ValidationContext::default()) {
+    // The wire form cannot carry some faults (e.g. a misspelled role): those
+    // are reported from here with their precise message. Everything else is
+    // the agent's to judge, with what it knows of the host.
+    let lossless = SpecDocument::from(pb::NodeSpec::from(document.clone())) == document;
+    if !lossless && let Err(errors) = document.validate(&ValidationContext::default()) {
         return Err(CtlError {
-            message: format!(
+            details: errors.iter().map(ToString::to_string).collect(),
+            ..CtlError::new(format!(
                 "{}: the spec is invalid: {} invalid field(s)",
                 file.display(),
                 errors.len()
-            ),
-            details: errors.iter().map(ToString::to_string).collect(),
+            ))
         });
     }
     Ok(document)

@@ -36,7 +36,9 @@ pub struct HostCapabilities {
     pub kernel_wireguard: bool,
     pub wireguard_go: Option<PathBuf>,
     pub cgroup_mode: CgroupMode,
-    /// Block-device filesystems of /proc/filesystems (not `nodev` ones).
+    /// Block-device filesystems the kernel has: those /proc/filesystems
+    /// lists (not `nodev`), plus btrfs, ext4 and xfs when their module can
+    /// be loaded (the kernel lists a module only once it is loaded).
     pub filesystems: BTreeSet<String>,
     pub btrfs_pools: Vec<BtrfsPool>,
 }
@@ -71,16 +73,25 @@ impl ProbeRoot {
 pub fn probe(root: &ProbeRoot) -> HostCapabilities {
     let kernel_release = root.read("/proc/sys/kernel/osrelease").trim().to_owned();
     let mountinfo = parse_mountinfo(&root.read("/proc/self/mountinfo"));
-    let modules_dir = format!("/lib/modules/{kernel_release}");
-    let kernel_wireguard = root.file("/sys/module/wireguard").exists()
-        || (!kernel_release.is_empty()
-            && (module_listed(
-                &root.read(&format!("{modules_dir}/modules.dep")),
-                "wireguard",
-            ) || module_listed(
-                &root.read(&format!("{modules_dir}/modules.builtin")),
-                "wireguard",
-            )));
+    let (modules_dep, modules_builtin) = if kernel_release.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let dir = format!("/lib/modules/{kernel_release}");
+        (
+            root.read(&format!("{dir}/modules.dep")),
+            root.read(&format!("{dir}/modules.builtin")),
+        )
+    };
+    let module_available =
+        |name: &str| module_listed(&modules_dep, name) || module_listed(&modules_builtin, name);
+    let kernel_wireguard =
+        root.file("/sys/module/wireguard").exists() || module_available("wireguard");
+    let mut filesystems = block_filesystems(&root.read("/proc/filesystems"));
+    for loadable in LOADABLE_FILESYSTEMS {
+        if module_available(loadable) {
+            filesystems.insert(loadable.to_owned());
+        }
+    }
     HostCapabilities {
         kernel_wireguard,
         wireguard_go: root
@@ -88,11 +99,14 @@ pub fn probe(root: &ProbeRoot) -> HostCapabilities {
             .as_deref()
             .and_then(|path| find_executable(path, "wireguard-go")),
         cgroup_mode: cgroup_mode(&mountinfo),
-        filesystems: block_filesystems(&root.read("/proc/filesystems")),
+        filesystems,
         btrfs_pools: btrfs_pools(&mountinfo),
         kernel_release,
     }
 }
+
+/// Filesystems volumes may use, counted as present when their module is.
+const LOADABLE_FILESYSTEMS: [&str; 3] = ["btrfs", "ext4", "xfs"];
 
 /// Filesystems that need a block device: the lines of /proc/filesystems
 /// without the `nodev` flag.
@@ -310,7 +324,7 @@ garbage line
         write("proc/self/mountinfo", MOUNTINFO_ZOS);
         write(
             "lib/modules/6.1.21-zos/modules.dep",
-            "kernel/drivers/net/wireguard/wireguard.ko:\n",
+            "kernel/drivers/net/wireguard/wireguard.ko:\nkernel/fs/xfs/xfs.ko.zst: kernel/lib/libcrc32c.ko\n",
         );
         let bin = root.join("bin");
         write("bin/wireguard-go", "#!/bin/sh\n");
@@ -326,6 +340,8 @@ garbage line
         assert_eq!(caps.wireguard_go, Some(bin.join("wireguard-go")));
         assert_eq!(caps.cgroup_mode, CgroupMode::V1);
         assert!(caps.filesystems.contains("btrfs") && !caps.filesystems.contains("tmpfs"));
+        assert!(caps.filesystems.contains("xfs"), "a loadable module counts");
+        assert!(!caps.filesystems.contains("ext4") || FILESYSTEMS.contains("ext4"));
         assert_eq!(caps.btrfs_pools.len(), 2);
 
         let empty = tempfile::tempdir().unwrap();

@@ -366,8 +366,13 @@ impl ParseError {
         } else {
             path.to_string()
         };
-        let message = err.inner().to_string();
-        let message = strip_path_prefix(&message, &path).to_owned();
+        let message = if path == "cluster.token" {
+            // The parser would quote the offending value: the secret.
+            "must be a string (quote it if it looks like a number)".to_owned()
+        } else {
+            let message = err.inner().to_string();
+            strip_path_prefix(&message, &path).to_owned()
+        };
         Self::Invalid {
             format,
             path,

@@ -1324,6 +1324,24 @@ fn services_rules() {
                 "`--token-file`",
             ),
             (
+                |d| d.services.k3s.extra_args = vec!["--agent-token-file=/x".into()],
+                "services.k3s.extra_args[0]",
+                "`--agent-token-file`",
+            ),
+            (
+                |d| {
+                    d.services.k3s.extra_args =
+                        vec!["--datastore-endpoint=postgres://u:pw@db/k3s".into()]
+                },
+                "services.k3s.extra_args[0]",
+                "may hold a password",
+            ),
+            (
+                |d| d.services.k3s.extra_args = vec!["--etcd-s3-secret-key".into(), "s".into()],
+                "services.k3s.extra_args[0]",
+                "its value is a secret",
+            ),
+            (
                 |d| d.services.k3s.extra_args = vec!["--server".into(), "https://x:6443".into()],
                 "services.k3s.extra_args[0]",
                 "cluster.join_url",
@@ -2402,4 +2420,17 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_token_of_the_wrong_type_is_not_echoed() {
+    let err = SpecDocument::parse(r#"{"cluster": {"token": 99887766554433}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("cluster.token: must be a string"), "{err}");
+    assert!(!err.contains("99887766554433"), "{err}");
+    let err = SpecDocument::parse("cluster:\n  token: [99887766554433]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("99887766554433"), "{err}");
 }

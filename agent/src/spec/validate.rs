@@ -1254,7 +1254,44 @@ const K3S_MANAGED: &[ManagedFlag] = &[
         names: &["config", "c"],
         instead: "the agent renders k3s's config from this spec",
     },
+    // Flags whose values are secrets: extra_args are stored and shown in
+    // clear, so a secret must never travel in them.
+    ManagedFlag {
+        names: &["agent-token"],
+        instead: SECRET_FLAG,
+    },
+    ManagedFlag {
+        names: &["agent-token-file"],
+        instead: SECRET_FLAG,
+    },
+    ManagedFlag {
+        names: &["datastore-endpoint"],
+        instead: "the cluster uses embedded etcd, and the endpoint may hold a password",
+    },
+    ManagedFlag {
+        names: &["etcd-s3-access-key"],
+        instead: SECRET_FLAG,
+    },
+    ManagedFlag {
+        names: &["etcd-s3-secret-key"],
+        instead: SECRET_FLAG,
+    },
+    ManagedFlag {
+        names: &["etcd-s3-session-token"],
+        instead: SECRET_FLAG,
+    },
+    ManagedFlag {
+        names: &["vpn-auth"],
+        instead: SECRET_FLAG,
+    },
+    ManagedFlag {
+        names: &["vpn-auth-file"],
+        instead: SECRET_FLAG,
+    },
 ];
+
+const SECRET_FLAG: &str =
+    "its value is a secret, and extra_args are stored and shown in clear; not supported";
 
 const CONTAINERD_MANAGED: &[ManagedFlag] = &[
     ManagedFlag {
