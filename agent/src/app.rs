@@ -4,7 +4,7 @@
 use std::{future::Future, sync::Arc};
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::{
     addons::AddonsStep,
@@ -27,6 +27,13 @@ pub enum AppError {
     State(#[from] StateError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// A task the agent cannot run without died; the supervisor (zinit,
+    /// systemd) restarts the agent.
+    #[error("the {task} task crashed: {source}")]
+    Crashed {
+        task: &'static str,
+        source: tokio::task::JoinError,
+    },
 }
 
 /// The steps in reconcile order.
@@ -73,11 +80,22 @@ pub async fn run(
     let socket = api::bind_unix(&config.socket).await?;
 
     let reconciler = Reconciler::new(steps, status, events, config.resync_interval);
-    tracker.spawn(
+    let reconciling = tokio::spawn(
         reconciler
             .run(controller.watch_desired(), token.clone())
             .instrument(info_span!("reconciler")),
     );
+    // An agent whose reconciler died must not go on answering as if all
+    // were well: stop serving, and exit with an error.
+    let on_crash = token.clone();
+    let reconciler_watch = tracker.spawn(async move {
+        let result = reconciling.await;
+        if result.is_err() {
+            error!("the reconciler crashed; stopping");
+            on_crash.cancel();
+        }
+        result
+    });
     let on_shutdown = token.clone();
     tracker.spawn(async move {
         tokio::select! {
@@ -100,6 +118,15 @@ pub async fn run(
     tracker.close();
     tracker.wait().await;
     served?;
+    match reconciler_watch.await {
+        Ok(Ok(())) => {}
+        Ok(Err(source)) | Err(source) => {
+            return Err(AppError::Crashed {
+                task: "reconciler",
+                source,
+            });
+        }
+    }
     info!("stopped");
     Ok(())
 }
