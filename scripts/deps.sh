@@ -3,8 +3,9 @@
 # installs missing Debian packages with apt-get (as root).
 set -euo pipefail
 
-# Debian packages the build needs: rustc links through the C toolchain.
-packages=(gcc libc6-dev)
+# Debian packages the build needs: rustc links through the C toolchain, and
+# the fuzz targets build libFuzzer (C++).
+packages=(gcc g++ libc6-dev)
 
 missing=()
 for pkg in "${packages[@]}"; do

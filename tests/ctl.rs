@@ -176,6 +176,17 @@ fn apply_dry_run_apply_again_and_survive_a_restart() {
     assert_eq!(dry["changed"], false);
     assert_eq!(dry["generation"], 1);
 
+    // A spec on standard input, and YAML output.
+    let mut piped = daemon.ctl_command(&["apply", "-f", "-", "--dry-run", "-o", "yaml"]);
+    let stdin = fs::File::open(example("server-init")).unwrap();
+    let output = piped.stdin(stdin).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("changed: false") && stdout.contains("generation: 1"),
+        "{stdout}"
+    );
+
     let status = daemon.ok(&["status"]);
     assert!(status.contains("server-1 (server-init)"), "{status}");
     assert!(status.contains("desired 1"), "{status}");
