@@ -116,18 +116,29 @@ impl Committer {
         };
         let this = Arc::clone(&self);
         let to_save = desired.clone();
+        let had_refused = self.refused().is_some();
         let span = Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| this.store.save(&to_save)))
-            .await
-            .map_err(|source| ControlError::Internal {
-                what: "saving the spec",
-                source,
-            })??;
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                this.store.save(&to_save)?;
+                if had_refused {
+                    this.store.clear_refused()?;
+                }
+                Ok::<_, StateError>(())
+            })
+        })
+        .await
+        .map_err(|source| ControlError::Internal {
+            what: "saving the spec",
+            source,
+        })??;
         let generation = desired.generation;
         info!(generation, node = %desired.spec.node_name, "spec accepted");
-        self.desired.send_replace(Some(Arc::new(desired)));
         *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // Published before the reconciler hears of it, so the acceptance
+        // comes before the step events of its generation.
         self.events.publish(generation, EventKind::SpecAccepted);
+        self.desired.send_replace(Some(Arc::new(desired)));
         Ok((generation, true))
     }
 
@@ -336,8 +347,7 @@ mod tests {
         // The stored spec is the one that got the last generation.
         let (generation, stored) = controller.redacted_spec().unwrap();
         assert_eq!(generation, 16);
-        let (_, reloaded) = StateStore::open(tmp.path()).unwrap();
-        let reloaded = reloaded.desired.unwrap();
+        let reloaded = crate::state::read_stored(tmp.path()).unwrap().unwrap();
         assert_eq!(reloaded.generation, 16);
         assert_eq!(reloaded.spec.node_name.to_string(), stored.node_name);
     }
@@ -374,7 +384,7 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
-            .filter(|name| name != "spec.json")
+            .filter(|name| name != "spec.json" && name != "lock")
             .collect();
         assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     }
@@ -402,11 +412,23 @@ mod tests {
             r#"{"generation": 41, "spec": {"node_name": "Bad_Name"}}"#,
         )
         .unwrap();
-        let controller = controller(tmp.path());
-        let status = controller.status();
+        let first = controller(tmp.path());
+        let status = first.status();
         let refused = status.refused_spec.unwrap();
         assert!(refused.reason.contains("node_name"), "{}", refused.reason);
         assert_eq!(status.desired_generation, 0);
+        drop(first);
+
+        // Restarted before any new spec: still reported, still counted.
+        let controller = controller(tmp.path());
+        let refused = controller.status().refused_spec.unwrap();
+        assert!(
+            refused.reason.contains("earlier start"),
+            "{}",
+            refused.reason
+        );
+        assert!(refused.reason.contains("node_name"), "{}", refused.reason);
+        assert_eq!(refused.generation, 41);
 
         let outcome = controller
             .apply(variant(1), ApplyMode::Apply)
@@ -417,6 +439,7 @@ mod tests {
             "never reuses the refused generation"
         );
         assert!(controller.status().refused_spec.is_none());
+        assert!(!tmp.path().join("spec.json.refused").exists());
     }
 
     #[tokio::test]
@@ -444,12 +467,8 @@ mod tests {
                 .unwrap();
             let memory = controller.current().unwrap();
             assert_eq!(settled.generation, memory.generation);
-            let (_, loaded) = StateStore::open(tmp.path()).unwrap();
-            assert_eq!(
-                loaded.desired.as_ref(),
-                Some(memory.as_ref()),
-                "after attempt {n}"
-            );
+            let on_disk = crate::state::read_stored(tmp.path()).unwrap();
+            assert_eq!(on_disk.as_ref(), Some(memory.as_ref()), "after attempt {n}");
         }
     }
 }

@@ -9,17 +9,22 @@ mod atomic;
 use std::{
     fs,
     io::ErrorKind,
-    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
-use serde::{Deserialize, Serialize};
+use nix::fcntl::{Flock, FlockArg};
+use serde::Serialize;
 
 pub use atomic::StagedFile;
 
 use crate::spec::{NodeSpec, SpecDocument, ValidationContext, ValidationErrors};
 
 const SPEC_FILE: &str = "spec.json";
+/// Where a spec the agent refused at startup is kept.
+const REFUSED_FILE: &str = "spec.json.refused";
+/// Held locked by the running agent.
+const LOCK_FILE: &str = "lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -38,6 +43,8 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path} is locked: another tfagent uses this state dir")]
+    Locked { path: PathBuf },
     #[error("{path} is not a tfagent state file: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error("{path} holds a spec this agent refuses:\n{errors}")]
@@ -74,25 +81,27 @@ pub struct Desired {
     pub spec: NodeSpec,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Serialize)]
 struct StateFile {
     generation: u64,
     spec: SpecDocument,
 }
 
-/// Reads and writes the desired state under the state dir.
+/// Reads and writes the desired state under the state dir. Holds an
+/// exclusive lock on the dir for as long as it lives, so a second agent
+/// started by mistake cannot touch the state of the running one.
 #[derive(Debug)]
 pub struct StateStore {
     dir: PathBuf,
+    _lock: Flock<fs::File>,
 }
 
 impl StateStore {
-    /// Opens (creating it 0700 if needed) the state dir, removes temp files a
-    /// crash left behind, and loads the last accepted spec, if any. A spec
-    /// file that is corrupt or that this agent refuses (e.g. written by a
-    /// newer one) is moved aside and reported, not fatal: the agent must
-    /// keep serving so it can be given a spec it takes.
+    /// Opens (creating it 0700 if needed) and locks the state dir, removes
+    /// temp files a crash left behind, and loads the last accepted spec, if
+    /// any. A spec file that is corrupt or that this agent refuses (e.g.
+    /// written by a newer one) is moved aside and reported, not fatal: the
+    /// agent must keep serving so it can be given a spec it takes.
     pub fn open(dir: &Path) -> Result<(Self, Loaded), StateError> {
         let dir_err = |source| StateError::Dir {
             path: dir.to_owned(),
@@ -105,20 +114,37 @@ impl StateStore {
             .map_err(dir_err)?;
         // The dir may predate us with looser bits; the spec holds secrets.
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(dir_err)?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| StateError::Locked { path: lock_path })?;
         atomic::remove_stale_temp_files(dir, SPEC_FILE).map_err(dir_err)?;
         let store = Self {
             dir: dir.to_owned(),
+            _lock: lock,
         };
-        let loaded = match store.load() {
-            Ok(desired) => Loaded {
-                desired,
-                refused: None,
+        let loaded = match read_state(&store.spec_path()) {
+            Ok(Some(desired)) => {
+                // A refusal that a later Apply superseded, whose removal was
+                // cut short.
+                store.clear_refused()?;
+                Loaded {
+                    desired: Some(desired),
+                    refused: None,
+                }
+            }
+            Ok(None) => Loaded {
+                desired: None,
+                refused: store.earlier_refusal()?,
             },
             Err(error @ (StateError::Corrupt { .. } | StateError::Invalid { .. })) => {
-                let generation = match &error {
-                    StateError::Invalid { generation, .. } => *generation,
-                    _ => 0,
-                };
+                let generation = peek_generation(&store.spec_path());
                 let moved_to = store.set_aside()?;
                 Loaded {
                     desired: None,
@@ -134,11 +160,18 @@ impl StateStore {
         Ok((store, loaded))
     }
 
-    /// Renames the spec file to `spec.json.refused`, replacing an older one.
+    pub fn spec_path(&self) -> PathBuf {
+        self.dir.join(SPEC_FILE)
+    }
+
+    fn refused_path(&self) -> PathBuf {
+        self.dir.join(REFUSED_FILE)
+    }
+
+    /// Renames the spec file aside, replacing an older refused one.
     fn set_aside(&self) -> Result<PathBuf, StateError> {
-        let from = self.spec_path();
-        let to = self.dir.join(format!("{SPEC_FILE}.refused"));
-        fs::rename(&from, &to)
+        let to = self.refused_path();
+        fs::rename(self.spec_path(), &to)
             .and_then(|()| fs::File::open(&self.dir)?.sync_all())
             .map_err(|source| StateError::Write {
                 path: to.clone(),
@@ -147,39 +180,34 @@ impl StateStore {
         Ok(to)
     }
 
-    pub fn spec_path(&self) -> PathBuf {
-        self.dir.join(SPEC_FILE)
+    /// A spec an earlier start set aside and nothing has replaced yet: still
+    /// reported, and its generation still counts.
+    fn earlier_refusal(&self) -> Result<Option<RefusedSpec>, StateError> {
+        let path = self.refused_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let reason = match read_state(&path) {
+            Ok(_) => "set aside at an earlier start; it is valid now: apply it again to use it"
+                .to_owned(),
+            Err(error) => format!("set aside at an earlier start: {error}"),
+        };
+        Ok(Some(RefusedSpec {
+            reason,
+            generation: peek_generation(&path),
+            moved_to: path,
+        }))
     }
 
-    fn load(&self) -> Result<Option<Desired>, StateError> {
-        let path = self.spec_path();
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StateError::Read { path, source }),
-        };
-        let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        if file.generation == 0 {
-            return Err(StateError::Corrupt {
-                path,
-                message: "generation 0 is never written".into(),
-            });
+    /// Forgets a refused spec once a new one is stored.
+    pub fn clear_refused(&self) -> Result<(), StateError> {
+        let path = self.refused_path();
+        match fs::remove_file(&path) {
+            Err(source) if source.kind() != ErrorKind::NotFound => {
+                Err(StateError::Write { path, source })
+            }
+            _ => Ok(()),
         }
-        let spec = file
-            .spec
-            .validate(&ValidationContext::default())
-            .map_err(|errors| StateError::Invalid {
-                path: path.clone(),
-                generation: file.generation,
-                errors,
-            })?;
-        Ok(Some(Desired {
-            generation: file.generation,
-            spec,
-        }))
     }
 
     /// Writes `desired` as a temp file, fsynced, without making it current.
@@ -207,6 +235,70 @@ impl StateStore {
             source,
         })
     }
+}
+
+/// Reads a state file. The spec goes through [`SpecDocument::parse`], whose
+/// errors never quote the token.
+fn read_state(path: &Path) -> Result<Option<Desired>, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let corrupt = |message: String| StateError::Corrupt {
+        path: path.to_owned(),
+        message,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let Some(fields) = value.as_object() else {
+        return Err(corrupt("not a JSON object".into()));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !["generation", "spec"].contains(&k.as_str()))
+    {
+        return Err(corrupt(format!("unknown field `{unknown}`")));
+    }
+    let generation = match fields.get("generation").and_then(serde_json::Value::as_u64) {
+        Some(0) => return Err(corrupt("generation 0 is never written".into())),
+        Some(generation) => generation,
+        None => return Err(corrupt("no generation".into())),
+    };
+    let spec = fields
+        .get("spec")
+        .ok_or_else(|| corrupt("no spec".into()))?;
+    let document =
+        SpecDocument::parse(&spec.to_string()).map_err(|e| corrupt(format!("in the spec: {e}")))?;
+    let spec = document
+        .validate(&ValidationContext::default())
+        .map_err(|errors| StateError::Invalid {
+            path: path.to_owned(),
+            generation,
+            errors,
+        })?;
+    Ok(Some(Desired { generation, spec }))
+}
+
+/// The spec stored in `dir`, read without taking the lock (for tests that
+/// look at what a running store wrote).
+#[cfg(test)]
+pub(crate) fn read_stored(dir: &Path) -> Result<Option<Desired>, StateError> {
+    read_state(&dir.join(SPEC_FILE))
+}
+
+/// The generation a state file claims, however broken the rest; 0 if none.
+fn peek_generation(path: &Path) -> u64 {
+    fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|value| value.get("generation")?.as_u64())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
