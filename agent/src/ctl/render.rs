@@ -79,7 +79,8 @@ fn structured<T: Serialize>(out: &mut dyn Write, output: Output, view: &T) -> io
             out.write_all(text.as_bytes())
         }
         _ => {
-            serde_json::to_writer_pretty(&mut *out, view).map_err(io::Error::other)?;
+            // io::Error::from keeps the io kind (e.g. a closed pipe).
+            serde_json::to_writer_pretty(&mut *out, view).map_err(io::Error::from)?;
             writeln!(out)
         }
     }
@@ -422,7 +423,7 @@ pub fn event(
     match output {
         // One JSON object per line, so `--follow -o json` can be piped.
         Output::Json => {
-            serde_json::to_writer(&mut *out, &view).map_err(io::Error::other)?;
+            serde_json::to_writer(&mut *out, &view).map_err(io::Error::from)?;
             writeln!(out)
         }
         Output::Yaml => {

@@ -227,7 +227,13 @@ impl Reconciler {
             let current = desired.borrow_and_update().clone();
             let delay = match current {
                 Some(current) => {
-                    if self.converge(&current).await {
+                    // Shutdown does not wait for the rest of a pass: every
+                    // step is idempotent and the next start converges again.
+                    let converged = tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        converged = self.converge(&current) => converged,
+                    };
+                    if converged {
                         retry = FIRST_RETRY;
                         self.resync
                     } else {
@@ -294,16 +300,18 @@ impl Reconciler {
             s.run_generation == generation
                 && matches!(
                     s.condition,
-                    Condition::Converged
-                        | Condition::NotImplemented
-                        | Condition::Failed
-                        | Condition::Blocked
+                    Condition::Converged | Condition::NotImplemented | Condition::Failed
                 )
         });
+        let before_message = before.as_ref().map(|s| s.message.clone());
         let report = |condition: Condition, phase: StepPhase, message: String, outcome: Outcome| {
+            // A new error text is news even when the step was failing before.
+            let news = before_condition != Some(condition)
+                || (condition == Condition::Failed
+                    && before_message.as_deref() != Some(message.as_str()));
             self.status
                 .record(name, condition, message.clone(), outcome);
-            if !routine || before_condition != Some(condition) {
+            if !routine || news {
                 self.events.publish(
                     generation,
                     EventKind::Step {
@@ -316,13 +324,21 @@ impl Reconciler {
         };
 
         if let Some(blocker) = blocker {
+            let message = blocker.to_string();
+            let unchanged = before.as_ref().is_some_and(|s| {
+                s.condition == Condition::Blocked
+                    && s.run_generation == generation
+                    && s.message == message
+            });
             self.status.mark_run(name, generation);
-            report(
-                Condition::Blocked,
-                StepPhase::Blocked,
-                blocker.to_string(),
-                Outcome::Unchanged,
-            );
+            if !unchanged {
+                report(
+                    Condition::Blocked,
+                    StepPhase::Blocked,
+                    message,
+                    Outcome::Unchanged,
+                );
+            }
             return StepResult::Blocked;
         }
 

@@ -276,7 +276,10 @@ async fn a_repeated_failure_is_quiet_and_keeps_its_transition_time() {
     let again = h.status.get(StepName::Services).unwrap();
     assert_eq!(again.condition, Condition::Failed);
     assert_eq!(again.last_transition, first.last_transition);
-    assert!(again.last_run >= first.last_run, "the retry is recorded as a run");
+    assert!(
+        again.last_run > first.last_run,
+        "the retry is recorded as a run"
+    );
     assert!(
         events_since(&h, last).is_empty(),
         "the same failure is not re-announced"
@@ -373,6 +376,49 @@ async fn the_loop_follows_new_specs_retries_failures_and_stops() {
     tx.send_replace(Some(Arc::new(desired(2))));
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(status.converged_generation(), 2);
+
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_are_retried_with_doubling_back_off_capped_at_the_resync() {
+    let h = harness();
+    let reconciler = Reconciler::new(
+        h.steps
+            .iter()
+            .map(|s| Arc::clone(s) as Arc<dyn Step>)
+            .collect(),
+        Arc::clone(&h.status),
+        Arc::clone(&h.events),
+        Duration::from_secs(8),
+    );
+    step(&h, StepName::Storage).set(Behaviour::ApplyFails);
+    let runs = || {
+        h.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == "observe storage")
+            .count()
+    };
+    let (tx, rx) = watch::channel(Some(Arc::new(desired(1))));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(reconciler.run(rx, shutdown.clone()));
+
+    // Runs at 0 s, then after 1, 2, 4 and 8 s (capped), then every 8 s.
+    let start = tokio::time::Instant::now();
+    for (at, expected) in [(0.5, 1), (1.5, 2), (3.5, 3), (7.5, 4), (15.5, 5), (23.5, 6)] {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(at)).await;
+        assert_eq!(runs(), expected, "at {at} s");
+    }
+
+    // A new spec runs at once and starts the back-off over.
+    tx.send_replace(Some(Arc::new(desired(2))));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(runs(), 7);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(runs(), 8, "first retry after 1 s again");
 
     shutdown.cancel();
     task.await.unwrap();
