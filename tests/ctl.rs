@@ -61,7 +61,7 @@ impl Daemon {
         fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_format = \"json\"\nsocket_allowed_uids = [{}]\n",
+                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_format = \"json\"\nlog_level = \"tfagent=trace,info\"\nsocket_allowed_uids = [{}]\n",
                 self.state_dir().display(),
                 self.socket().display(),
                 nix::unistd::geteuid().as_raw()

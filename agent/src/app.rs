@@ -7,18 +7,16 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::{
-    addons::AddonsStep,
+    addons,
     api::{self, ServeError},
     config::BootConfig,
     control::Controller,
     events::EventBus,
     host::LinuxHost,
-    net::NetworkStep,
+    net,
     reconcile::{Reconciler, StatusBoard, Step, StepName},
     state::{StateError, StateStore},
-    storage::StorageStep,
-    supervise::ServicesStep,
-    vip::VipStep,
+    storage, supervise, vip,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +37,11 @@ pub enum AppError {
 /// The steps in reconcile order.
 pub fn steps() -> Vec<Arc<dyn Step>> {
     let steps: Vec<Arc<dyn Step>> = vec![
-        Arc::new(StorageStep),
-        Arc::new(NetworkStep),
-        Arc::new(ServicesStep),
-        Arc::new(VipStep),
-        Arc::new(AddonsStep),
+        Arc::new(storage::step()),
+        Arc::new(net::step()),
+        Arc::new(supervise::step()),
+        Arc::new(vip::step()),
+        Arc::new(addons::step()),
     ];
     debug_assert!(steps.iter().map(|s| s.name()).eq(StepName::ORDER));
     steps
@@ -137,5 +135,44 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
         && let Err(error) = sd_notify::notify(state)
     {
         warn!(%error, "cannot notify systemd");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::test_support::example_spec;
+
+    #[tokio::test]
+    async fn every_step_of_this_build_says_it_cannot_act_and_what_is_asked() {
+        let steps = steps();
+        let names: Vec<StepName> = steps.iter().map(|s| s.name()).collect();
+        assert_eq!(names, StepName::ORDER);
+
+        let mut spec = example_spec("server-init");
+        let plans = crate::reconcile::plan_all(&steps, &spec).await;
+        let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
+        assert!(plans.iter().all(|p| !p.implemented));
+        assert_eq!(plans[0].actions.len(), spec.storage.volumes.len());
+        assert!(plans[0].actions[0].contains("/var/lib/rancher/k3s"));
+        assert!(plans[1].actions[0].contains("5 peer(s)"), "{:?}", plans[1]);
+        assert!(plans[2].actions[1].starts_with("k3s server (server-init)"));
+        assert!(plans[3].actions[0].contains("priority 150"));
+        assert!(plans[4].actions[0].contains("metallb"));
+
+        // Asked nothing: an empty list, which blocks no later step.
+        spec.storage.volumes.clear();
+        spec.network.vip = None;
+        spec.addons = Default::default();
+        let plans = crate::reconcile::plan_all(&steps, &spec).await;
+        for index in [0, 3, 4] {
+            assert!(plans[index].as_ref().unwrap().actions.is_empty(), "{index}");
+        }
+
+        let worker = example_spec("agent");
+        let plans = crate::reconcile::plan_all(&steps, &worker).await;
+        let vip = plans[3].as_ref().unwrap();
+        assert!(vip.actions[0].ends_with("follow the holder"), "{vip:?}");
     }
 }

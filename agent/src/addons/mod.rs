@@ -1,20 +1,16 @@
 //! Add-ons: the manifests k3s auto-deploys on servers (MetalLB,
 //! ingress-nginx, cert-manager with Let's Encrypt, Longhorn, local-path).
 //!
-//! Not implemented in this build: the step plans what the spec asks for and
-//! reports itself as not implemented, changing nothing.
-
-use std::convert::Infallible;
-
-use async_trait::async_trait;
+//! Not implemented in this build: the step reports what the spec asks of it
+//! and that it cannot carry it out, and changes nothing.
 
 use crate::{
-    reconcile::{Capability, Plan, StepError, StepName},
+    reconcile::{StepName, Unimplemented},
     spec::{Addons, NodeSpec},
 };
 
-/// What this step would manage for `desired`.
-pub fn plan(desired: &Addons) -> Plan<Infallible> {
+/// What the spec asks of this step, one line each (empty: nothing).
+pub fn wants(desired: &Addons) -> Vec<String> {
     let enabled: Vec<&str> = [
         ("metallb", desired.metallb.is_some()),
         ("ingress-nginx", desired.ingress_nginx),
@@ -25,39 +21,16 @@ pub fn plan(desired: &Addons) -> Plan<Infallible> {
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
     .collect();
-    let wants = if enabled.is_empty() {
+    if enabled.is_empty() {
         Vec::new()
     } else {
         vec![format!("add-ons {}", enabled.join(", "))]
-    };
-    Plan::NotImplemented { wants }
+    }
 }
 
-#[derive(Debug, Default)]
-pub struct AddonsStep;
-
-#[async_trait]
-impl Capability for AddonsStep {
-    type Observed = ();
-    type Change = Infallible;
-
-    fn step(&self) -> StepName {
-        StepName::Addons
-    }
-
-    async fn observe(&self, _desired: &NodeSpec) -> Result<(), StepError> {
-        Ok(())
-    }
-
-    fn plan(desired: &NodeSpec, _observed: &()) -> Plan<Infallible> {
-        plan(&desired.addons)
-    }
-
-    async fn apply(&self, _desired: &NodeSpec, changes: &[Infallible]) -> Result<(), StepError> {
-        // A not-implemented plan has no changes to make.
-        match changes.first() {
-            None => Ok(()),
-            Some(&never) => match never {},
-        }
-    }
+/// The addons step of this build.
+pub fn step() -> Unimplemented {
+    Unimplemented::new(StepName::Addons, |desired: &NodeSpec| {
+        wants(&desired.addons)
+    })
 }

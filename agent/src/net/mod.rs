@@ -1,58 +1,30 @@
 //! Network: the cluster's WireGuard interface, its addresses and peers.
 //!
-//! Not implemented in this build: the step plans what the spec asks for and
-//! reports itself as not implemented, changing nothing.
-
-use std::convert::Infallible;
-
-use async_trait::async_trait;
+//! Not implemented in this build: the step reports what the spec asks of it
+//! and that it cannot carry it out, and changes nothing.
 
 use crate::{
-    reconcile::{Capability, Plan, StepError, StepName},
+    reconcile::{StepName, Unimplemented},
     spec::{Network, NodeSpec},
 };
 
-/// What this step would manage for `desired`.
-pub fn plan(desired: &Network) -> Plan<Infallible> {
+/// What the spec asks of this step, one line each (empty: nothing).
+pub fn wants(desired: &Network) -> Vec<String> {
     let wg = &desired.wireguard;
     let addresses: Vec<String> = wg.addresses.iter().map(ToString::to_string).collect();
-    Plan::NotImplemented {
-        wants: vec![format!(
-            "wireguard interface {} ({}, port {}, mtu {}) with {} peer(s)",
-            wg.interface,
-            addresses.join(", "),
-            wg.listen_port,
-            wg.mtu,
-            wg.peers.len()
-        )],
-    }
+    vec![format!(
+        "wireguard interface {} ({}, port {}, mtu {}) with {} peer(s)",
+        wg.interface,
+        addresses.join(", "),
+        wg.listen_port,
+        wg.mtu,
+        wg.peers.len()
+    )]
 }
 
-#[derive(Debug, Default)]
-pub struct NetworkStep;
-
-#[async_trait]
-impl Capability for NetworkStep {
-    type Observed = ();
-    type Change = Infallible;
-
-    fn step(&self) -> StepName {
-        StepName::Network
-    }
-
-    async fn observe(&self, _desired: &NodeSpec) -> Result<(), StepError> {
-        Ok(())
-    }
-
-    fn plan(desired: &NodeSpec, _observed: &()) -> Plan<Infallible> {
-        plan(&desired.network)
-    }
-
-    async fn apply(&self, _desired: &NodeSpec, changes: &[Infallible]) -> Result<(), StepError> {
-        // A not-implemented plan has no changes to make.
-        match changes.first() {
-            None => Ok(()),
-            Some(&never) => match never {},
-        }
-    }
+/// The network step of this build.
+pub fn step() -> Unimplemented {
+    Unimplemented::new(StepName::Network, |desired: &NodeSpec| {
+        wants(&desired.network)
+    })
 }

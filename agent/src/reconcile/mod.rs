@@ -90,6 +90,57 @@ pub trait Capability: Send + Sync + fmt::Debug + 'static {
     async fn apply(&self, desired: &NodeSpec, changes: &[Self::Change]) -> Result<(), StepError>;
 }
 
+/// A capability this build cannot carry out yet. It reads nothing of the
+/// host and changes nothing; its plan says what the spec asks of it, so
+/// status and dry runs are honest about what is not being done.
+pub struct Unimplemented {
+    step: StepName,
+    wants: fn(&NodeSpec) -> Vec<String>,
+}
+
+impl Unimplemented {
+    pub fn new(step: StepName, wants: fn(&NodeSpec) -> Vec<String>) -> Self {
+        Self { step, wants }
+    }
+}
+
+impl fmt::Debug for Unimplemented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unimplemented")
+            .field("step", &self.step)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Capability for Unimplemented {
+    /// What the spec asks of the step.
+    type Observed = Vec<String>;
+    type Change = std::convert::Infallible;
+
+    fn step(&self) -> StepName {
+        self.step
+    }
+
+    async fn observe(&self, desired: &NodeSpec) -> Result<Vec<String>, StepError> {
+        Ok((self.wants)(desired))
+    }
+
+    fn plan(_desired: &NodeSpec, wants: &Vec<String>) -> Plan<Self::Change> {
+        Plan::NotImplemented {
+            wants: wants.clone(),
+        }
+    }
+
+    async fn apply(&self, _desired: &NodeSpec, changes: &[Self::Change]) -> Result<(), StepError> {
+        // Its plans have no changes to make.
+        match changes.first() {
+            None => Ok(()),
+            Some(&never) => match never {},
+        }
+    }
+}
+
 /// A plan as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepPlan {

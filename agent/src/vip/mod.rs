@@ -2,21 +2,17 @@
 //! election among the servers, and the mesh-wide move of VIP/32 into the
 //! holder's peer entry.
 //!
-//! Not implemented in this build: the step plans what the spec asks for and
-//! reports itself as not implemented, changing nothing.
-
-use std::convert::Infallible;
-
-use async_trait::async_trait;
+//! Not implemented in this build: the step reports what the spec asks of it
+//! and that it cannot carry it out, and changes nothing.
 
 use crate::{
-    reconcile::{Capability, Plan, StepError, StepName},
+    reconcile::{StepName, Unimplemented},
     spec::NodeSpec,
 };
 
-/// What this step would manage for `desired`.
-pub fn plan(desired: &NodeSpec) -> Plan<Infallible> {
-    let wants = match (&desired.cluster.vip, &desired.network.vip) {
+/// What the spec asks of this step, one line each (empty: nothing).
+pub fn wants(desired: &NodeSpec) -> Vec<String> {
+    match (&desired.cluster.vip, &desired.network.vip) {
         (Some(vip), Some(election)) => {
             let servers: Vec<&str> = election.servers.iter().map(|s| s.name.as_str()).collect();
             let part = if desired.role.is_server() {
@@ -32,35 +28,10 @@ pub fn plan(desired: &NodeSpec) -> Plan<Infallible> {
             )]
         }
         _ => Vec::new(),
-    };
-    Plan::NotImplemented { wants }
+    }
 }
 
-#[derive(Debug, Default)]
-pub struct VipStep;
-
-#[async_trait]
-impl Capability for VipStep {
-    type Observed = ();
-    type Change = Infallible;
-
-    fn step(&self) -> StepName {
-        StepName::Vip
-    }
-
-    async fn observe(&self, _desired: &NodeSpec) -> Result<(), StepError> {
-        Ok(())
-    }
-
-    fn plan(desired: &NodeSpec, _observed: &()) -> Plan<Infallible> {
-        plan(desired)
-    }
-
-    async fn apply(&self, _desired: &NodeSpec, changes: &[Infallible]) -> Result<(), StepError> {
-        // A not-implemented plan has no changes to make.
-        match changes.first() {
-            None => Ok(()),
-            Some(&never) => match never {},
-        }
-    }
+/// The vip step of this build.
+pub fn step() -> Unimplemented {
+    Unimplemented::new(StepName::Vip, wants)
 }
