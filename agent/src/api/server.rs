@@ -39,12 +39,6 @@ pub struct BoundSocket {
     path: PathBuf,
 }
 
-impl BoundSocket {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 impl Drop for BoundSocket {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);

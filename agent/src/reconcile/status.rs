@@ -99,19 +99,14 @@ impl StatusBoard {
         }
     }
 
-    /// Records a step's new condition; returns the previous one.
-    pub fn record(
-        &self,
-        step: StepName,
-        condition: Condition,
-        message: String,
-        outcome: Outcome,
-    ) -> Option<Condition> {
+    /// Records a step's new condition.
+    pub fn record(&self, step: StepName, condition: Condition, message: String, outcome: Outcome) {
         let now = SystemTime::now();
         let mut steps = self.write();
-        let entry = steps.iter_mut().find(|s| s.step == step)?;
-        let previous = entry.condition;
-        if previous != condition {
+        let Some(entry) = steps.iter_mut().find(|s| s.step == step) else {
+            return;
+        };
+        if entry.condition != condition {
             entry.last_transition = now;
         }
         entry.condition = condition;
@@ -128,7 +123,6 @@ impl StatusBoard {
             Outcome::Failed(error) => entry.last_error = Some(error),
             Outcome::Unchanged => {}
         }
-        Some(previous)
     }
 }
 
