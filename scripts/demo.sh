@@ -51,4 +51,5 @@ show events
 printf '\n\033[1m$ tfagentctl get spec | head -n 20\033[0m\n'
 ctl get spec | head -n 20
 echo
-echo "(the steps report not-implemented until their capabilities land; see README)"
+echo "(storage, network, services, vip and add-ons are not implemented in this build:"
+echo " status says so, and nothing on this machine was changed; see README)"
