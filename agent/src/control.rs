@@ -190,15 +190,21 @@ impl Controller {
         self.committer.desired.borrow().clone()
     }
 
-    /// What validation may know of this host.
-    async fn validation_context(&self) -> Result<ValidationContext, ControlError> {
+    /// The host's name and capabilities. The probe reads /proc and /sys:
+    /// blocking I/O, kept off the async threads.
+    async fn probe_host(&self) -> Result<(String, HostCapabilities), ControlError> {
         let host = Arc::clone(&self.host);
-        let capabilities = tokio::task::spawn_blocking(move || host.capabilities())
+        tokio::task::spawn_blocking(move || (host.hostname(), host.capabilities()))
             .await
             .map_err(|source| ControlError::Internal {
                 what: "probing the host",
                 source,
-            })?;
+            })
+    }
+
+    /// What validation may know of this host.
+    async fn validation_context(&self) -> Result<ValidationContext, ControlError> {
+        let (_, capabilities) = self.probe_host().await?;
         Ok(ValidationContext {
             own_public_key: None,
             kernel_filesystems: Some(capabilities.filesystems),
@@ -289,15 +295,7 @@ impl Controller {
     }
 
     pub async fn info(&self) -> Result<NodeInfo, ControlError> {
-        let host = Arc::clone(&self.host);
-        // The probe reads /proc and /sys: blocking I/O.
-        let (hostname, capabilities) =
-            tokio::task::spawn_blocking(move || (host.hostname(), host.capabilities()))
-                .await
-                .map_err(|source| ControlError::Internal {
-                    what: "probing the host",
-                    source,
-                })?;
+        let (hostname, capabilities) = self.probe_host().await?;
         Ok(NodeInfo {
             version: VERSION,
             hostname,

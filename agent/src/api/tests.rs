@@ -65,6 +65,15 @@ fn our_uid() -> u32 {
     nix::unistd::getuid().as_raw()
 }
 
+/// Applies an example spec, which must be accepted.
+async fn apply_example(client: &mut NodeAgentClient<Channel>, name: &str) -> pb::ApplyResponse {
+    client
+        .apply(apply_request(example_document(name), pb::ApplyMode::Apply))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn apply_request(document: SpecDocument, mode: pb::ApplyMode) -> pb::ApplyRequest {
     pb::ApplyRequest {
         spec: Some(document.into()),
@@ -182,13 +191,7 @@ async fn get_spec_redacts_the_token_and_the_redacted_spec_is_refused() {
 async fn an_invalid_spec_names_every_field_and_changes_nothing() {
     let agent = TestAgent::start(&[our_uid()]).await;
     let mut client = agent.client().await;
-    client
-        .apply(apply_request(
-            example_document("server-init"),
-            pb::ApplyMode::Apply,
-        ))
-        .await
-        .unwrap();
+    apply_example(&mut client, "server-init").await;
     let before = std::fs::read(agent.state_dir.join("spec.json")).unwrap();
 
     let mut bad: pb::NodeSpec = example_document("server-init").into();
@@ -279,13 +282,7 @@ async fn info_reports_the_host() {
 async fn events_replay_history_and_follow() {
     let agent = TestAgent::start(&[our_uid()]).await;
     let mut client = agent.client().await;
-    client
-        .apply(apply_request(
-            example_document("server-init"),
-            pb::ApplyMode::Apply,
-        ))
-        .await
-        .unwrap();
+    apply_example(&mut client, "server-init").await;
 
     let mut history = client
         .watch_events(pb::WatchEventsRequest { follow: false })
@@ -306,13 +303,7 @@ async fn events_replay_history_and_follow() {
         .unwrap()
         .into_inner();
     assert_eq!(live.message().await.unwrap().unwrap().sequence, 1);
-    client
-        .apply(apply_request(
-            example_document("agent"),
-            pb::ApplyMode::Apply,
-        ))
-        .await
-        .unwrap();
+    apply_example(&mut client, "agent").await;
     let next = tokio::time::timeout(Duration::from_secs(10), live.message())
         .await
         .unwrap()

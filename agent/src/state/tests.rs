@@ -3,17 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-
-fn example(name: &str) -> NodeSpec {
-    let text = match name {
-        "server-init" => include_str!("../../../examples/server-init.yaml"),
-        _ => include_str!("../../../examples/agent.yaml"),
-    };
-    SpecDocument::parse(text)
-        .unwrap()
-        .validate(&ValidationContext::default())
-        .unwrap()
-}
+use crate::test_support::example_spec as example;
 
 #[test]
 fn empty_dir_has_no_spec_and_is_private() {
