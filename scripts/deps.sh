@@ -4,8 +4,15 @@
 set -euo pipefail
 
 # Debian packages the build needs: rustc links through the C toolchain, and
-# the fuzz targets build libFuzzer (C++).
-packages=(gcc g++ libc6-dev)
+# the fuzz targets build libFuzzer (C++). The rest are the real parts the
+# agent drives and its root tests use: loop devices, blkid and mkfs
+# (util-linux, btrfs-progs, e2fsprogs, xfsprogs), namespaces and veth
+# (iproute2), userspace WireGuard and wg (wireguard-go, wireguard-tools),
+# containerd with runc, and keepalived for the VIP election.
+packages=(gcc g++ libc6-dev
+    util-linux mount e2fsprogs btrfs-progs xfsprogs
+    iproute2 wireguard-go wireguard-tools
+    containerd runc keepalived)
 
 missing=()
 for pkg in "${packages[@]}"; do
