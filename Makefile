@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: all build release test lint fuzz-build demo deps install clean
+.PHONY: all build release test lint fuzz-build demo deps install clean flist
 
 all: build
 
@@ -32,6 +32,19 @@ lint:
 fuzz-build:
 	$(CARGO) build --manifest-path fuzz/Cargo.toml --locked --target-dir target
 
+# The flist tarball (target/flist/tfagent.tar.gz): static binaries when the
+# musl target is installed, else glibc ones. Add the binaries the agent runs
+# with K3S_BIN=, KEEPALIVED_BIN=, WIREGUARD_GO_BIN=.
+MUSL_TARGET := x86_64-unknown-linux-musl
+flist: deps
+	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET); then \
+		$(CARGO) build --workspace --locked --release --target $(MUSL_TARGET) && \
+		scripts/flist.sh --bin-dir target/$(MUSL_TARGET)/release; \
+	else \
+		$(CARGO) build --workspace --locked --release && \
+		scripts/flist.sh --bin-dir target/release; \
+	fi
+
 # Start an agent, apply the example server-init spec, show its status.
 demo: build
 	@scripts/demo.sh
@@ -40,6 +53,12 @@ install: release
 	install -D -m 0755 target/release/tfagent $(DESTDIR)$(PREFIX)/bin/tfagent
 	install -D -m 0755 target/release/tfagentctl $(DESTDIR)$(PREFIX)/bin/tfagentctl
 	install -D -m 0644 systemd/tfagent.service $(DESTDIR)/etc/systemd/system/tfagent.service
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)/usr/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	target/release/tfagentctl man > $(DESTDIR)$(PREFIX)/share/man/man1/tfagentctl.1
+	target/release/tfagentctl completions bash > $(DESTDIR)/usr/share/bash-completion/completions/tfagentctl
+	target/release/tfagentctl completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_tfagentctl
+	target/release/tfagentctl completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/tfagentctl.fish
 
 clean:
 	$(CARGO) clean

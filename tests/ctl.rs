@@ -301,6 +301,36 @@ fn an_invalid_spec_is_refused_with_every_field_and_changes_nothing() {
 }
 
 #[test]
+fn feeds_the_systemd_watchdog_after_ready() {
+    use std::os::unix::net::UnixDatagram;
+
+    let notify_dir = tempfile::tempdir().unwrap();
+    let notify_path = notify_dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // WatchdogSec=0.4 as systemd passes it; no WATCHDOG_PID, which means
+    // "this process".
+    let _daemon = Daemon::start_with_env(vec![
+        ("NOTIFY_SOCKET", notify_path),
+        ("WATCHDOG_USEC", PathBuf::from("400000")),
+    ]);
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 512];
+    while messages
+        .iter()
+        .filter(|m: &&String| m.contains("WATCHDOG=1"))
+        .count()
+        < 3
+    {
+        let n = notify.recv(&mut buf).expect("watchdog pings keep coming");
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(messages[0].contains("READY=1"), "{messages:?}");
+}
+
+#[test]
 fn tells_systemd_it_is_ready_and_stops_promptly_with_a_follower_attached() {
     use std::os::unix::net::UnixDatagram;
 
@@ -372,6 +402,26 @@ impl Drop for ChildGuard {
             let _ = child.wait();
         }
     }
+}
+
+#[test]
+fn health_says_alive_but_not_converged_until_the_spec_is() {
+    let daemon = Daemon::start();
+    let live = daemon.ctl(&["health", "--live"]);
+    assert!(live.status.success());
+    let fresh = daemon.ctl(&["health"]);
+    assert!(!fresh.status.success());
+    assert!(String::from_utf8_lossy(&fresh.stderr).contains("no spec has been applied"));
+
+    // This build cannot carry out every step, so the spec never converges;
+    // health names the steps that hold it up.
+    let spec = example("agent");
+    daemon.ok(&["apply", "-f", spec.to_str().unwrap()]);
+    let applied = daemon.ctl(&["health"]);
+    assert!(!applied.status.success());
+    let said = String::from_utf8_lossy(&applied.stderr);
+    assert!(said.contains("not converged"), "{said}");
+    assert!(said.contains("  services: "), "{said}");
 }
 
 #[test]

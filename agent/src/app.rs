@@ -104,6 +104,9 @@ pub async fn run(
     });
 
     notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        tracker.spawn(feed_watchdog(timeout, token.clone()).instrument(info_span!("watchdog")));
+    }
     let served = api::serve(
         socket,
         controller,
@@ -135,6 +138,21 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
         && let Err(error) = sd_notify::notify(state)
     {
         warn!(%error, "cannot notify systemd");
+    }
+}
+
+/// Pings systemd's watchdog (`WatchdogSec=`) at half its timeout. The pings
+/// come from the same runtime that serves and reconciles, so an agent whose
+/// runtime is wedged stops pinging and systemd restarts it.
+async fn feed_watchdog(timeout: std::time::Duration, token: CancellationToken) {
+    info!(?timeout, "feeding the systemd watchdog");
+    let mut ticks = tokio::time::interval(timeout / 2);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => notify(&[sd_notify::NotifyState::Watchdog]),
+            () = token.cancelled() => return,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
     path::PathBuf,
 };
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tfagent_proto::v1 as pb;
 use tonic::Code;
 
@@ -71,6 +71,22 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Exit 0 when the agent serves and has converged to its spec;
+    /// otherwise say why and exit 1 (for zinit `test:` and monitoring).
+    Health {
+        /// Only check that the agent answers (a node still converging, or
+        /// with no spec yet, counts as alive).
+        #[arg(long)]
+        live: bool,
+    },
+    /// Print a shell completion script (e.g. `tfagentctl completions bash
+    /// > /etc/bash_completion.d/tfagentctl`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this command line.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +170,16 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
     // Read and parse before connecting: a bad file needs no agent to report.
     let document = match &cli.command {
         Command::Apply { file, .. } => Some(read_spec(file)?),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "tfagentctl", out);
+            return Ok(());
+        }
+        Command::Man => {
+            return clap_mangen::Man::new(Cli::command())
+                .render(out)
+                .map_err(CtlError::writing);
+        }
         _ => None,
     };
     let mut client = connect_unix(&cli.socket)
@@ -211,8 +237,63 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
                 out.flush().map_err(write_err)?;
             }
         }
+        Command::Health { live } => {
+            let status = client
+                .get_status(pb::GetStatusRequest {})
+                .await?
+                .into_inner();
+            let line = health(&status, live)?;
+            writeln!(out, "{line}").map_err(write_err)?;
+        }
+        Command::Completions { .. } | Command::Man => {}
     }
     Ok(())
+}
+
+/// Whether a status is healthy: `Ok` with a one-line summary, or an error
+/// listing each step that holds convergence up.
+fn health(status: &pb::NodeStatus, live_only: bool) -> Result<String, CtlError> {
+    let desired = status.desired_generation;
+    let converged = status.converged_generation;
+    if live_only {
+        return Ok(format!(
+            "alive: generation {desired}, converged {converged}"
+        ));
+    }
+    if !status.refused_spec.is_empty() {
+        return Err(CtlError::new(format!(
+            "unhealthy: the stored spec was refused: {}",
+            status.refused_spec
+        )));
+    }
+    if desired == 0 {
+        return Err(CtlError::new("unhealthy: no spec has been applied yet"));
+    }
+    if converged >= desired {
+        return Ok(format!("healthy: generation {desired} converged"));
+    }
+    let holding: Vec<String> = status
+        .steps
+        .iter()
+        .filter(|step| step.converged_generation < desired)
+        .map(|step| {
+            let condition = render::condition_name(step.condition);
+            let why = if step.last_error.is_empty() {
+                &step.message
+            } else {
+                &step.last_error
+            };
+            format!("{}: {condition} {why}", step.step)
+                .trim_end()
+                .to_owned()
+        })
+        .collect();
+    Err(CtlError {
+        details: holding,
+        ..CtlError::new(format!(
+            "unhealthy: generation {desired} not converged (at {converged})"
+        ))
+    })
 }
 
 fn read_spec(file: &PathBuf) -> Result<SpecDocument, CtlError> {
@@ -257,6 +338,7 @@ fn read_spec(file: &PathBuf) -> Result<SpecDocument, CtlError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use tonic_types::{ErrorDetails, StatusExt};
 
     use super::*;
@@ -281,5 +363,71 @@ mod tests {
         let shown =
             CtlError::from(tonic::Status::unavailable("tfagent is shutting down")).to_string();
         assert_eq!(shown, "tfagent is shutting down");
+    }
+
+    fn status(desired: u64, converged: u64, steps: Vec<pb::StepStatus>) -> pb::NodeStatus {
+        pb::NodeStatus {
+            desired_generation: desired,
+            converged_generation: converged,
+            steps,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn health_is_convergence_and_lists_what_holds_it_up() {
+        assert_eq!(
+            health(&status(3, 3, vec![]), false).unwrap(),
+            "healthy: generation 3 converged"
+        );
+        let failed = pb::StepStatus {
+            step: "network".into(),
+            condition: pb::Condition::Failed.into(),
+            converged_generation: 2,
+            last_error: "wg0: no such device".into(),
+            ..Default::default()
+        };
+        let done = pb::StepStatus {
+            step: "storage".into(),
+            condition: pb::Condition::Converged.into(),
+            converged_generation: 3,
+            ..Default::default()
+        };
+        let error = health(&status(3, 2, vec![done, failed]), false).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unhealthy: generation 3 not converged (at 2)\n  network: failed wg0: no such device"
+        );
+        let none = health(&status(0, 0, vec![]), false).unwrap_err();
+        assert!(none.message.contains("no spec"), "{none}");
+        let refused = pb::NodeStatus {
+            refused_spec: "spec.json: not JSON".into(),
+            ..status(0, 0, vec![])
+        };
+        assert!(health(&refused, false).is_err());
+    }
+
+    #[test]
+    fn live_health_only_needs_an_answer() {
+        assert!(health(&status(0, 0, vec![]), true).is_ok());
+        assert!(health(&status(4, 1, vec![]), true).is_ok());
+    }
+
+    #[test]
+    fn completions_and_man_page_come_from_the_cli_definition() {
+        for (args, expect) in [
+            (vec!["tfagentctl", "completions", "bash"], "tfagentctl"),
+            (vec!["tfagentctl", "man"], ".TH tfagentctl"),
+        ] {
+            let cli = Cli::parse_from(args);
+            let mut out = Vec::new();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(run(cli, &mut out)).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(expect), "{text}");
+            assert!(text.contains("health"), "every subcommand is listed");
+        }
     }
 }

@@ -65,7 +65,7 @@ fn role_name(role: i32) -> String {
     )
 }
 
-fn condition_name(condition: i32) -> String {
+pub(super) fn condition_name(condition: i32) -> String {
     pb::Condition::try_from(condition).map_or_else(
         |_| format!("unknown({condition})"),
         |c| kebab(c.as_str_name(), "CONDITION_"),
