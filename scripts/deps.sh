@@ -2,17 +2,21 @@
 # Makes sure what the build, tests and demo need is on this machine, and
 # installs missing Debian packages with apt-get (as root).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 # Debian packages the build needs: rustc links through the C toolchain, and
 # the fuzz targets build libFuzzer (C++). The rest are the real parts the
 # agent drives and its root tests use: loop devices, blkid and mkfs
 # (util-linux, btrfs-progs, e2fsprogs, xfsprogs), namespaces and veth
 # (iproute2), userspace WireGuard and wg (wireguard-go, wireguard-tools),
-# containerd with runc, and keepalived for the VIP election.
+# containerd with runc, and keepalived for the VIP election. The tests read
+# the metrics endpoint with curl and check its text with the Prometheus
+# project's own OpenMetrics parser (python3-prometheus-client).
 packages=(gcc g++ libc6-dev
     util-linux mount e2fsprogs btrfs-progs xfsprogs
     iproute2 wireguard-go wireguard-tools
-    containerd runc keepalived)
+    containerd runc keepalived
+    curl python3-prometheus-client)
 
 missing=()
 for pkg in "${packages[@]}"; do

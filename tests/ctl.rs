@@ -30,6 +30,8 @@ struct Daemon {
     dir: tempfile::TempDir,
     child: Option<Child>,
     env: Vec<(&'static str, PathBuf)>,
+    /// Boot config lines beyond the ones every test daemon has.
+    extra_config: String,
 }
 
 impl Daemon {
@@ -38,11 +40,16 @@ impl Daemon {
     }
 
     fn start_with_env(env: Vec<(&'static str, PathBuf)>) -> Self {
+        Self::start_with(env, String::new())
+    }
+
+    fn start_with(env: Vec<(&'static str, PathBuf)>, extra_config: String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut daemon = Self {
             dir,
             child: None,
             env,
+            extra_config,
         };
         daemon.spawn();
         daemon
@@ -61,10 +68,11 @@ impl Daemon {
         fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_format = \"json\"\nlog_level = \"tfagent=trace,info\"\nsocket_allowed_uids = [{}]\n",
+                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_format = \"json\"\nlog_level = \"tfagent=trace,info\"\nsocket_allowed_uids = [{}]\n{}",
                 self.state_dir().display(),
                 self.socket().display(),
-                nix::unistd::geteuid().as_raw()
+                nix::unistd::geteuid().as_raw(),
+                self.extra_config,
             ),
         )
         .unwrap();
@@ -422,6 +430,112 @@ fn health_says_alive_but_not_converged_until_the_spec_is() {
     let said = String::from_utf8_lossy(&applied.stderr);
     assert!(said.contains("not converged"), "{said}");
     assert!(said.contains("  services: "), "{said}");
+}
+
+/// GET of a loopback URL with curl: (HTTP status, body).
+fn curl(url: &str) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl is installed (scripts/deps.sh)");
+    assert!(
+        output.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_owned())
+}
+
+/// The metric families in OpenMetrics `text`, as the Prometheus project's
+/// own parser reads it (it refuses anything malformed).
+fn openmetrics_families(text: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut parser = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys\n\
+             from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+             for family in parse(sys.stdin.read()):\n    print(family.name, family.type)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with prometheus_client is installed (scripts/deps.sh)");
+    parser
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = parser.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "not valid OpenMetrics: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn serves_valid_prometheus_metrics_of_status_and_reconcile_runs() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let daemon = Daemon::start_with(
+        Vec::new(),
+        format!("metrics_address = \"127.0.0.1:{port}\"\n"),
+    );
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let spec = example("agent");
+    daemon.ok(&["apply", "-f", spec.to_str().unwrap()]);
+
+    // The first pass runs right after the apply.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let (code, body) = curl(&url);
+        assert_eq!(code, 200);
+        if body.contains("tfagent_reconcile_runs_total{") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reconcile run counted:\n{body}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    let families = openmetrics_families(&text);
+    for family in [
+        "tfagent_build_info gauge",
+        "tfagent_desired_generation gauge",
+        "tfagent_converged_generation gauge",
+        "tfagent_step_condition gauge",
+        "tfagent_reconcile_runs counter",
+        "tfagent_reconcile_duration_seconds histogram",
+    ] {
+        assert!(
+            families.iter().any(|f| f == family),
+            "{family}: {families:?}"
+        );
+    }
+    assert!(text.contains("tfagent_desired_generation 1"), "{text}");
+    assert!(
+        text.contains("tfagent_step_condition{step=\"storage\",condition=\"not_implemented\"} 1"),
+        "{text}"
+    );
+    // Nothing secret: the example's token is not in the metrics.
+    assert!(!text.contains("37a19483e94eed8f"), "{text}");
+
+    let (code, _) = curl(&format!("http://127.0.0.1:{port}/other"));
+    assert_eq!(code, 404);
 }
 
 #[test]

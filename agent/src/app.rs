@@ -13,6 +13,7 @@ use crate::{
     control::Controller,
     events::EventBus,
     host::LinuxHost,
+    metrics::{self, Metrics, MetricsError, ReconcileMetrics},
     net,
     reconcile::{Reconciler, StatusBoard, Step, StepName},
     state::{StateError, StateStore},
@@ -25,6 +26,8 @@ pub enum AppError {
     State(#[from] StateError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     /// A task the agent cannot run without died; the supervisor (zinit,
     /// systemd) restarts the agent.
     #[error("the {task} task crashed: {source}")]
@@ -77,7 +80,17 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let socket = api::bind_unix(&config.socket).await?;
 
-    let reconciler = Reconciler::new(steps, status, events, config.resync_interval);
+    let reconcile_metrics = ReconcileMetrics::default();
+    let metrics_listener = match config.metrics_address {
+        Some(address) => Some(metrics::bind(address).await?),
+        None => None,
+    };
+    if let Some(listener) = metrics_listener {
+        let metrics = Arc::new(Metrics::new(&reconcile_metrics, Arc::clone(&controller)));
+        tracker.spawn(metrics::serve(listener, metrics, token.clone()));
+    }
+    let reconciler = Reconciler::new(steps, status, events, config.resync_interval)
+        .with_metrics(reconcile_metrics);
     let reconciling = tokio::spawn(
         reconciler
             .run(controller.watch_desired(), token.clone())

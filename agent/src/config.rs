@@ -3,6 +3,7 @@
 
 use std::{
     fmt, fs,
+    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -52,6 +53,7 @@ struct RawConfig {
     log_level: Option<String>,
     resync_interval_secs: Option<u64>,
     socket_allowed_uids: Option<Vec<u32>>,
+    metrics_address: Option<String>,
 }
 
 /// Validated boot configuration.
@@ -68,6 +70,8 @@ pub struct BootConfig {
     pub resync_interval: Duration,
     /// Peer uids the local socket serves; root only unless widened.
     pub socket_allowed_uids: Vec<u32>,
+    /// Where Prometheus metrics are served; `None` (the default): off.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl fmt::Debug for BootConfig {
@@ -79,6 +83,7 @@ impl fmt::Debug for BootConfig {
             .field("log_level", &self.log_level)
             .field("resync_interval", &self.resync_interval)
             .field("socket_allowed_uids", &self.socket_allowed_uids)
+            .field("metrics_address", &self.metrics_address)
             .finish()
     }
 }
@@ -92,6 +97,7 @@ impl Default for BootConfig {
             log_level: "info".into(),
             resync_interval: Duration::from_secs(60),
             socket_allowed_uids: vec![0],
+            metrics_address: None,
         }
     }
 }
@@ -151,6 +157,15 @@ impl BootConfig {
         if socket_allowed_uids.is_empty() {
             return Err(invalid("socket_allowed_uids", "must name at least one uid"));
         }
+        let metrics_address = match raw.metrics_address {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics_address",
+                    "not an address and port such as 127.0.0.1:9368",
+                )
+            })?),
+        };
         Ok(Self {
             state_dir,
             socket,
@@ -158,6 +173,7 @@ impl BootConfig {
             log_level,
             resync_interval,
             socket_allowed_uids,
+            metrics_address,
         })
     }
 }
@@ -186,6 +202,7 @@ mod tests {
             log_level = "tfagent=debug"
             resync_interval_secs = 5
             socket_allowed_uids = [0, 1000]
+            metrics_address = "127.0.0.1:9368"
             "#,
         )
         .unwrap();
@@ -195,6 +212,10 @@ mod tests {
         assert_eq!(config.log_level, "tfagent=debug");
         assert_eq!(config.resync_interval, Duration::from_secs(5));
         assert_eq!(config.socket_allowed_uids, vec![0, 1000]);
+        assert_eq!(
+            config.metrics_address,
+            Some("127.0.0.1:9368".parse().unwrap())
+        );
     }
 
     #[test]
@@ -212,6 +233,7 @@ mod tests {
             ("resync_interval_secs = 0", "resync_interval_secs"),
             ("socket_allowed_uids = []", "socket_allowed_uids"),
             ("log_format = \"xml\"", "log_format"),
+            ("metrics_address = \"localhost\"", "metrics_address"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(field) || err.contains("xml"), "{text}: {err}");

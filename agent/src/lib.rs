@@ -10,6 +10,7 @@ pub mod control;
 pub mod ctl;
 pub mod events;
 pub mod host;
+pub mod metrics;
 pub mod net;
 pub mod reconcile;
 pub mod spec;

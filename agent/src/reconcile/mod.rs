@@ -7,7 +7,11 @@
 
 mod status;
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -18,6 +22,7 @@ pub use status::{Condition, Outcome, StatusBoard, StepStatus};
 
 use crate::{
     events::{EventBus, EventKind, StepPhase},
+    metrics::{ReconcileMetrics, RunResult},
     spec::NodeSpec,
     state::Desired,
 };
@@ -246,6 +251,7 @@ pub struct Reconciler {
     status: Arc<StatusBoard>,
     events: Arc<EventBus>,
     resync: Duration,
+    metrics: ReconcileMetrics,
 }
 
 /// First retry delay after a failed step; doubled up to the resync interval.
@@ -263,7 +269,13 @@ impl Reconciler {
             status,
             events,
             resync,
+            metrics: ReconcileMetrics::default(),
         }
+    }
+
+    /// Counts runs into `metrics` (a handle onto shared counters).
+    pub fn with_metrics(self, metrics: ReconcileMetrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Runs until `shutdown`: converges at every new spec, after a failure
@@ -412,7 +424,16 @@ impl Reconciler {
             );
         }
 
-        match step.converge(&desired.spec).await {
+        let started = Instant::now();
+        let converged = step.converge(&desired.spec).await;
+        let result = match &converged {
+            Ok(StepOutcome::NotImplemented { .. }) => RunResult::NotImplemented,
+            Ok(StepOutcome::UpToDate) => RunResult::UpToDate,
+            Ok(StepOutcome::Applied { changes }) => RunResult::Applied { changes: *changes },
+            Err(_) => RunResult::Failed,
+        };
+        self.metrics.observe(name, result, started.elapsed());
+        match converged {
             Ok(StepOutcome::NotImplemented { wants }) => {
                 // What the spec asks of the step is in the plan (`apply --dry-run`).
                 let message = "not implemented in this build; nothing was done".to_owned();
