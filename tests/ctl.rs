@@ -485,11 +485,7 @@ fn openmetrics_families(text: &str) -> Vec<String> {
 
 #[test]
 fn serves_valid_prometheus_metrics_of_status_and_reconcile_runs() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let daemon = Daemon::start_with(
         Vec::new(),
         format!("metrics_address = \"127.0.0.1:{port}\"\n"),
@@ -536,6 +532,97 @@ fn serves_valid_prometheus_metrics_of_status_and_reconcile_runs() {
 
     let (code, _) = curl(&format!("http://127.0.0.1:{port}/other"));
     assert_eq!(code, 404);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_remote_client_with_mutual_tls_gets_what_its_role_allows() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().join("pki");
+    let init = Command::new(TFAGENTCTL)
+        .args(["certs", "init"])
+        .arg(&dir)
+        .args(["--name", "node-1", "--address", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let key_mode = fs::metadata(dir.join("admin-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+    // Never over existing certificates.
+    let again = Command::new(TFAGENTCTL)
+        .args(["certs", "init"])
+        .arg(&dir)
+        .args(["--name", "node-1"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    let port = free_port();
+    let daemon = Daemon::start_with(
+        Vec::new(),
+        format!(
+            "tls_address = \"127.0.0.1:{port}\"\ntls_cert = \"{0}/node.pem\"\ntls_key = \"{0}/node-key.pem\"\ntls_client_ca = \"{0}/ca.pem\"\n",
+            dir.display()
+        ),
+    );
+    let remote = |who: &str, args: &[&str]| {
+        Command::new(TFAGENTCTL)
+            .arg("--endpoint")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--cert")
+            .arg(dir.join(format!("{who}.pem")))
+            .arg("--key")
+            .arg(dir.join(format!("{who}-key.pem")))
+            .arg("--ca")
+            .arg(dir.join("ca.pem"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let info = remote("reader", &["info"]);
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains(&format!("127.0.0.1:{port} (mutual TLS")),
+        "{info}"
+    );
+
+    let spec = example("agent");
+    let refused = remote("reader", &["apply", "-f", spec.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("needs the operator role"), "{said}");
+    assert!(!daemon.state_dir().join("spec.json").exists());
+
+    let applied = remote("operator", &["apply", "-f", spec.to_str().unwrap()]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let status = remote("reader", &["-o", "json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["desired_generation"], 1);
 }
 
 #[test]
@@ -596,4 +683,39 @@ fn a_non_root_uid_is_refused() {
         0,
         "nothing was applied"
     );
+}
+
+#[test]
+fn members_of_the_reader_group_may_read_and_nothing_more() {
+    if !is_root() {
+        eprintln!("skipped: members_of_the_reader_group_may_read_and_nothing_more needs root");
+        return;
+    }
+    // 65533 stands for a group of readers that uid 65534 is in.
+    let daemon = Daemon::start_with(Vec::new(), "socket_reader_group = 65533\n".into());
+    let mode = fs::metadata(daemon.socket()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "the socket opens to its group");
+    fs::set_permissions(daemon.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = daemon.dir.path().join("tfagentctl");
+    fs::copy(TFAGENTCTL, &binary).unwrap();
+    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).unwrap();
+    let spec = daemon.dir.path().join("spec.yaml");
+    fs::copy(example("agent"), &spec).unwrap();
+    fs::set_permissions(&spec, fs::Permissions::from_mode(0o644)).unwrap();
+    let as_reader = |args: &[&str]| {
+        let mut command = daemon.ctl_command_of(&binary, args);
+        command.uid(65534).gid(65533);
+        command.output().unwrap()
+    };
+    let status = as_reader(&["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let refused = as_reader(&["apply", "-f", spec.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("needs the operator role"), "{said}");
+    assert_eq!(daemon.json(&["status"])["desired_generation"], 0);
 }

@@ -68,6 +68,7 @@ fn the_flist_tarball_unpacks_into_a_root_zinit_can_run() {
         .arg("--out")
         .arg(&tarball)
         .env("K3S_BIN", &k3s)
+        .env("FLIST_GZIP_LEVEL", "1")
         .env_remove("KEEPALIVED_BIN")
         .env_remove("WIREGUARD_GO_BIN")
         .output()

@@ -9,8 +9,8 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::{
     addons,
     api::{self, ServeError},
-    config::BootConfig,
-    control::Controller,
+    config::{BootConfig, RemoteApi},
+    control::{Controller, RemoteApiInfo},
     events::EventBus,
     host::LinuxHost,
     metrics::{self, Metrics, MetricsError, ReconcileMetrics},
@@ -67,18 +67,38 @@ pub async fn run(
     let steps = steps();
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
-    let controller = Arc::new(Controller::new(
-        store,
-        loaded,
-        steps.clone(),
-        Arc::clone(&status),
-        Arc::clone(&events),
-        Arc::new(LinuxHost),
-    ));
+    // Listeners are bound before anything runs: a bad address or
+    // certificate fails the start, naming what is wrong.
+    let socket = api::bind_unix(&config.socket, config.socket_reader_gid).await?;
+    let remote = match &config.remote_api {
+        Some(remote) => Some(api::bind_tls(remote).await?),
+        None => None,
+    };
+    let remote_info = match (&remote, &config.remote_api) {
+        (Some(listener), Some(files)) => Some(RemoteApiInfo {
+            address: listener.local_addr().unwrap_or(files.address),
+            cert_not_after: listener.not_after,
+            client_ca_not_after: listener.client_ca_not_after,
+        }),
+        _ => None,
+    };
+    let controller = Arc::new(
+        Controller::new(
+            store,
+            loaded,
+            steps.clone(),
+            Arc::clone(&status),
+            Arc::clone(&events),
+            Arc::new(LinuxHost),
+        )
+        .with_remote_api(remote_info.clone()),
+    );
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let socket = api::bind_unix(&config.socket).await?;
+    if let (Some(info), Some(files)) = (remote_info, config.remote_api.clone()) {
+        tracker.spawn(watch_expiry(info, files, token.clone()));
+    }
 
     let reconcile_metrics = ReconcileMetrics::default();
     let metrics_listener = match config.metrics_address {
@@ -120,13 +140,11 @@ pub async fn run(
     if let Some(timeout) = sd_notify::watchdog_enabled() {
         tracker.spawn(feed_watchdog(timeout, token.clone()).instrument(info_span!("watchdog")));
     }
-    let served = api::serve(
-        socket,
-        controller,
-        &config.socket_allowed_uids,
-        token.clone(),
-    )
-    .await;
+    let local = api::LocalAccess {
+        uids: config.socket_allowed_uids.clone(),
+        reader_gid: config.socket_reader_gid,
+    };
+    let served = api::serve(socket, remote, controller, local, token.clone()).await;
     notify(&[sd_notify::NotifyState::Stopping]);
     token.cancel();
     tracker.close();
@@ -151,6 +169,20 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
         && let Err(error) = sd_notify::notify(state)
     {
         warn!(%error, "cannot notify systemd");
+    }
+}
+
+/// Warns once a day while a certificate of the remote API is expired or
+/// about to expire (at start, binding warned already).
+async fn watch_expiry(info: RemoteApiInfo, files: RemoteApi, token: CancellationToken) {
+    let day = std::time::Duration::from_secs(24 * 3600);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(day) => {}
+            () = token.cancelled() => return,
+        }
+        api::warn_if_expiring("node", &files.cert, info.cert_not_after);
+        api::warn_if_expiring("client CA", &files.client_ca, info.client_ca_not_after);
     }
 }
 

@@ -54,6 +54,32 @@ struct RawConfig {
     resync_interval_secs: Option<u64>,
     socket_allowed_uids: Option<Vec<u32>>,
     metrics_address: Option<String>,
+    socket_reader_group: Option<GroupRef>,
+    tls_address: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+}
+
+/// A group by name or number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum GroupRef {
+    Id(u32),
+    Name(String),
+}
+
+/// The remote API: TCP with mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteApi {
+    pub address: SocketAddr,
+    /// The node's certificate (PEM), naming the addresses clients dial.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA that signs client certificates; its clients' roles are in
+    /// their certificates.
+    pub client_ca: PathBuf,
 }
 
 /// Validated boot configuration.
@@ -72,6 +98,10 @@ pub struct BootConfig {
     pub socket_allowed_uids: Vec<u32>,
     /// Where Prometheus metrics are served; `None` (the default): off.
     pub metrics_address: Option<SocketAddr>,
+    /// Members of this group may read through the local socket.
+    pub socket_reader_gid: Option<u32>,
+    /// The remote API; `None` (the default): off.
+    pub remote_api: Option<RemoteApi>,
 }
 
 impl fmt::Debug for BootConfig {
@@ -84,6 +114,8 @@ impl fmt::Debug for BootConfig {
             .field("resync_interval", &self.resync_interval)
             .field("socket_allowed_uids", &self.socket_allowed_uids)
             .field("metrics_address", &self.metrics_address)
+            .field("socket_reader_gid", &self.socket_reader_gid)
+            .field("remote_api", &self.remote_api)
             .finish()
     }
 }
@@ -98,6 +130,8 @@ impl Default for BootConfig {
             resync_interval: Duration::from_secs(60),
             socket_allowed_uids: vec![0],
             metrics_address: None,
+            socket_reader_gid: None,
+            remote_api: None,
         }
     }
 }
@@ -166,6 +200,51 @@ impl BootConfig {
                 )
             })?),
         };
+        let socket_reader_gid = match raw.socket_reader_group {
+            None => None,
+            Some(GroupRef::Id(gid)) => Some(gid),
+            Some(GroupRef::Name(name)) => match nix::unistd::Group::from_name(&name) {
+                Ok(Some(group)) => Some(group.gid.as_raw()),
+                _ => return Err(invalid("socket_reader_group", "no such group")),
+            },
+        };
+        let remote_api = match (
+            raw.tls_address,
+            raw.tls_cert,
+            raw.tls_key,
+            raw.tls_client_ca,
+        ) {
+            (None, None, None, None) => None,
+            (Some(address), Some(cert), Some(key), Some(client_ca)) => {
+                let address = address.parse::<SocketAddr>().map_err(|_| {
+                    invalid(
+                        "tls_address",
+                        "not an address and port such as 0.0.0.0:7443",
+                    )
+                })?;
+                for (field, path) in [
+                    ("tls_cert", &cert),
+                    ("tls_key", &key),
+                    ("tls_client_ca", &client_ca),
+                ] {
+                    if !path.is_absolute() {
+                        return Err(invalid(field, "must be an absolute path"));
+                    }
+                }
+                Some(RemoteApi {
+                    address,
+                    cert,
+                    key,
+                    client_ca,
+                })
+            }
+            _ => {
+                return Err(invalid(
+                    "tls_address",
+                    "the remote API needs all of tls_address, tls_cert, tls_key and tls_client_ca",
+                ));
+            }
+        };
         Ok(Self {
             state_dir,
             socket,
@@ -174,6 +253,8 @@ impl BootConfig {
             resync_interval,
             socket_allowed_uids,
             metrics_address,
+            socket_reader_gid,
+            remote_api,
         })
     }
 }
@@ -203,6 +284,11 @@ mod tests {
             resync_interval_secs = 5
             socket_allowed_uids = [0, 1000]
             metrics_address = "127.0.0.1:9368"
+            socket_reader_group = 4
+            tls_address = "0.0.0.0:7443"
+            tls_cert = "/etc/tfagent/node.pem"
+            tls_key = "/etc/tfagent/node-key.pem"
+            tls_client_ca = "/etc/tfagent/clients-ca.pem"
             "#,
         )
         .unwrap();
@@ -215,6 +301,13 @@ mod tests {
         assert_eq!(
             config.metrics_address,
             Some("127.0.0.1:9368".parse().unwrap())
+        );
+        assert_eq!(config.socket_reader_gid, Some(4));
+        let remote = config.remote_api.unwrap();
+        assert_eq!(remote.address, "0.0.0.0:7443".parse().unwrap());
+        assert_eq!(
+            remote.client_ca,
+            PathBuf::from("/etc/tfagent/clients-ca.pem")
         );
     }
 
@@ -234,6 +327,15 @@ mod tests {
             ("socket_allowed_uids = []", "socket_allowed_uids"),
             ("log_format = \"xml\"", "log_format"),
             ("metrics_address = \"localhost\"", "metrics_address"),
+            ("tls_address = \"0.0.0.0:7443\"", "tls_address"),
+            (
+                "socket_reader_group = \"no-such-group-here\"",
+                "socket_reader_group",
+            ),
+            (
+                "tls_address = \"0.0.0.0:1\"\ntls_cert = \"c\"\ntls_key = \"/k\"\ntls_client_ca = \"/ca\"",
+                "tls_cert",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(field) || err.contains("xml"), "{text}: {err}");

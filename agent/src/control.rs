@@ -65,6 +65,15 @@ pub struct NodeInfo {
     pub generation: u64,
     pub capabilities: HostCapabilities,
     pub started_at: SystemTime,
+    pub remote_api: Option<RemoteApiInfo>,
+}
+
+/// The remote API's listener and certificates, as `info` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteApiInfo {
+    pub address: std::net::SocketAddr,
+    pub cert_not_after: SystemTime,
+    pub client_ca_not_after: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +94,7 @@ pub struct Controller {
     status: Arc<StatusBoard>,
     host: Arc<dyn HostInfo>,
     started_at: SystemTime,
+    remote_api: Option<RemoteApiInfo>,
 }
 
 /// Stores accepted specs. Runs in its own task so that a caller who goes
@@ -178,7 +188,13 @@ impl Controller {
             status,
             host,
             started_at: SystemTime::now(),
+            remote_api: None,
         }
+    }
+
+    /// Reports the remote API in `info`.
+    pub fn with_remote_api(self, remote_api: Option<RemoteApiInfo>) -> Self {
+        Self { remote_api, ..self }
     }
 
     /// The desired spec as the reconciler follows it.
@@ -302,6 +318,7 @@ impl Controller {
             generation: self.current().map_or(0, |d| d.generation),
             capabilities,
             started_at: self.started_at,
+            remote_api: self.remote_api.clone(),
         })
     }
 

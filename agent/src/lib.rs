@@ -12,6 +12,7 @@ pub mod events;
 pub mod host;
 pub mod metrics;
 pub mod net;
+pub mod pki;
 pub mod reconcile;
 pub mod spec;
 pub mod state;

@@ -1,5 +1,5 @@
 //! The gRPC API (`tfagent.v1.NodeAgent`, health, reflection) over the local
-//! unix socket. The only module that knows tonic and the generated proto
+//! unix socket and, when configured, TCP with mutual TLS. The only module that knows tonic and the generated proto
 //! types; everything here is a thin shell over [`crate::control`].
 
 mod auth;
@@ -10,11 +10,18 @@ mod server;
 mod service;
 mod view;
 
-pub use auth::PeerUidAuth;
-pub use client::{ClientError, channel_unix, connect_unix};
+pub use auth::{AuthLayer, Caller, LocalAccess, required_role};
+pub use client::{
+    ClientError, ClientTlsFiles, channel_tls, channel_unix, connect_tls, connect_unix,
+};
 pub use error::bad_request_fields;
-pub use server::{BoundSocket, ServeError, bind_unix, serve};
+pub use server::{
+    BoundSocket, MAX_REQUEST_BYTES, ServeError, TlsListener, bind_tls, bind_unix, serve,
+    warn_if_expiring,
+};
 pub use tfagent_proto::v1 as proto;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

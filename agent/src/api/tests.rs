@@ -28,11 +28,15 @@ impl TestAgent {
         let state_dir = dir.path().join("state");
         let socket = dir.path().join("run/tfagent.sock");
         let controller = controller(&state_dir);
-        let bound = bind_unix(&socket).await.unwrap();
+        let bound = bind_unix(&socket, None).await.unwrap();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let uids = allowed_uids.to_vec();
-        let served = tokio::spawn(async move { serve(bound, controller, &uids, token).await });
+        let local = LocalAccess {
+            uids: allowed_uids.to_vec(),
+            reader_gid: None,
+        };
+        let served =
+            tokio::spawn(async move { serve(bound, None, controller, local, token).await });
         Self {
             _dir: dir,
             state_dir,
@@ -397,13 +401,13 @@ async fn a_uid_not_allowed_is_refused_on_every_service() {
 #[tokio::test]
 async fn a_live_socket_is_never_taken_over_and_a_file_never_replaced() {
     let agent = TestAgent::start(&[our_uid()]).await;
-    let err = bind_unix(&agent.socket).await.unwrap_err();
+    let err = bind_unix(&agent.socket, None).await.unwrap_err();
     assert!(matches!(err, ServeError::InUse { .. }), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-socket");
     std::fs::write(&file, "precious").unwrap();
-    let err = bind_unix(&file).await.unwrap_err();
+    let err = bind_unix(&file, None).await.unwrap_err();
     assert!(matches!(err, ServeError::NotASocket { .. }), "{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
     agent.stop().await;
@@ -418,7 +422,7 @@ async fn a_stale_socket_is_replaced_and_the_new_one_is_0600() {
     // A socket file whose listener is gone, as after a crash.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let bound = bind_unix(&path).await.unwrap();
+    let bound = bind_unix(&path, None).await.unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     drop(bound);

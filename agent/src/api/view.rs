@@ -33,6 +33,11 @@ pub fn info(info: NodeInfo) -> pb::NodeInfo {
         generation: info.generation,
         capabilities: Some(capabilities(info.capabilities)),
         started_at: Some(timestamp(info.started_at)),
+        remote_api: info.remote_api.map(|remote| pb::RemoteApiInfo {
+            address: remote.address.to_string(),
+            cert_not_after: Some(timestamp(remote.cert_not_after)),
+            client_ca_not_after: Some(timestamp(remote.client_ca_not_after)),
+        }),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `tfagentctl`: the command line for people on the node. The binary only
 //! parses arguments and calls [`run`]; output is rendered in [`render`].
 
+mod certs;
 mod render;
 
 use std::{
@@ -14,7 +15,7 @@ use tfagent_proto::v1 as pb;
 use tonic::Code;
 
 use crate::{
-    api::{bad_request_fields, connect_unix},
+    api::{ClientTlsFiles, bad_request_fields, connect_tls, connect_unix},
     config::DEFAULT_SOCKET,
     spec::{SpecDocument, ValidationContext, limits},
 };
@@ -32,6 +33,19 @@ pub struct Cli {
     /// The agent's socket.
     #[arg(long, global = true, env = "TFAGENT_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// A remote agent's API (HOST:PORT), over mutual TLS, instead of the
+    /// local socket; needs --cert, --key and --ca.
+    #[arg(long, global = true, env = "TFAGENT_ENDPOINT", requires_all = ["cert", "key", "ca"])]
+    pub endpoint: Option<String>,
+    /// The client certificate (its role bounds what may be called).
+    #[arg(long, global = true, env = "TFAGENT_CERT")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, global = true, env = "TFAGENT_KEY")]
+    pub key: Option<PathBuf>,
+    /// The CA that signed the agent's certificate.
+    #[arg(long, global = true, env = "TFAGENT_CA")]
+    pub ca: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -87,6 +101,27 @@ pub enum Command {
     },
     /// Print the man page (roff), generated from this command line.
     Man,
+    /// Certificates for the remote API.
+    Certs {
+        #[command(subcommand)]
+        what: CertsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a CA, the node's certificate and one client certificate per
+    /// role in DIR (for labs and first setups; keys are 0600).
+    Init {
+        /// A new or empty directory.
+        dir: PathBuf,
+        /// The node's DNS names (the first is its certificate's name).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// The addresses clients dial the node at.
+        #[arg(long = "address")]
+        addresses: Vec<std::net::IpAddr>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,7 +173,9 @@ impl CtlError {
             };
         }
         let hint = match status.code() {
-            Code::PermissionDenied => " (the socket serves root only)",
+            Code::PermissionDenied if status.message().starts_with("uid ") => {
+                " (the socket serves root only)"
+            }
             Code::Unavailable if !status.message().contains("shutting down") => {
                 " (is tfagent running?)"
             }
@@ -180,11 +217,37 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
                 .render(out)
                 .map_err(CtlError::writing);
         }
+        Command::Certs {
+            what:
+                CertsCommand::Init {
+                    dir,
+                    names,
+                    addresses,
+                },
+        } => {
+            let written = certs::init(dir, names, addresses)?;
+            for path in written {
+                writeln!(out, "wrote {}", path.display()).map_err(CtlError::writing)?;
+            }
+            return Ok(());
+        }
         _ => None,
     };
-    let mut client = connect_unix(&cli.socket)
-        .await
-        .map_err(|e| CtlError::new(format!("{e} (is tfagent running, and are you root?)")))?;
+    let mut client = match (&cli.endpoint, &cli.cert, &cli.key, &cli.ca) {
+        (Some(endpoint), Some(cert), Some(key), Some(ca)) => {
+            let files = ClientTlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            };
+            connect_tls(endpoint, &files)
+                .await
+                .map_err(|e| CtlError::new(e.to_string()))?
+        }
+        _ => connect_unix(&cli.socket)
+            .await
+            .map_err(|e| CtlError::new(format!("{e} (is tfagent running, and are you root?)")))?,
+    };
     let output = cli.output;
     let write_err = CtlError::writing;
     match cli.command {
@@ -245,7 +308,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             let line = health(&status, live)?;
             writeln!(out, "{line}").map_err(write_err)?;
         }
-        Command::Completions { .. } | Command::Man => {}
+        Command::Completions { .. } | Command::Man | Command::Certs { .. } => {}
     }
     Ok(())
 }

@@ -98,6 +98,8 @@ struct InfoView {
     cgroup_mode: String,
     filesystems: Vec<String>,
     btrfs_pools: Vec<PoolView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_api: Option<RemoteApiView>,
 }
 
 #[derive(Serialize)]
@@ -131,6 +133,11 @@ pub fn info(out: &mut dyn Write, output: Output, info: &pb::NodeInfo) -> io::Res
                 device: p.device,
             })
             .collect(),
+        remote_api: info.remote_api.as_ref().map(|remote| RemoteApiView {
+            address: remote.address.clone(),
+            cert_not_after: time(remote.cert_not_after.as_ref()),
+            client_ca_not_after: time(remote.client_ca_not_after.as_ref()),
+        }),
     };
     if output != Output::Table {
         return structured(out, output, &view);
@@ -168,7 +175,26 @@ pub fn info(out: &mut dyn Write, output: Output, info: &pb::NodeInfo) -> io::Res
     for (key, value) in rows {
         writeln!(out, "{key:<17} {value}")?;
     }
+    let remote = view.remote_api.as_ref().map_or_else(
+        || "off".to_owned(),
+        |r| {
+            format!(
+                "{} (mutual TLS; certificate expires {}, client CA {})",
+                r.address,
+                r.cert_not_after.as_deref().unwrap_or("?"),
+                r.client_ca_not_after.as_deref().unwrap_or("?")
+            )
+        },
+    );
+    writeln!(out, "{:<17} {remote}", "remote api")?;
     Ok(())
+}
+
+#[derive(Serialize)]
+struct RemoteApiView {
+    address: String,
+    cert_not_after: Option<String>,
+    client_ca_not_after: Option<String>,
 }
 
 #[derive(Serialize)]
