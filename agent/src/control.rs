@@ -8,6 +8,7 @@ use tokio::sync::{Mutex, broadcast, watch};
 use tracing::{Instrument, Span, info, warn};
 
 use crate::{
+    addons::prereq::{self, AddonHostFacts, AddonPrerequisites},
     events::{Event, EventBus, EventKind},
     host::{HostCapabilities, HostInfo},
     reconcile::{self, StatusBoard, Step, StepName, StepStatus},
@@ -66,6 +67,15 @@ pub struct NodeInfo {
     pub capabilities: HostCapabilities,
     pub started_at: SystemTime,
     pub remote_api: Option<RemoteApiInfo>,
+    /// What each add-on needs and whether the node has it.
+    pub addons: Vec<AddonPrerequisites>,
+}
+
+/// One look at the host.
+struct HostProbe {
+    hostname: String,
+    capabilities: HostCapabilities,
+    addons: AddonHostFacts,
 }
 
 /// The remote API's listener and certificates, as `info` reports them.
@@ -208,22 +218,30 @@ impl Controller {
 
     /// The host's name and capabilities. The probe reads /proc and /sys:
     /// blocking I/O, kept off the async threads.
-    async fn probe_host(&self) -> Result<(String, HostCapabilities), ControlError> {
+    async fn probe_host(&self) -> Result<HostProbe, ControlError> {
         let host = Arc::clone(&self.host);
-        tokio::task::spawn_blocking(move || (host.hostname(), host.capabilities()))
-            .await
-            .map_err(|source| ControlError::Internal {
-                what: "probing the host",
-                source,
-            })
+        tokio::task::spawn_blocking(move || {
+            let capabilities = host.capabilities();
+            HostProbe {
+                hostname: host.hostname(),
+                addons: host.addon_facts(&capabilities.filesystems),
+                capabilities,
+            }
+        })
+        .await
+        .map_err(|source| ControlError::Internal {
+            what: "probing the host",
+            source,
+        })
     }
 
     /// What validation may know of this host.
     async fn validation_context(&self) -> Result<ValidationContext, ControlError> {
-        let (_, capabilities) = self.probe_host().await?;
+        let probe = self.probe_host().await?;
         Ok(ValidationContext {
             own_public_key: None,
-            kernel_filesystems: Some(capabilities.filesystems),
+            kernel_filesystems: Some(probe.capabilities.filesystems),
+            addon_host: Some(prereq::availability(&probe.addons)),
         })
     }
 
@@ -311,12 +329,13 @@ impl Controller {
     }
 
     pub async fn info(&self) -> Result<NodeInfo, ControlError> {
-        let (hostname, capabilities) = self.probe_host().await?;
+        let probe = self.probe_host().await?;
         Ok(NodeInfo {
             version: VERSION,
-            hostname,
+            hostname: probe.hostname,
             generation: self.current().map_or(0, |d| d.generation),
-            capabilities,
+            addons: prereq::assess(&probe.addons),
+            capabilities: probe.capabilities,
             started_at: self.started_at,
             remote_api: self.remote_api.clone(),
         })

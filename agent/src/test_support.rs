@@ -4,6 +4,7 @@
 use std::{collections::BTreeSet, path::Path, sync::Arc};
 
 use crate::{
+    addons::prereq::AddonHostFacts,
     app,
     control::Controller,
     events::EventBus,
@@ -50,6 +51,16 @@ impl HostInfo for FakeHost {
             cgroup_mode: CgroupMode::V1,
             filesystems: BTreeSet::from(["btrfs".to_owned()]),
             btrfs_pools: vec![],
+        }
+    }
+
+    fn addon_facts(&self, filesystems: &BTreeSet<String>) -> AddonHostFacts {
+        // As on zOS: no open-iscsi, one public NIC.
+        AddonHostFacts {
+            filesystems: filesystems.clone(),
+            iscsiadm: None,
+            iscsi_tcp: false,
+            broadcast_interfaces: BTreeSet::from(["eth0".to_owned()]),
         }
     }
 }

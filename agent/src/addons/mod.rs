@@ -4,6 +4,8 @@
 //! Not implemented in this build: the step reports what the spec asks of it
 //! and that it cannot carry it out, and changes nothing.
 
+pub mod prereq;
+
 use crate::{
     reconcile::{StepName, Unimplemented},
     spec::{Addons, NodeSpec},

@@ -38,6 +38,15 @@ pub fn info(info: NodeInfo) -> pb::NodeInfo {
             cert_not_after: Some(timestamp(remote.cert_not_after)),
             client_ca_not_after: Some(timestamp(remote.client_ca_not_after)),
         }),
+        addons: info
+            .addons
+            .into_iter()
+            .map(|p| pb::AddonPrerequisites {
+                addon: p.addon.to_owned(),
+                has: p.has,
+                lacks: p.lacks,
+            })
+            .collect(),
     }
 }
 

@@ -100,6 +100,15 @@ struct InfoView {
     btrfs_pools: Vec<PoolView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     remote_api: Option<RemoteApiView>,
+    addons: Vec<AddonView>,
+}
+
+#[derive(Serialize)]
+struct AddonView {
+    addon: String,
+    possible: bool,
+    has: Vec<String>,
+    lacks: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -138,6 +147,16 @@ pub fn info(out: &mut dyn Write, output: Output, info: &pb::NodeInfo) -> io::Res
             cert_not_after: time(remote.cert_not_after.as_ref()),
             client_ca_not_after: time(remote.client_ca_not_after.as_ref()),
         }),
+        addons: info
+            .addons
+            .iter()
+            .map(|p| AddonView {
+                addon: p.addon.clone(),
+                possible: p.lacks.is_empty(),
+                has: p.has.clone(),
+                lacks: p.lacks.clone(),
+            })
+            .collect(),
     };
     if output != Output::Table {
         return structured(out, output, &view);
@@ -187,6 +206,14 @@ pub fn info(out: &mut dyn Write, output: Output, info: &pb::NodeInfo) -> io::Res
         },
     );
     writeln!(out, "{:<17} {remote}", "remote api")?;
+    for addon in &view.addons {
+        let verdict = if addon.possible {
+            format!("possible ({})", addon.has.join("; "))
+        } else {
+            format!("not possible: lacks {}", addon.lacks.join("; "))
+        };
+        writeln!(out, "{:<17} {verdict}", format!("add-on {}", addon.addon))?;
+    }
     Ok(())
 }
 

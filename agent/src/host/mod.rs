@@ -4,12 +4,19 @@
 
 pub mod probe;
 
+use std::collections::BTreeSet;
+
 pub use probe::{BtrfsPool, CgroupMode, HostCapabilities};
+
+use crate::addons::prereq::{self, AddonHostFacts};
 
 /// Read-only facts about the host, for `GetInfo` and validation.
 pub trait HostInfo: Send + Sync + std::fmt::Debug + 'static {
     fn hostname(&self) -> String;
     fn capabilities(&self) -> HostCapabilities;
+    /// What the add-ons need of the node; `filesystems` as `capabilities`
+    /// found them.
+    fn addon_facts(&self, filesystems: &BTreeSet<String>) -> AddonHostFacts;
 }
 
 /// The running Linux host.
@@ -25,5 +32,9 @@ impl HostInfo for LinuxHost {
 
     fn capabilities(&self) -> HostCapabilities {
         probe::probe(&probe::ProbeRoot::host())
+    }
+
+    fn addon_facts(&self, filesystems: &BTreeSet<String>) -> AddonHostFacts {
+        prereq::probe(&probe::ProbeRoot::host(), filesystems)
     }
 }

@@ -59,11 +59,11 @@ impl ProbeRoot {
         }
     }
 
-    fn file(&self, path: &str) -> PathBuf {
+    pub(crate) fn file(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
     }
 
-    fn read(&self, path: &str) -> String {
+    pub(crate) fn read(&self, path: &str) -> String {
         // A missing file means the capability is absent, not an error.
         fs::read_to_string(self.file(path)).unwrap_or_default()
     }

@@ -30,7 +30,7 @@ pub use types::{
     JoinUrlError, KeyError, Label, NameError, NodeName, PathError, PoolError, Role, Secret, WgKey,
     WipeSignature, WipeSignatureError, parse_network,
 };
-pub use validate::{FieldError, ValidationContext, ValidationErrors};
+pub use validate::{AddonHost, FieldError, ValidationContext, ValidationErrors};
 
 /// What `get spec` shows in place of a secret. Validation refuses it as a
 /// token, so a redacted spec cannot be re-applied by accident.

@@ -172,6 +172,7 @@ fn examples_validate() {
         let zos = ValidationContext {
             own_public_key: None,
             kernel_filesystems: Some(BTreeSet::from(["btrfs".to_owned(), "overlay".to_owned()])),
+            ..Default::default()
         };
         doc.validate(&zos)
             .unwrap_or_else(|e| panic!("{name} on zOS:\n{e}"));
@@ -263,6 +264,7 @@ fn defaults_are_filled_in() {
         email: "ops@example.com".into(),
         server: String::new(),
     };
+    doc.addons.ingress_nginx.enabled = true;
     doc.addons.local_path.enabled = true;
     doc.addons.longhorn.enabled = true;
     let addons = valid(&doc).addons;
@@ -843,6 +845,7 @@ fn peer_using_the_nodes_own_key_is_refused() {
     let ctx = ValidationContext {
         own_public_key: Some(key(3).parse().unwrap()),
         kernel_filesystems: None,
+        ..Default::default()
     };
     let errors = errors_with(&base(), &ctx);
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -853,6 +856,7 @@ fn peer_using_the_nodes_own_key_is_refused() {
     let ctx = ValidationContext {
         own_public_key: Some(key(9).parse().unwrap()),
         kernel_filesystems: None,
+        ..Default::default()
     };
     assert!(errors_with(&base(), &ctx).is_empty());
 }
@@ -1268,6 +1272,7 @@ fn kernel_filesystems_are_checked_for_devices() {
     let zos = ValidationContext {
         own_public_key: None,
         kernel_filesystems: Some(BTreeSet::from(["btrfs".to_owned(), "vfat".to_owned()])),
+        ..Default::default()
     };
     let mut doc = with_volumes(vec![device_volume(), pool_volume()]);
     assert!(errors_with(&doc, &zos).is_empty());
@@ -1562,6 +1567,7 @@ fn addon_rules() {
             email: "ops@example.com".into(),
             server: String::new(),
         };
+        doc.addons.ingress_nginx.enabled = true;
         doc.addons.local_path.enabled = true;
         doc.addons.longhorn.enabled = true;
         doc
@@ -1622,7 +1628,6 @@ fn addon_rules() {
             |d| d.addons.cert_manager.server = "production".into(),
             |d| d.addons.cert_manager.email = "first.last+k3s@mail.example.co.uk".into(),
             |d| d.addons.local_path.path = "/mnt/hdd/local-path".into(),
-            |d| d.addons.ingress_nginx.enabled = true,
         ],
     );
 }
@@ -2211,7 +2216,8 @@ fn arb_addons() -> impl Strategy<Value = Addons> {
                         .collect(),
                     interface: format!("eth{eth}").parse().unwrap(),
                 }),
-                ingress_nginx,
+                // cert-manager answers challenges through the ingress.
+                ingress_nginx: ingress_nginx || cert_manager.is_some(),
                 cert_manager: cert_manager.map(|(email, server)| CertManager { email, server }),
                 local_path: local_path.map(|p| LocalPath { path: abs(&p) }),
                 longhorn: longhorn.map(|p| Longhorn { data_path: abs(&p) }),
@@ -2348,6 +2354,7 @@ proptest! {
         let ctx = ValidationContext {
             own_public_key: Some(WgKey::from_bytes(own)),
             kernel_filesystems: Some(BTreeSet::from(["btrfs".to_owned()])),
+            ..Default::default()
         };
         if let Err(errors) = doc.validate(&ctx) {
             prop_assert!(!errors.is_empty());
@@ -2433,4 +2440,67 @@ fn a_token_of_the_wrong_type_is_not_echoed() {
         .unwrap_err()
         .to_string();
     assert!(!err.contains("99887766554433"), "{err}");
+}
+
+/// A zOS-like node: no open-iscsi, no ext4/xfs, one public NIC.
+fn zos_addon_host() -> ValidationContext {
+    ValidationContext {
+        addon_host: Some(AddonHost {
+            unavailable: [(
+                "longhorn".to_owned(),
+                vec![
+                    "iscsiadm (the open-iscsi tools) on PATH".to_owned(),
+                    "ext4 or xfs in the kernel, for its volumes".to_owned(),
+                ],
+            )]
+            .into(),
+            broadcast_interfaces: ["eth0".to_owned()].into(),
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_addon_the_node_cannot_run_is_refused_with_the_reasons() {
+    let mut doc = with_metallb();
+    doc.addons.longhorn.enabled = true;
+    let refused = errors_with(&doc, &zos_addon_host());
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].path, "addons.longhorn.enabled");
+    assert_eq!(
+        refused[0].message,
+        "not possible on this node: it lacks iscsiadm (the open-iscsi tools) on PATH; ext4 or xfs in the kernel, for its volumes"
+    );
+    // Without knowledge of the host, nothing is refused for it.
+    assert!(errors(&doc).is_empty());
+}
+
+#[test]
+fn metallb_announces_only_on_a_broadcast_capable_interface_of_the_node() {
+    let mut doc = with_metallb();
+    doc.addons.metallb.interface = "eth9".into();
+    let errors = errors_with(&doc, &zos_addon_host());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "addons.metallb.interface");
+    assert_eq!(
+        errors[0].message,
+        "eth9 is not a broadcast-capable interface of this node (those are: eth0)"
+    );
+    assert!(errors_with(&with_metallb(), &zos_addon_host()).is_empty());
+}
+
+#[test]
+fn cert_manager_needs_the_ingress_it_answers_challenges_through() {
+    let mut doc = base();
+    doc.addons.cert_manager = CertManagerDoc {
+        enabled: true,
+        email: "ops@example.com".into(),
+        server: String::new(),
+    };
+    let refused = errors(&doc);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].path, "addons.cert_manager.enabled");
+    assert!(refused[0].message.starts_with("needs ingress_nginx"));
+    doc.addons.ingress_nginx.enabled = true;
+    assert!(errors_with(&doc, &zos_addon_host()).is_empty());
 }

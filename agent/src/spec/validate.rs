@@ -2,7 +2,7 @@
 //! field path in the document's terms.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -39,6 +39,18 @@ pub struct ValidationContext {
     pub own_public_key: Option<WgKey>,
     /// Filesystems the kernel supports: device volumes must use one of them.
     pub kernel_filesystems: Option<BTreeSet<String>>,
+    /// Which add-ons the node can run.
+    pub addon_host: Option<AddonHost>,
+}
+
+/// What the node can run of the add-ons, from their prerequisites.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddonHost {
+    /// Add-ons (by their name in the spec) the node cannot run, with what
+    /// it lacks.
+    pub unavailable: BTreeMap<String, Vec<String>>,
+    /// Interfaces MetalLB may announce on.
+    pub broadcast_interfaces: BTreeSet<String>,
 }
 
 /// One fault, at a field path of the document (`storage.volumes[0].size`).
@@ -1454,6 +1466,29 @@ impl Checker<'_> {
         } else {
             Some(None)
         };
+        if doc.cert_manager.enabled && !doc.ingress_nginx.enabled {
+            self.fail(
+                "addons.cert_manager.enabled",
+                "needs ingress_nginx: Let's Encrypt's HTTP-01 challenges are answered through its ingress class",
+            );
+        }
+        if let Some(host) = &self.ctx.addon_host {
+            let enabled = [
+                ("metallb", doc.metallb.enabled),
+                ("ingress_nginx", doc.ingress_nginx.enabled),
+                ("cert_manager", doc.cert_manager.enabled),
+                ("local_path", doc.local_path.enabled),
+                ("longhorn", doc.longhorn.enabled),
+            ];
+            for (addon, on) in enabled {
+                if let (true, Some(lacks)) = (on, host.unavailable.get(addon)) {
+                    self.fail(
+                        format!("addons.{addon}.enabled"),
+                        format!("not possible on this node: it lacks {}", lacks.join("; ")),
+                    );
+                }
+            }
+        }
         Some(Addons {
             metallb: metallb?,
             ingress_nginx: doc.ingress_nginx.enabled,
@@ -1523,6 +1558,27 @@ impl Checker<'_> {
                 self.fail(
                     path,
                     "is the WireGuard interface, which has no ARP: MetalLB's L2 announcements cannot work there",
+                );
+                None
+            }
+            Some(name)
+                if self.ctx.addon_host.as_ref().is_some_and(|host| {
+                    !host.broadcast_interfaces.is_empty()
+                        && !host.broadcast_interfaces.contains(name.as_str())
+                }) =>
+            {
+                let known: Vec<&str> = self
+                    .ctx
+                    .addon_host
+                    .iter()
+                    .flat_map(|host| host.broadcast_interfaces.iter().map(String::as_str))
+                    .collect();
+                self.fail(
+                    path,
+                    format!(
+                        "{name} is not a broadcast-capable interface of this node (those are: {})",
+                        known.join(", ")
+                    ),
                 );
                 None
             }
