@@ -44,7 +44,7 @@ pub fn steps() -> Vec<Arc<dyn Step>> {
         Arc::new(net::step()),
         Arc::new(supervise::step()),
         Arc::new(vip::step()),
-        Arc::new(addons::step()),
+        Arc::new(addons::AddonsStep::new(addons::K3sPaths::default())),
     ];
     debug_assert!(steps.iter().map(|s| s.name()).eq(StepName::ORDER));
     steps
@@ -216,13 +216,18 @@ mod tests {
         let mut spec = example_spec("server-init");
         let plans = crate::reconcile::plan_all(&steps, &spec).await;
         let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
-        assert!(plans.iter().all(|p| !p.implemented));
+        assert!(plans[..4].iter().all(|p| !p.implemented));
         assert_eq!(plans[0].actions.len(), spec.storage.volumes.len());
         assert!(plans[0].actions[0].contains("/var/lib/rancher/k3s"));
         assert!(plans[1].actions[0].contains("5 peer(s)"), "{:?}", plans[1]);
         assert!(plans[2].actions[1].starts_with("k3s server (server-init)"));
         assert!(plans[3].actions[0].contains("priority 150"));
-        assert!(plans[4].actions[0].contains("metallb"));
+        assert!(plans[4].implemented);
+        assert!(
+            plans[4].actions.iter().any(|a| a == "write tfagent-metallb.yaml"),
+            "{:?}",
+            plans[4]
+        );
 
         // Asked nothing: an empty list, which blocks no later step.
         spec.storage.volumes.clear();

@@ -88,6 +88,8 @@ pub mod defaults {
     pub const CONTAINERD_BINARY: &str = "/usr/bin/containerd";
     /// k3s binary.
     pub const K3S_BINARY: &str = "/usr/local/bin/k3s";
+    /// k3s's data dir (its `--data-dir` default).
+    pub const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
     /// Where the local-path provisioner creates volumes.
     pub const LOCAL_PATH_PATH: &str = "/var/lib/rancher/k3s/storage";
     /// Longhorn's data path.
