@@ -35,9 +35,9 @@ pub enum AppError {
 }
 
 /// The steps in reconcile order.
-pub fn steps() -> Vec<Arc<dyn Step>> {
+pub fn steps(storage: &storage::Storage) -> Vec<Arc<dyn Step>> {
     let steps: Vec<Arc<dyn Step>> = vec![
-        Arc::new(storage::step()),
+        Arc::new(storage.clone()),
         Arc::new(net::step()),
         Arc::new(supervise::step()),
         Arc::new(vip::step()),
@@ -61,17 +61,21 @@ pub async fn run(
         None if loaded.refused.is_none() => info!("no spec stored yet; waiting for Apply"),
         None => {}
     }
-    let steps = steps();
+    let storage = storage::Storage::linux(&config.state_dir, config.allowed_devices.clone());
+    let steps = steps(&storage);
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
-    let controller = Arc::new(Controller::new(
-        store,
-        loaded,
-        steps.clone(),
-        Arc::clone(&status),
-        Arc::clone(&events),
-        Arc::new(LinuxHost),
-    ));
+    let controller = Arc::new(
+        Controller::new(
+            store,
+            loaded,
+            steps.clone(),
+            Arc::clone(&status),
+            Arc::clone(&events),
+            Arc::new(LinuxHost),
+        )
+        .with_storage(storage),
+    );
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -52,6 +52,8 @@ struct RawConfig {
     log_level: Option<String>,
     resync_interval_secs: Option<u64>,
     socket_allowed_uids: Option<Vec<u32>>,
+    // ---- storage ----
+    allowed_devices: Option<Vec<String>>,
 }
 
 /// Validated boot configuration.
@@ -68,6 +70,11 @@ pub struct BootConfig {
     pub resync_interval: Duration,
     /// Peer uids the local socket serves; root only unless widened.
     pub socket_allowed_uids: Vec<u32>,
+    // ---- storage ----
+    /// Device path patterns (`*`, `?`) storage volumes may use; `None`
+    /// admits any device except the disk holding `/` or the state dir,
+    /// which is always refused.
+    pub allowed_devices: Option<Vec<String>>,
 }
 
 impl fmt::Debug for BootConfig {
@@ -79,6 +86,7 @@ impl fmt::Debug for BootConfig {
             .field("log_level", &self.log_level)
             .field("resync_interval", &self.resync_interval)
             .field("socket_allowed_uids", &self.socket_allowed_uids)
+            .field("allowed_devices", &self.allowed_devices)
             .finish()
     }
 }
@@ -92,6 +100,7 @@ impl Default for BootConfig {
             log_level: "info".into(),
             resync_interval: Duration::from_secs(60),
             socket_allowed_uids: vec![0],
+            allowed_devices: None,
         }
     }
 }
@@ -151,6 +160,16 @@ impl BootConfig {
         if socket_allowed_uids.is_empty() {
             return Err(invalid("socket_allowed_uids", "must name at least one uid"));
         }
+        if let Some(patterns) = &raw.allowed_devices
+            && patterns
+                .iter()
+                .any(|p| !p.starts_with("/dev/") || p.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "allowed_devices",
+                "each entry must be a device path pattern under /dev/, e.g. /dev/disk/by-id/nvme-*",
+            ));
+        }
         Ok(Self {
             state_dir,
             socket,
@@ -158,6 +177,7 @@ impl BootConfig {
             log_level,
             resync_interval,
             socket_allowed_uids,
+            allowed_devices: raw.allowed_devices,
         })
     }
 }
@@ -186,6 +206,7 @@ mod tests {
             log_level = "tfagent=debug"
             resync_interval_secs = 5
             socket_allowed_uids = [0, 1000]
+            allowed_devices = ["/dev/disk/by-id/nvme-*"]
             "#,
         )
         .unwrap();
@@ -195,6 +216,10 @@ mod tests {
         assert_eq!(config.log_level, "tfagent=debug");
         assert_eq!(config.resync_interval, Duration::from_secs(5));
         assert_eq!(config.socket_allowed_uids, vec![0, 1000]);
+        assert_eq!(
+            config.allowed_devices,
+            Some(vec!["/dev/disk/by-id/nvme-*".to_owned()])
+        );
     }
 
     #[test]
@@ -212,6 +237,7 @@ mod tests {
             ("resync_interval_secs = 0", "resync_interval_secs"),
             ("socket_allowed_uids = []", "socket_allowed_uids"),
             ("log_format = \"xml\"", "log_format"),
+            ("allowed_devices = [\"sda\"]", "allowed_devices"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(field) || err.contains("xml"), "{text}: {err}");

@@ -93,7 +93,28 @@ impl NodeAgent for NodeAgentService {
         &self,
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
-        Ok(Response::new(view::status(self.controller.status())))
+        let mut status = view::status(self.controller.status());
+        // ---- storage ----
+        status.volumes = self
+            .controller
+            .volumes()
+            .await?
+            .into_iter()
+            .map(view::volume)
+            .collect();
+        Ok(Response::new(status))
+    }
+
+    // ---- storage ----
+    #[instrument(name = "rpc.list_disks", skip_all)]
+    async fn list_disks(
+        &self,
+        _request: Request<pb::ListDisksRequest>,
+    ) -> Result<Response<pb::ListDisksResponse>, Status> {
+        let disks = self.controller.disks().await?;
+        Ok(Response::new(pb::ListDisksResponse {
+            disks: disks.into_iter().map(view::disk).collect(),
+        }))
     }
 
     type WatchEventsStream = EventStream;

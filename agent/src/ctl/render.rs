@@ -180,6 +180,9 @@ struct StatusView {
     #[serde(skip_serializing_if = "Option::is_none")]
     refused_spec: Option<String>,
     steps: Vec<StepView>,
+    // ---- storage ----
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<VolumeView>,
 }
 
 #[derive(Serialize)]
@@ -219,6 +222,7 @@ pub fn status(
                 last_run: time(s.last_run.as_ref()),
             })
             .collect(),
+        volumes: status.volumes.iter().map(volume_view).collect(),
     };
     if output != Output::Table {
         return structured(out, output, &view);
@@ -456,4 +460,165 @@ pub fn event(
             )
         }
     }
+}
+
+// ---- storage ----
+
+#[derive(Serialize)]
+struct VolumeView {
+    name: String,
+    source: String,
+    filesystem: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uuid: Option<String>,
+    mount_point: String,
+    size_bytes: u64,
+    used_bytes: u64,
+    free_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_bytes: Option<u64>,
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+}
+
+fn volume_view(v: &pb::VolumeStatus) -> VolumeView {
+    VolumeView {
+        name: v.name.clone(),
+        source: v.source.clone(),
+        filesystem: v.filesystem.clone(),
+        uuid: Some(v.uuid.clone()).filter(|u| !u.is_empty()),
+        mount_point: v.mount_point.clone(),
+        size_bytes: v.size_bytes,
+        used_bytes: v.used_bytes,
+        free_bytes: v.free_bytes,
+        quota_bytes: (v.quota_bytes != 0).then_some(v.quota_bytes),
+        state: v.state.clone(),
+        last_error: Some(v.last_error.clone()).filter(|e| !e.is_empty()),
+    }
+}
+
+/// Bytes in binary units with one decimal: 1.5GiB.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+/// The volumes table under `tfagentctl status`.
+pub fn volumes(out: &mut dyn Write, style: Style, volumes: &[pb::VolumeStatus]) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<12} {:<8} {:<28} {:>9} {:>9} {:>9} {:>9}  SOURCE",
+        "VOLUME", "STATE", "MOUNT POINT", "SIZE", "USED", "FREE", "QUOTA"
+    )?;
+    for v in volumes {
+        let state = match v.state.as_str() {
+            "mounted" => style.paint(&format!("{:<8}", v.state), "32"),
+            "refused" | "failed" => style.paint(&format!("{:<8}", v.state), "31"),
+            _ => style.paint(&format!("{:<8}", v.state), "33"),
+        };
+        let amount = |bytes: u64| {
+            if bytes == 0 {
+                "-".to_owned()
+            } else {
+                human_bytes(bytes)
+            }
+        };
+        let mut source = format!("{} ({})", v.source, v.filesystem);
+        if !v.uuid.is_empty() {
+            source.push_str(&format!(" UUID {}", v.uuid));
+        }
+        writeln!(
+            out,
+            "{:<12} {state} {:<28} {:>9} {:>9} {:>9} {:>9}  {source}",
+            v.name,
+            v.mount_point,
+            amount(v.size_bytes),
+            amount(v.used_bytes),
+            amount(v.free_bytes),
+            amount(v.quota_bytes),
+        )?;
+        if !v.last_error.is_empty() {
+            writeln!(out, "{:<12} last error: {}", "", v.last_error)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DiskView {
+    path: String,
+    size_bytes: u64,
+    signatures: Vec<String>,
+    mount_points: Vec<String>,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<String>,
+}
+
+/// `tfagentctl disks`.
+pub fn disks(
+    out: &mut dyn Write,
+    output: Output,
+    style: Style,
+    disks: &[pb::Disk],
+) -> io::Result<()> {
+    let views: Vec<DiskView> = disks
+        .iter()
+        .map(|d| DiskView {
+            path: d.path.clone(),
+            size_bytes: d.size_bytes,
+            signatures: d.signatures.clone(),
+            mount_points: d.mount_points.clone(),
+            allowed: d.allowed,
+            refusal: Some(d.refusal.clone()).filter(|r| !r.is_empty()),
+        })
+        .collect();
+    if output != Output::Table {
+        return structured(out, output, &views);
+    }
+    writeln!(
+        out,
+        "{:<16} {:>9} {:<8} {:<24} SIGNATURES",
+        "DEVICE", "SIZE", "ALLOWED", "MOUNTED AT"
+    )?;
+    for d in &views {
+        let allowed = if d.allowed {
+            style.paint(&format!("{:<8}", "yes"), "32")
+        } else {
+            style.paint(&format!("{:<8}", "no"), "31")
+        };
+        let signatures = if d.signatures.is_empty() {
+            "blank".to_owned()
+        } else {
+            d.signatures.join(", ")
+        };
+        let mounted = if d.mount_points.is_empty() {
+            "-".to_owned()
+        } else {
+            d.mount_points.join(",")
+        };
+        writeln!(
+            out,
+            "{:<16} {:>9} {allowed} {:<24} {signatures}",
+            d.path,
+            human_bytes(d.size_bytes),
+            mounted
+        )?;
+        if let Some(refusal) = &d.refusal {
+            writeln!(out, "{:<16} {:>9} {:<8} {refusal}", "", "", "")?;
+        }
+    }
+    Ok(())
 }
