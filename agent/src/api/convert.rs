@@ -577,6 +577,7 @@ mod tests {
                     name: "v".into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             }),
             addons: Some(pb::AddonsSpec {
                 cert_manager: Some(pb::CertManagerAddon {

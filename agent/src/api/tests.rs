@@ -96,8 +96,9 @@ async fn dry_run_then_apply_then_unchanged() {
     assert!(dry.changed);
     let steps: Vec<&str> = dry.plan.iter().map(|p| p.step.as_str()).collect();
     assert_eq!(steps, ["storage", "network", "services", "vip", "addons"]);
+    assert!(dry.plan[0].implemented, "storage is implemented");
     assert!(
-        dry.plan
+        dry.plan[1..]
             .iter()
             .all(|p| !p.implemented && !p.actions.is_empty())
     );

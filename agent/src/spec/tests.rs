@@ -172,6 +172,7 @@ fn examples_validate() {
         let zos = ValidationContext {
             own_public_key: None,
             kernel_filesystems: Some(BTreeSet::from(["btrfs".to_owned(), "overlay".to_owned()])),
+            ..ValidationContext::default()
         };
         doc.validate(&zos)
             .unwrap_or_else(|e| panic!("{name} on zOS:\n{e}"));
@@ -843,6 +844,7 @@ fn peer_using_the_nodes_own_key_is_refused() {
     let ctx = ValidationContext {
         own_public_key: Some(key(3).parse().unwrap()),
         kernel_filesystems: None,
+        ..ValidationContext::default()
     };
     let errors = errors_with(&base(), &ctx);
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -853,6 +855,7 @@ fn peer_using_the_nodes_own_key_is_refused() {
     let ctx = ValidationContext {
         own_public_key: Some(key(9).parse().unwrap()),
         kernel_filesystems: None,
+        ..ValidationContext::default()
     };
     assert!(errors_with(&base(), &ctx).is_empty());
 }
@@ -1268,6 +1271,7 @@ fn kernel_filesystems_are_checked_for_devices() {
     let zos = ValidationContext {
         own_public_key: None,
         kernel_filesystems: Some(BTreeSet::from(["btrfs".to_owned(), "vfat".to_owned()])),
+        ..ValidationContext::default()
     };
     let mut doc = with_volumes(vec![device_volume(), pool_volume()]);
     assert!(errors_with(&doc, &zos).is_empty());
@@ -2072,7 +2076,7 @@ prop_compose! {
                     servers: vip.3.into_iter().map(|(name, address)| VipServerDoc { name, address }).collect(),
                 },
             },
-            storage: StorageDoc { volumes },
+            storage: StorageDoc { volumes, ..StorageDoc::default() },
             services: ServicesDoc {
                 containerd: ServiceDoc { binary: services.0.0, extra_args: services.0.1 },
                 k3s: ServiceDoc { binary: services.1.0, extra_args: services.1.1 },
@@ -2116,7 +2120,10 @@ prop_compose! {
         size in 1u64..u64::MAX,
         uuid in prop::option::of("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
         mount_options in prop::collection::vec("[a-z]{1,6}(=[a-z0-9]{1,4})?", 0..3),
+        flags in prop::collection::vec(prop::sample::select(&["noatime", "nodev", "nosuid", "ro"][..]), 0..3),
     ) -> Volume {
+        // A pool volume shares its pool's filesystem: per-mount flags only.
+        let mount_options = if device { mount_options } else { flags.into_iter().map(str::to_owned).collect() };
         let (source, filesystem, format) = if device {
             (VolumeSource::Device(abs(&format!("/dev/disk/by-id/disk-{i}"))), filesystem, format)
         } else {
@@ -2278,7 +2285,16 @@ prop_compose! {
                 wireguard: Wireguard { interface: interface.parse().unwrap(), listen_port, addresses, mtu, peers },
                 vip: election,
             },
-            storage: Storage { volumes },
+            storage: Storage {
+                persist: volumes.first().map(|holder| Persist {
+                    volume: holder.name.clone(),
+                    paths: vec![
+                        PersistPath { path: abs("/var/lib/kubelet"), propagation: Propagation::Rshared },
+                        PersistPath { path: abs("/etc/rancher"), propagation: Propagation::Private },
+                    ],
+                }),
+                volumes,
+            },
             services: Services {
                 containerd: Service { binary: abs(&services.0.0), extra_args: services.0.1 },
                 k3s: Service { binary: abs(&services.1.0), extra_args: services.1.1 },
@@ -2348,6 +2364,7 @@ proptest! {
         let ctx = ValidationContext {
             own_public_key: Some(WgKey::from_bytes(own)),
             kernel_filesystems: Some(BTreeSet::from(["btrfs".to_owned()])),
+            ..ValidationContext::default()
         };
         if let Err(errors) = doc.validate(&ctx) {
             prop_assert!(!errors.is_empty());

@@ -349,6 +349,12 @@ impl Checker<'_> {
     }
 }
 
+/// Mount options that are per-mount flags, not filesystem options.
+pub const PER_MOUNT_FLAGS: &[&str] = &[
+    "ro", "rw", "defaults", "noatime", "nodiratime", "relatime", "strictatime", "lazytime",
+    "nosuid", "nodev", "noexec", "sync", "dirsync",
+];
+
 /// Mount points (and data directories) that would hide the system.
 const SYSTEM_DIRS: &[&str] = &[
     "/proc", "/sys", "/dev", "/boot", "/usr", "/bin", "/sbin", "/lib", "/etc",
@@ -1222,7 +1228,21 @@ impl Checker<'_> {
             source = None;
         }
         let mount_point = self.mount_point(&base, &doc.mount_point, mounts, i);
-        let mount_options = self.mount_options(&base, &doc.mount_options);
+        let mut mount_options = self.mount_options(&base, &doc.mount_options);
+        if let (Some(VolumeSource::Pool { .. }), Some(options)) = (&source, &mount_options)
+            && let Some(k) = options
+                .iter()
+                .position(|o| !PER_MOUNT_FLAGS.contains(&o.as_str()))
+        {
+            self.fail(
+                format!("{base}.mount_options[{k}]"),
+                format!(
+                    "a pool volume shares its pool's filesystem, so only per-mount flags apply ({})",
+                    PER_MOUNT_FLAGS.join(", ")
+                ),
+            );
+            mount_options = None;
+        }
 
         let path = format!("{base}.wipe_signature");
         let wipe_signature = if doc.wipe_signature.is_empty() {
