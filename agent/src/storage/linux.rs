@@ -21,10 +21,16 @@ use super::ops::{
 use crate::spec::{Filesystem, Propagation};
 
 /// The running host.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LinuxStorage {
     /// Where /proc and /sys are (`/` on a real host).
     root: PathBuf,
+}
+
+impl Default for LinuxStorage {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl LinuxStorage {
