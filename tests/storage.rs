@@ -122,7 +122,10 @@ impl Namespace {
         // Wait until the holder is in its own namespace.
         let own = fs::read_link("/proc/self/ns/mnt").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while fs::read_link(format!("/proc/{}/ns/mnt", ns.pid())).ok().as_ref() == Some(&own)
+        while fs::read_link(format!("/proc/{}/ns/mnt", ns.pid()))
+            .ok()
+            .as_ref()
+            == Some(&own)
             || fs::read_link(format!("/proc/{}/exe", ns.pid()))
                 .is_ok_and(|exe| !exe.ends_with("sleep"))
         {
@@ -232,7 +235,11 @@ impl Agent {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.ctl(&["info"]).status.success() {
-            assert!(Instant::now() < deadline, "tfagent did not serve:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "tfagent did not serve:\n{}",
+                self.log()
+            );
             thread::sleep(Duration::from_millis(50));
         }
     }
@@ -398,7 +405,10 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     let device = disk.device.clone();
     bed.loops.push(disk);
     let (data, k3s) = (bed.path("mnt/data"), bed.path("mnt/k3s"));
-    let (rancher, kubelet) = (bed.path("root/etc/rancher"), bed.path("root/var/lib/kubelet"));
+    let (rancher, kubelet) = (
+        bed.path("root/etc/rancher"),
+        bed.path("root/var/lib/kubelet"),
+    );
     let volumes = |size: &str, with_data: bool| {
         let mut text = format!(
             "  volumes:
@@ -449,12 +459,30 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     // Persisted paths: bind mounts from the volume, with their propagation.
     let at_kubelet = bed.ns.mounts_at(&kubelet);
     assert_eq!(at_kubelet.len(), 1);
-    assert_eq!(at_kubelet[0][3], "/tfagent-k3s/.tfagent-persist".to_owned() + kubelet.to_str().unwrap());
-    assert!(at_kubelet[0].iter().any(|f| f.starts_with("shared:")), "rshared: {at_kubelet:?}");
+    assert_eq!(
+        at_kubelet[0][3],
+        "/tfagent-k3s/.tfagent-persist".to_owned() + kubelet.to_str().unwrap()
+    );
+    assert!(
+        at_kubelet[0].iter().any(|f| f.starts_with("shared:")),
+        "rshared: {at_kubelet:?}"
+    );
     let at_rancher = bed.ns.mounts_at(&rancher);
-    assert!(!at_rancher[0].iter().any(|f| f.starts_with("shared:")), "private: {at_rancher:?}");
+    assert!(
+        !at_rancher[0].iter().any(|f| f.starts_with("shared:")),
+        "private: {at_rancher:?}"
+    );
     // What is written there lands on the volume.
-    bed.ns.ok("sh", &["-c", &format!("mkdir -p {0}/node && echo pw > {0}/node/password", rancher.display())]);
+    bed.ns.ok(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "mkdir -p {0}/node && echo pw > {0}/node/password",
+                rancher.display()
+            ),
+        ],
+    );
     let on_volume = format!(
         "{}/.tfagent-persist{}/node/password",
         k3s.display(),
@@ -463,13 +491,22 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     assert_eq!(bed.ns.ok("cat", &[&on_volume]), "pw\n");
     // None of it is visible outside the namespace.
     let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!host.contains(bed.dir.path().to_str().unwrap()), "leaked to the host");
+    assert!(
+        !host.contains(bed.dir.path().to_str().unwrap()),
+        "leaked to the host"
+    );
 
     // Writing past the quota fails with EDQUOT.
     let big = format!("{}/big", k3s.display());
     let dd = bed.ns.run(
         "dd",
-        &["if=/dev/zero", &format!("of={big}"), "bs=1M", "count=128", "conv=fsync"],
+        &[
+            "if=/dev/zero",
+            &format!("of={big}"),
+            "bs=1M",
+            "count=128",
+            "conv=fsync",
+        ],
     );
     assert!(!dd.status.success());
     let stderr = String::from_utf8_lossy(&dd.stderr);
@@ -482,12 +519,23 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     assert_eq!(volumes_status[0]["state"], "mounted");
     assert_eq!(volumes_status[0]["quota_bytes"], 64 << 20);
     assert_eq!(volumes_status[1]["state"], "mounted");
-    assert_eq!(volumes_status[1]["uuid"].as_str().unwrap(), bed.loops[1].uuid());
+    assert_eq!(
+        volumes_status[1]["uuid"].as_str().unwrap(),
+        bed.loops[1].uuid()
+    );
     assert!(volumes_status[1]["size_bytes"].as_u64().unwrap() > 200 << 20);
     let table = bed.agent().ok(&["status"]);
-    assert!(table.contains("VOLUME") && table.contains("mounted"), "{table}");
+    assert!(
+        table.contains("VOLUME") && table.contains("mounted"),
+        "{table}"
+    );
     let disks = bed.agent().ok(&["disks"]);
-    assert!(disks.lines().any(|l| l.starts_with(&device) && l.contains("btrfs filesystem")), "{disks}");
+    assert!(
+        disks
+            .lines()
+            .any(|l| l.starts_with(&device) && l.contains("btrfs filesystem")),
+        "{disks}"
+    );
 
     // A restart adopts what is mounted: no duplicate mounts.
     let before = bed.ns.mountinfo().len();
@@ -511,13 +559,19 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     let status = bed.agent().apply_and_settle(&volumes("128MiB", true));
     assert_eq!(status["steps"][0]["condition"], "converged", "{status:#}");
     let subvolume = format!("{}/tfagent-k3s", pool.display());
-    let qgroups = bed.ns.ok("btrfs", &["qgroup", "show", "-re", "--raw", "-f", &subvolume]);
+    let qgroups = bed.ns.ok(
+        "btrfs",
+        &["qgroup", "show", "-re", "--raw", "-f", &subvolume],
+    );
     assert!(qgroups.contains(&(128u64 << 20).to_string()), "{qgroups}");
 
     // A removed volume is unmounted; a foreign mount is left alone.
     let foreign = bed.path("foreign");
     fs::create_dir_all(&foreign).unwrap();
-    bed.ns.ok("mount", &["-t", "tmpfs", "tmpfs", foreign.to_str().unwrap()]);
+    bed.ns.ok(
+        "mount",
+        &["-t", "tmpfs", "tmpfs", foreign.to_str().unwrap()],
+    );
     let status = bed.agent().apply_and_settle(&volumes("128MiB", false));
     assert_eq!(status["steps"][0]["condition"], "converged", "{status:#}");
     assert!(bed.ns.mounts_at(&data).is_empty(), "unmounted");
@@ -553,14 +607,25 @@ fn data_trap_disks_with_data_are_refused_and_left_as_they_were() {
         fs::create_dir_all(&mnt).unwrap();
         bed.ns.ok("mount", &[&disk.device, mnt.to_str().unwrap()]);
         let file = format!("{}/precious", mnt.display());
-        bed.ns.ok("sh", &["-c", &format!("head -c 1048576 /dev/urandom > {file} && sync")]);
+        bed.ns.ok(
+            "sh",
+            &[
+                "-c",
+                &format!("head -c 1048576 /dev/urandom > {file} && sync"),
+            ],
+        );
         let sum = bed.ns.ok("sha256sum", &[&file]);
         bed.ns.ok("umount", &[mnt.to_str().unwrap()]);
         file_sums.push((sum.split_whitespace().next().unwrap().to_owned(), mnt));
         bed.loops.push(disk);
     }
-    bed.loops.push(Loop::new(bed.dir.path(), 300, partition_table));
-    assert!(bed.loops[2].signature().contains("PTTYPE=dos"), "{}", bed.loops[2].signature());
+    bed.loops
+        .push(Loop::new(bed.dir.path(), 300, partition_table));
+    assert!(
+        bed.loops[2].signature().contains("PTTYPE=dos"),
+        "{}",
+        bed.loops[2].signature()
+    );
     let images: Vec<String> = bed.loops.iter().map(Loop::image_checksum).collect();
     let devices: Vec<String> = bed.loops.iter().map(|l| l.device.clone()).collect();
     let allowed: Vec<&str> = devices.iter().map(String::as_str).collect();
@@ -580,7 +645,10 @@ fn data_trap_disks_with_data_are_refused_and_left_as_they_were() {
         let storage = &status["steps"][0];
         assert_eq!(storage["condition"], "failed", "{status:#}");
         let error = storage["last_error"].as_str().unwrap();
-        assert!(error.contains(device) && error.contains(expected), "{error}");
+        assert!(
+            error.contains(device) && error.contains(expected),
+            "{error}"
+        );
         assert_eq!(status["volumes"][0]["state"], "refused", "{status:#}");
         assert!(bed.ns.mounts_at(&target).is_empty());
     }
@@ -592,14 +660,20 @@ fn data_trap_disks_with_data_are_refused_and_left_as_they_were() {
         bed.path("mnt/trap").display()
     )));
     let error = status["steps"][0]["last_error"].as_str().unwrap();
-    assert!(error.contains("not 01234567-89ab-cdef-0123-456789abcdef"), "{error}");
+    assert!(
+        error.contains("not 01234567-89ab-cdef-0123-456789abcdef"),
+        "{error}"
+    );
 
     // Every disk is bit for bit what it was, and the files read back the same.
     let after: Vec<String> = bed.loops.iter().map(Loop::image_checksum).collect();
     assert_eq!(images, after);
     for (i, (sum, mnt)) in file_sums.iter().enumerate() {
-        bed.ns.ok("mount", &["-o", "ro", &devices[i], mnt.to_str().unwrap()]);
-        let now = bed.ns.ok("sha256sum", &[&format!("{}/precious", mnt.display())]);
+        bed.ns
+            .ok("mount", &["-o", "ro", &devices[i], mnt.to_str().unwrap()]);
+        let now = bed
+            .ns
+            .ok("sha256sum", &[&format!("{}/precious", mnt.display())]);
         assert!(now.starts_with(sum.as_str()), "{now} vs {sum}");
         bed.ns.ok("umount", &[mnt.to_str().unwrap()]);
     }
@@ -608,7 +682,8 @@ fn data_trap_disks_with_data_are_refused_and_left_as_they_were() {
 
 #[test]
 fn invalid_volume_specs_are_refused_with_their_fields_and_nothing_is_touched() {
-    if skip_unless_root("invalid_volume_specs_are_refused_with_their_fields_and_nothing_is_touched") {
+    if skip_unless_root("invalid_volume_specs_are_refused_with_their_fields_and_nothing_is_touched")
+    {
         return;
     }
     let mut bed = Bed::new();
@@ -621,9 +696,21 @@ fn invalid_volume_specs_are_refused_with_their_fields_and_nothing_is_touched() {
     let mountinfo_before = bed.ns.mountinfo().len();
 
     let cases = [
-        ("mount_point: relative/dir", "storage.volumes[0].mount_point", "absolute"),
-        ("mount_point: /srv/../etc", "storage.volumes[0].mount_point", "`..`"),
-        ("mount_point: /srv/x\n      filesystem: zfs", "storage.volumes[0].filesystem", "zfs"),
+        (
+            "mount_point: relative/dir",
+            "storage.volumes[0].mount_point",
+            "absolute",
+        ),
+        (
+            "mount_point: /srv/../etc",
+            "storage.volumes[0].mount_point",
+            "`..`",
+        ),
+        (
+            "mount_point: /srv/x\n      filesystem: zfs",
+            "storage.volumes[0].filesystem",
+            "zfs",
+        ),
     ];
     for (field_text, field, words) in cases {
         let spec = spec(&format!(
@@ -660,7 +747,9 @@ fn invalid_volume_specs_are_refused_with_their_fields_and_nothing_is_touched() {
     for expected in [
         "storage.volumes[1].mount_point: also the mount point of volumes[0]",
         "storage.volumes[2].mount_point: lies in pool /srv/pool",
-        &format!("storage.volumes[3].device: {outside_device} is not in the boot config's allowed_devices"),
+        &format!(
+            "storage.volumes[3].device: {outside_device} is not in the boot config's allowed_devices"
+        ),
     ] {
         assert!(stderr.contains(expected), "{expected}\n{stderr}");
     }

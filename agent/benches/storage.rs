@@ -221,7 +221,9 @@ fn bench() {
     let median = times[times.len() / 2];
     let worst = times[times.len() - 1];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("storage re-apply of an unchanged 4-volume spec ({PASSES} passes; setup made {setup} changes)");
+    println!(
+        "storage re-apply of an unchanged 4-volume spec ({PASSES} passes; setup made {setup} changes)"
+    );
     println!(
         "  mutating calls (mount/mkfs/btrfs/…): {mutations} total   goal: 0   {}",
         if mutations == 0 { "met" } else { "MISSED" }

@@ -163,7 +163,8 @@ mod tests {
         assert!(plans[0].implemented);
         assert!(plans[1..].iter().all(|p| !p.implemented));
         assert!(
-            plans[0].actions[0].starts_with("refuse volume k3s: no btrfs pool is mounted at /mnt/ssd-1"),
+            plans[0].actions[0]
+                .starts_with("refuse volume k3s: no btrfs pool is mounted at /mnt/ssd-1"),
             "{:?}",
             plans[0]
         );

@@ -17,8 +17,8 @@ use tfagent_proto::v1 as pb;
 
 use crate::spec::{
     AcmeServer, AddonsDoc, CertManagerDoc, ClusterDoc, FormatPolicy, IngressNginxDoc, LocalPathDoc,
-    LonghornDoc, MetallbDoc, NetworkDoc, PeerDoc, PersistDoc, PersistPathDoc, Role, ServiceDoc, ServicesDoc, SpecDocument,
-    StorageDoc, VipDoc, VipServerDoc, VolumeDoc, WireguardDoc,
+    LonghornDoc, MetallbDoc, NetworkDoc, PeerDoc, PersistDoc, PersistPathDoc, Role, ServiceDoc,
+    ServicesDoc, SpecDocument, StorageDoc, VipDoc, VipServerDoc, VolumeDoc, WireguardDoc,
 };
 
 /// The enum number sent for a document word no proto value stands for.

@@ -139,7 +139,9 @@ pub struct MountEntry {
 impl MountEntry {
     /// Whether mounts below it are shared with a peer group.
     pub fn is_shared(&self) -> bool {
-        self.propagation.iter().any(|tag| tag.starts_with("shared:"))
+        self.propagation
+            .iter()
+            .any(|tag| tag.starts_with("shared:"))
     }
 }
 
@@ -285,7 +287,10 @@ garbage line
         assert_eq!(mounts[6].mount_point, PathBuf::from("/mnt/with space"));
         assert_eq!(mounts[6].source, "/dev/sdc");
         assert_eq!(mounts[5].major_minor, "8:16");
-        assert!(mounts.iter().all(|m| !m.is_shared()), "zOS fixture is private");
+        assert!(
+            mounts.iter().all(|m| !m.is_shared()),
+            "zOS fixture is private"
+        );
         let v2 = parse_mountinfo(MOUNTINFO_V2);
         assert_eq!(v2[1].propagation, vec!["shared:1".to_owned()]);
         assert!(v2[1].is_shared());

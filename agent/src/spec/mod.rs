@@ -17,8 +17,8 @@ pub(crate) mod tests;
 
 pub use document::{
     AddonsDoc, CertManagerDoc, ClusterDoc, IngressNginxDoc, LocalPathDoc, LonghornDoc, MetallbDoc,
-    NetworkDoc, ParseError, PeerDoc, PersistDoc, PersistPathDoc, ServiceDoc, ServicesDoc, SpecDocument, StorageDoc, VipDoc,
-    VipServerDoc, VolumeDoc, WireguardDoc,
+    NetworkDoc, ParseError, PeerDoc, PersistDoc, PersistPathDoc, ServiceDoc, ServicesDoc,
+    SpecDocument, StorageDoc, VipDoc, VipServerDoc, VolumeDoc, WireguardDoc,
 };
 pub use model::{
     Addons, CertManager, Cluster, LocalPath, Longhorn, Metallb, Network, NodeSpec, Peer, Persist,
@@ -28,8 +28,7 @@ pub use types::{
     AbsPath, AcmeServer, AddressPool, ByteSize, ByteSizeError, ChoiceError, CidrError, Endpoint,
     EndpointError, Filesystem, FormatPolicy, Host, HostError, IfName, IfNameError, JoinUrl,
     JoinUrlError, KeyError, Label, NameError, NodeName, PathError, PoolError, Propagation, Role,
-    Secret, WgKey,
-    WipeSignature, WipeSignatureError, parse_network,
+    Secret, WgKey, WipeSignature, WipeSignatureError, parse_network,
 };
 pub use validate::{FieldError, ValidationContext, ValidationErrors};
 

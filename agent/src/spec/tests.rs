@@ -2462,7 +2462,11 @@ fn fields(errors: &[FieldError]) -> Vec<&str> {
 fn persist_defaults_cover_what_no_volume_does() {
     let spec = valid(&with_volumes(vec![pool_volume(), device_volume()]));
     let persist = spec.storage.persist.unwrap();
-    assert_eq!(persist.volume.to_string(), "k3s", "the first volume holds them");
+    assert_eq!(
+        persist.volume.to_string(),
+        "k3s",
+        "the first volume holds them"
+    );
     let paths: Vec<(String, Propagation)> = persist
         .paths
         .iter()
@@ -2476,7 +2480,10 @@ fn persist_defaults_cover_what_no_volume_does() {
             ("/var/lib/kubelet".to_owned(), Propagation::Rshared),
             ("/var/lib/longhorn".to_owned(), Propagation::Rshared),
             ("/var/lib/containerd".to_owned(), Propagation::Private),
-            ("/var/cache/modules/tfagent".to_owned(), Propagation::Private),
+            (
+                "/var/cache/modules/tfagent".to_owned(),
+                Propagation::Private
+            ),
         ]
     );
     // The state dir validation is told of replaces the default.
@@ -2488,7 +2495,10 @@ fn persist_defaults_cover_what_no_volume_does() {
     let persist = spec.storage.persist.clone().unwrap();
     assert_eq!(persist.paths.last().unwrap().path.as_str(), "/srv/tfagent");
     // Round trip: the explicit defaults validate to the same spec.
-    assert_eq!(spec.to_document().validate(&ctx).unwrap().storage, spec.storage);
+    assert_eq!(
+        spec.to_document().validate(&ctx).unwrap().storage,
+        spec.storage
+    );
     // No volumes: nothing to persist on.
     assert!(valid(&base()).storage.persist.is_none());
 }
@@ -2534,38 +2544,91 @@ fn invalid_volume_and_persist_specs_name_their_fields() {
         same_device,
     ]));
     let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
-    assert!(shown.contains(&"storage.volumes[2].mount_point: also the mount point of volumes[1]".to_owned()), "{shown:#?}");
-    assert!(shown.iter().any(|e| e.starts_with("storage.volumes[3].mount_point: lies in pool /mnt/ssd-1")), "{shown:#?}");
-    assert!(shown.contains(&"storage.volumes[4].device: also the device of volumes[1]".to_owned()), "{shown:#?}");
+    assert!(
+        shown.contains(
+            &"storage.volumes[2].mount_point: also the mount point of volumes[1]".to_owned()
+        ),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.volumes[3].mount_point: lies in pool /mnt/ssd-1")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown.contains(&"storage.volumes[4].device: also the device of volumes[1]".to_owned()),
+        "{shown:#?}"
+    );
 
     // Persisted paths: nested, inside a volume, hiding the holder, unknown volume.
     let mut doc = with_volumes(vec![pool_volume()]);
     doc.storage.persist.volume = "nope".into();
     assert_eq!(fields(&errors_of(&doc)), ["storage.persist.volume"]);
     let mut doc = with_volumes(vec![pool_volume()]);
-    doc.storage.persist.paths = ["/etc/rancher", "/etc/rancher/node", "/var/lib/rancher/k3s/x", "/var/lib/rancher", "relative"]
-        .iter()
-        .map(|p| PersistPathDoc { path: (*p).into(), propagation: String::new() })
-        .collect();
+    doc.storage.persist.paths = [
+        "/etc/rancher",
+        "/etc/rancher/node",
+        "/var/lib/rancher/k3s/x",
+        "/var/lib/rancher",
+        "relative",
+    ]
+    .iter()
+    .map(|p| PersistPathDoc {
+        path: (*p).into(),
+        propagation: String::new(),
+    })
+    .collect();
     doc.storage.persist.paths.push(PersistPathDoc {
         path: "/srv/p".into(),
         propagation: "slave".into(),
     });
     let shown: Vec<String> = errors_of(&doc).iter().map(ToString::to_string).collect();
-    assert!(shown.iter().any(|e| e.starts_with("storage.persist.paths[2].path: already on volume k3s")), "{shown:#?}");
-    assert!(shown.iter().any(|e| e.starts_with("storage.persist.paths[3].path: would hide volume k3s")), "{shown:#?}");
-    assert!(shown.iter().any(|e| e.starts_with("storage.persist.paths[4].path: must be an absolute path")), "{shown:#?}");
-    assert!(shown.iter().any(|e| e.starts_with("storage.persist.paths[5].propagation")), "{shown:#?}");
-    assert!(shown.iter().any(|e| e.starts_with("storage.persist.paths[1].path: lies inside paths[0]")), "{shown:#?}");
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.persist.paths[2].path: already on volume k3s")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.persist.paths[3].path: would hide volume k3s")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.persist.paths[4].path: must be an absolute path")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.persist.paths[5].propagation")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.persist.paths[1].path: lies inside paths[0]")),
+        "{shown:#?}"
+    );
     // Paths without any volume to keep them on.
     let mut doc = base();
-    doc.storage.persist.paths = vec![PersistPathDoc { path: "/etc/rancher".into(), propagation: String::new() }];
+    doc.storage.persist.paths = vec![PersistPathDoc {
+        path: "/etc/rancher".into(),
+        propagation: String::new(),
+    }];
     assert_eq!(fields(&errors_of(&doc)), ["storage.persist"]);
 
     // A pool volume takes per-mount flags only.
     let mut flagged = pool_volume();
     flagged.mount_options = vec!["noatime".into(), "compress=zstd".into()];
-    assert_eq!(fields(&errors_of(&with_volumes(vec![flagged]))), ["storage.volumes[0].mount_options[1]"]);
+    assert_eq!(
+        fields(&errors_of(&with_volumes(vec![flagged]))),
+        ["storage.volumes[0].mount_options[1]"]
+    );
 }
 
 fn errors_of(doc: &SpecDocument) -> Vec<FieldError> {
@@ -2577,7 +2640,8 @@ fn devices_the_host_refuses_are_invalid_arguments_naming_the_field() {
     let ctx = ValidationContext {
         refused_devices: [(
             "/dev/disk/by-id/nvme-disk-1".to_owned(),
-            "/dev/disk/by-id/nvme-disk-1 is not in the boot config's allowed_devices (/dev/loop*)".to_owned(),
+            "/dev/disk/by-id/nvme-disk-1 is not in the boot config's allowed_devices (/dev/loop*)"
+                .to_owned(),
         )]
         .into_iter()
         .collect(),

@@ -12,13 +12,13 @@ use std::str::FromStr;
 use ipnet::IpNet;
 
 use super::document::{
-    AddonsDoc, ClusterDoc, PeerDoc, PersistDoc, ServiceDoc, ServicesDoc, SpecDocument, StorageDoc, VipDoc,
-    VipServerDoc, VolumeDoc, WireguardDoc,
+    AddonsDoc, ClusterDoc, PeerDoc, PersistDoc, ServiceDoc, ServicesDoc, SpecDocument, StorageDoc,
+    VipDoc, VipServerDoc, VolumeDoc, WireguardDoc,
 };
 use super::limits::{
     MAX_ADDRESSES, MAX_ALLOWED_IPS, MAX_ERRORS, MAX_EXTRA_ARGS, MAX_METALLB_ADDRESSES,
-    MAX_MOUNT_OPTIONS, MAX_PEERS, MAX_PERSIST_PATHS, MAX_STRING_BYTES, MAX_TLS_SANS, MAX_TOKEN_BYTES, MAX_VIP_SERVERS,
-    MAX_VOLUMES,
+    MAX_MOUNT_OPTIONS, MAX_PEERS, MAX_PERSIST_PATHS, MAX_STRING_BYTES, MAX_TLS_SANS,
+    MAX_TOKEN_BYTES, MAX_VIP_SERVERS, MAX_VOLUMES,
 };
 use super::model::{
     Addons, CertManager, Cluster, LocalPath, Longhorn, Metallb, Network, NodeSpec, Peer, Persist,
@@ -27,8 +27,7 @@ use super::model::{
 use super::types::{
     AbsPath, AcmeServer, AddressPool, ByteSize, Endpoint, Filesystem, FormatPolicy, Host, IfName,
     JoinUrl, Label, NodeName, Propagation, Role, Secret, WgKey, WipeSignature, nets_overlap,
-    parse_network,
-    zos_reserved,
+    parse_network, zos_reserved,
 };
 use super::{REDACTED, defaults};
 
@@ -351,8 +350,19 @@ impl Checker<'_> {
 
 /// Mount options that are per-mount flags, not filesystem options.
 pub const PER_MOUNT_FLAGS: &[&str] = &[
-    "ro", "rw", "defaults", "noatime", "nodiratime", "relatime", "strictatime", "lazytime",
-    "nosuid", "nodev", "noexec", "sync", "dirsync",
+    "ro",
+    "rw",
+    "defaults",
+    "noatime",
+    "nodiratime",
+    "relatime",
+    "strictatime",
+    "lazytime",
+    "nosuid",
+    "nodev",
+    "noexec",
+    "sync",
+    "dirsync",
 ];
 
 /// Mount points (and data directories) that would hide the system.
@@ -1027,7 +1037,12 @@ impl Checker<'_> {
     /// point) would hide the pool the subvolumes live in.
     fn volume_nesting(&mut self, volumes: &[Option<Volume>]) -> bool {
         let mut ok = true;
-        let valid = || volumes.iter().enumerate().filter_map(|(i, v)| Some((i, v.as_ref()?)));
+        let valid = || {
+            volumes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| Some((i, v.as_ref()?)))
+        };
         for (i, volume) in valid() {
             for (j, other) in valid() {
                 let VolumeSource::Pool { pool, .. } = &other.source else {
@@ -1036,7 +1051,9 @@ impl Checker<'_> {
                 if volume.mount_point.is_within(pool) {
                     self.fail(
                         format!("storage.volumes[{i}].mount_point"),
-                        format!("lies in pool {pool} of volumes[{j}]; mount volumes outside the pools"),
+                        format!(
+                            "lies in pool {pool} of volumes[{j}]; mount volumes outside the pools"
+                        ),
                     );
                     ok = false;
                 } else if pool.is_within(&volume.mount_point) {
@@ -1069,13 +1086,22 @@ impl Checker<'_> {
         let longhorn: AbsPath = if addons.longhorn.data_path.is_empty() {
             defaults::LONGHORN_DATA_PATH.parse().ok()?
         } else {
-            addons.longhorn.data_path.parse().unwrap_or(defaults::LONGHORN_DATA_PATH.parse().ok()?)
+            addons
+                .longhorn
+                .data_path
+                .parse()
+                .unwrap_or(defaults::LONGHORN_DATA_PATH.parse().ok()?)
         };
         let rshared_by_default =
             |path: &AbsPath| path.as_str() == defaults::KUBELET_DIR || *path == longhorn;
-        if volumes.is_some_and(<[Volume]>::is_empty) || (volumes.is_none() && doc == &PersistDoc::default()) {
+        if volumes.is_some_and(<[Volume]>::is_empty)
+            || (volumes.is_none() && doc == &PersistDoc::default())
+        {
             if doc != &PersistDoc::default() {
-                self.fail(base, "needs a volume to keep the paths on; add one to storage.volumes");
+                self.fail(
+                    base,
+                    "needs a volume to keep the paths on; add one to storage.volumes",
+                );
                 return None;
             }
             return Some(None);
@@ -1150,7 +1176,10 @@ impl Checker<'_> {
             if let Some(v) = covering(&path) {
                 self.fail(
                     &path_field,
-                    format!("already on volume {} (mounted at {})", v.name, v.mount_point),
+                    format!(
+                        "already on volume {} (mounted at {})",
+                        v.name, v.mount_point
+                    ),
                 );
                 ok = false;
             }
@@ -1171,7 +1200,10 @@ impl Checker<'_> {
                     Propagation::Private
                 })
             } else {
-                self.parse::<Propagation>(&format!("{base}.paths[{k}].propagation"), &entry.propagation)
+                self.parse::<Propagation>(
+                    &format!("{base}.paths[{k}].propagation"),
+                    &entry.propagation,
+                )
             };
             match propagation {
                 Some(propagation) => paths.push(PersistPath { path, propagation }),
@@ -1186,7 +1218,10 @@ impl Checker<'_> {
             {
                 self.fail(
                     format!("{base}.paths[{k}].path"),
-                    format!("lies inside paths[{j}] ({}); persist one or the other", outer.path),
+                    format!(
+                        "lies inside paths[{j}] ({}); persist one or the other",
+                        outer.path
+                    ),
                 );
                 ok = false;
             }

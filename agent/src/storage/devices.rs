@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn globs() {
         assert!(glob_match("/dev/loop*", "/dev/loop12"));
-        assert!(glob_match("/dev/disk/by-id/nvme-*", "/dev/disk/by-id/nvme-X_1"));
+        assert!(glob_match(
+            "/dev/disk/by-id/nvme-*",
+            "/dev/disk/by-id/nvme-X_1"
+        ));
         assert!(!glob_match("/dev/loop*", "/dev/sda"));
         assert!(glob_match("/dev/sd?", "/dev/sdb"));
         assert!(!glob_match("/dev/sd?", "/dev/sdb1"));

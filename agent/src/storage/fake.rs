@@ -69,7 +69,13 @@ impl FakeOps {
         self.state.lock().unwrap()
     }
 
-    pub fn add_device(&self, path: &str, node: &str, major_minor: &str, signatures: Vec<Signature>) {
+    pub fn add_device(
+        &self,
+        path: &str,
+        node: &str,
+        major_minor: &str,
+        signatures: Vec<Signature>,
+    ) {
         let mut state = self.state();
         let node = DeviceNode {
             path: node.to_owned(),
@@ -158,7 +164,11 @@ impl StorageOps for FakeOps {
 
     fn path_kind(&self, path: &Path) -> Result<PathKind, OpsError> {
         let state = self.call(format!("path_kind {}", p(path)));
-        Ok(state.paths.get(&p(path)).copied().unwrap_or(PathKind::Missing))
+        Ok(state
+            .paths
+            .get(&p(path))
+            .copied()
+            .unwrap_or(PathKind::Missing))
     }
 
     fn quota(&self, subvolume: &Path) -> Result<QuotaState, OpsError> {

@@ -106,7 +106,9 @@ pub fn parse_blkid_export(text: &str) -> Vec<Signature> {
 /// Parses `btrfs qgroup show -re --raw -f PATH`: the first `0/ID` row is
 /// the subvolume's own qgroup.
 pub fn parse_qgroup_show(text: &str) -> Option<QuotaState> {
-    let row = text.lines().find(|line| line.trim_start().starts_with("0/"))?;
+    let row = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("0/"))?;
     let fields: Vec<&str> = row.split_whitespace().collect();
     let used = fields.get(1)?.parse().ok()?;
     let limit = match *fields.get(3)? {
@@ -231,9 +233,8 @@ impl StorageOps for LinuxStorage {
             }
             return Err(tool_error("btrfs", &args, &output));
         }
-        parse_qgroup_show(&String::from_utf8_lossy(&output.stdout)).ok_or_else(|| {
-            OpsError::Other(format!("btrfs qgroup show {path}: no qgroup row"))
-        })
+        parse_qgroup_show(&String::from_utf8_lossy(&output.stdout))
+            .ok_or_else(|| OpsError::Other(format!("btrfs qgroup show {path}: no qgroup row")))
     }
 
     fn usage(&self, path: &Path) -> Result<Usage, OpsError> {
@@ -321,7 +322,8 @@ impl StorageOps for LinuxStorage {
         options: &[String],
     ) -> Result<(), OpsError> {
         let (flags, data) = split_options(options);
-        let failed = |e: nix::Error| OpsError::io(format!("mount at {}", target.display()), e.into());
+        let failed =
+            |e: nix::Error| OpsError::io(format!("mount at {}", target.display()), e.into());
         match source {
             MountSource::Device { device, filesystem } => nix::mount::mount(
                 Some(device.as_str()),

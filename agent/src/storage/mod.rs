@@ -48,9 +48,7 @@ pub enum StorageError {
     /// A refused change: the reason is the whole message.
     #[error("{0}")]
     Refused(String),
-    #[error(
-        "{device} changed since it was examined (now: {now}); not formatting it"
-    )]
+    #[error("{device} changed since it was examined (now: {now}); not formatting it")]
     DeviceChanged { device: String, now: String },
     #[error("internal error: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -438,7 +436,8 @@ impl Inner {
                     if let Some(PoolState::Mounted { source, root, .. }) =
                         observed.pools.get(pool.as_str())
                     {
-                        let expected_root = format!("{}/tfagent-{name}", root.trim_end_matches('/'));
+                        let expected_root =
+                            format!("{}/tfagent-{name}", root.trim_end_matches('/'));
                         mounted = top_mount(&observed.mounts, target)
                             .is_some_and(|m| &m.source == source && m.root == expected_root);
                     }

@@ -180,8 +180,12 @@ pub trait StorageOps: Send + Sync + fmt::Debug + 'static {
 
     /// Mounts `source` at `target` with `options` (flags like `noatime`
     /// and filesystem options like `compress=zstd` alike).
-    fn mount(&self, source: &MountSource, target: &Path, options: &[String])
-    -> Result<(), OpsError>;
+    fn mount(
+        &self,
+        source: &MountSource,
+        target: &Path,
+        options: &[String],
+    ) -> Result<(), OpsError>;
 
     /// Sets the propagation of the mount at `target`, recursively.
     fn set_propagation(&self, target: &Path, propagation: Propagation) -> Result<(), OpsError>;

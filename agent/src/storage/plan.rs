@@ -99,12 +99,22 @@ fn is(entry: &MountEntry, identity: &OwnedMount) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// Nothing may be done: applying fails here, before any change.
-    Refuse { subject: String, reason: String },
+    Refuse {
+        subject: String,
+        reason: String,
+    },
     /// Unmount a mount tfagent made.
-    Unmount { target: String, why: &'static str },
+    Unmount {
+        target: String,
+        why: &'static str,
+    },
     /// Drop the record of a mount that is gone or was replaced by someone else.
-    Forget { target: String },
-    EnableQuota { pool: String },
+    Forget {
+        target: String,
+    },
+    EnableQuota {
+        pool: String,
+    },
     /// Create a filesystem; `wipe` first erases `expected`, which must
     /// still be exactly what the device holds.
     Format {
@@ -114,7 +124,10 @@ pub enum Change {
         expected: Vec<Signature>,
         wipe: bool,
     },
-    CreateSubvolume { volume: String, path: String },
+    CreateSubvolume {
+        volume: String,
+        path: String,
+    },
     SetQuota {
         volume: String,
         path: String,
@@ -234,7 +247,9 @@ pub enum DeviceVerdict {
     Mount,
     /// Create the filesystem (erasing the expected signature first when
     /// `wipe`).
-    Format { wipe: bool },
+    Format {
+        wipe: bool,
+    },
     Refuse(String),
 }
 
@@ -261,12 +276,15 @@ pub fn device_verdict(
             (FormatPolicy::Never, _) => DeviceVerdict::Refuse(format!(
                 "{device} is blank and format is never; set format: if-blank to let tfagent create a {fs} filesystem"
             )),
-            (FormatPolicy::IfBlank, _) | (FormatPolicy::Wipe, Some(WipeSignature::Blank) | None) => {
+            (FormatPolicy::IfBlank, _)
+            | (FormatPolicy::Wipe, Some(WipeSignature::Blank) | None) => {
                 DeviceVerdict::Format { wipe: false }
             }
-            (FormatPolicy::Wipe, Some(WipeSignature::Uuid(uuid))) => DeviceVerdict::Refuse(format!(
-                "{device} is blank, not the filesystem {uuid} that wipe_signature names; the spec is stale"
-            )),
+            (FormatPolicy::Wipe, Some(WipeSignature::Uuid(uuid))) => {
+                DeviceVerdict::Refuse(format!(
+                    "{device} is blank, not the filesystem {uuid} that wipe_signature names; the spec is stale"
+                ))
+            }
         };
     }
     if let [only] = signatures
@@ -344,10 +362,10 @@ pub fn plan(spec: &NodeSpec, observed: &Observed) -> Vec<Change> {
     // Checks the mount point of something the spec wants mounted with
     // `identity`; returns whether it must still be mounted.
     let check_target = |subject: &str,
-                            target: &str,
-                            identity: &OwnedMount,
-                            refusals: &mut Vec<Change>,
-                            unmounts: &mut Vec<Change>|
+                        target: &str,
+                        identity: &OwnedMount,
+                        refusals: &mut Vec<Change>,
+                        unmounts: &mut Vec<Change>|
      -> bool {
         match top_mount(&observed.mounts, target) {
             Some(entry) if is(entry, identity) => false,

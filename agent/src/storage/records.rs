@@ -58,9 +58,8 @@ impl Records {
     pub fn load(dir: &Path) -> Result<Self, RecordsError> {
         let path = dir.join(RECORDS_FILE);
         match fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|source| RecordsError::Corrupt { path, source })
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| RecordsError::Corrupt { path, source }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(RecordsError::Read { path, source }),
         }

@@ -77,11 +77,15 @@ persist:
 async fn a_blank_device_and_a_pool_converge_then_nothing_changes() {
     let h = harness(None);
     h.ops.add_pool("/mnt/pool", "/dev/sdz", false);
-    h.ops.add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", vec![]);
+    h.ops
+        .add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", vec![]);
     let spec = spec(FULL);
 
     let outcome = h.storage.converge(&spec).await.unwrap();
-    assert!(matches!(outcome, StepOutcome::Applied { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, StepOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
     let mutations = h.ops.mutations();
     let expected_order = [
         "enable_quota /mnt/pool",
@@ -93,11 +97,24 @@ async fn a_blank_device_and_a_pool_converge_then_nothing_changes() {
         assert_eq!(&mutations[i], call, "{mutations:#?}");
     }
     let state = h.ops.state();
-    let at = |target: &str| state.mounts.iter().rev().find(|m| m.target == target).cloned();
+    let at = |target: &str| {
+        state
+            .mounts
+            .iter()
+            .rev()
+            .find(|m| m.target == target)
+            .cloned()
+    };
     let k3s = at("/var/lib/rancher/k3s").unwrap();
-    assert_eq!((k3s.source.as_str(), k3s.root.as_str()), ("/dev/sdz", "/tfagent-k3s"));
+    assert_eq!(
+        (k3s.source.as_str(), k3s.root.as_str()),
+        ("/dev/sdz", "/tfagent-k3s")
+    );
     let data = at("/srv/data").unwrap();
-    assert_eq!((data.source.as_str(), data.fs_type.as_str()), ("/dev/sdy", "btrfs"));
+    assert_eq!(
+        (data.source.as_str(), data.fs_type.as_str()),
+        ("/dev/sdy", "btrfs")
+    );
     let rancher = at("/etc/rancher").unwrap();
     assert_eq!(rancher.root, "/tfagent-k3s/.tfagent-persist/etc/rancher");
     assert!(!rancher.shared);
@@ -117,7 +134,11 @@ async fn a_blank_device_and_a_pool_converge_then_nothing_changes() {
     assert!(h.ops.mutations().is_empty(), "{:?}", h.ops.mutations());
     // A mounted device is not probed again.
     assert!(
-        !h.ops.state().calls.iter().any(|c| c.starts_with("signatures")),
+        !h.ops
+            .state()
+            .calls
+            .iter()
+            .any(|c| c.starts_with("signatures")),
         "{:?}",
         h.ops.state().calls
     );
@@ -128,7 +149,10 @@ async fn a_blank_device_and_a_pool_converge_then_nothing_changes() {
     assert_eq!(statuses[0].quota_bytes, Some(1 << 30));
     assert_eq!(statuses[0].size_bytes, 1 << 30);
     assert_eq!(statuses[1].state, VolumeState::Mounted);
-    assert_eq!(statuses[1].uuid, records.formatted("data").map(str::to_owned));
+    assert_eq!(
+        statuses[1].uuid,
+        records.formatted("data").map(str::to_owned)
+    );
     assert_eq!(statuses[1].size_bytes, 1000);
 }
 
@@ -144,11 +168,18 @@ async fn if_blank_refuses_a_device_with_data_and_changes_nothing() {
     ] {
         let h = harness(None);
         h.ops.add_pool("/mnt/pool", "/dev/sdz", true);
-        h.ops
-            .add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", signatures.clone());
+        h.ops.add_device(
+            "/dev/disk/by-id/blank",
+            "/dev/sdy",
+            "8:16",
+            signatures.clone(),
+        );
         let spec = spec(FULL);
         let error = h.storage.converge(&spec).await.unwrap_err().to_string();
-        assert!(error.starts_with("volume data: /dev/disk/by-id/blank holds"), "{error}");
+        assert!(
+            error.starts_with("volume data: /dev/disk/by-id/blank holds"),
+            "{error}"
+        );
         assert!(error.contains(&signatures[0].to_string()), "{error}");
         assert!(h.ops.mutations().is_empty(), "{:?}", h.ops.mutations());
         let statuses = h.storage.volume_status(&spec).await.unwrap();
@@ -165,28 +196,43 @@ async fn wipe_needs_the_exact_signature_and_then_mounts_its_own_filesystem() {
         )
     };
     let h = harness(None);
-    h.ops
-        .add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", ext4_with_data());
+    h.ops.add_device(
+        "/dev/disk/by-id/blank",
+        "/dev/sdy",
+        "8:16",
+        ext4_with_data(),
+    );
     let wrong = spec(&wipe("11111111-2222-3333-4444-555555555555"));
     let error = h.storage.converge(&wrong).await.unwrap_err().to_string();
-    assert!(error.contains("not 11111111-2222-3333-4444-555555555555"), "{error}");
+    assert!(
+        error.contains("not 11111111-2222-3333-4444-555555555555"),
+        "{error}"
+    );
     assert!(h.ops.mutations().is_empty());
 
     let right = spec(&wipe("e46b2aff-9551-4548-b363-96d2ac90bb41"));
     h.storage.converge(&right).await.unwrap();
     let mutations = h.ops.mutations();
     assert!(mutations[0].starts_with("wipe /dev/sdy"), "{mutations:?}");
-    assert!(mutations[1].starts_with("format /dev/sdy btrfs"), "{mutations:?}");
+    assert!(
+        mutations[1].starts_with("format /dev/sdy btrfs"),
+        "{mutations:?}"
+    );
 
     // The same spec again: the new filesystem is tfagent's own, mounted as is.
     h.ops.clear_calls();
-    assert_eq!(h.storage.converge(&right).await.unwrap(), StepOutcome::UpToDate);
+    assert_eq!(
+        h.storage.converge(&right).await.unwrap(),
+        StepOutcome::UpToDate
+    );
     h.ops.unmount(Path::new("/srv/data")).unwrap();
     h.ops.clear_calls();
     h.storage.converge(&right).await.unwrap();
     let mutations = h.ops.mutations();
     assert!(
-        mutations.iter().all(|c| !c.starts_with("wipe") && !c.starts_with("format")),
+        mutations
+            .iter()
+            .all(|c| !c.starts_with("wipe") && !c.starts_with("format")),
         "{mutations:?}"
     );
 }
@@ -194,15 +240,21 @@ async fn wipe_needs_the_exact_signature_and_then_mounts_its_own_filesystem() {
 #[tokio::test]
 async fn a_device_that_changed_after_the_plan_is_not_formatted() {
     let h = harness(None);
-    h.ops.add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", vec![]);
-    let spec = spec("volumes:\n  - name: data\n    device: /dev/disk/by-id/blank\n    mount_point: /srv/data\n");
+    h.ops
+        .add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", vec![]);
+    let spec = spec(
+        "volumes:\n  - name: data\n    device: /dev/disk/by-id/blank\n    mount_point: /srv/data\n",
+    );
     let plan = Capability::observe(&h.storage, &spec).await.unwrap();
     let changes = match <Storage as Capability>::plan(&spec, &plan) {
         Plan::Changes(changes) => changes,
         Plan::NotImplemented { .. } => unreachable!(),
     };
     // Someone puts a filesystem on it in between.
-    h.ops.state().signatures.insert("/dev/sdy".into(), ext4_with_data());
+    h.ops
+        .state()
+        .signatures
+        .insert("/dev/sdy".into(), ext4_with_data());
     let error = Capability::apply(&h.storage, &spec, &changes)
         .await
         .unwrap_err()
@@ -230,19 +282,37 @@ async fn removed_volumes_are_unmounted_only_when_tfagent_mounted_them() {
     });
     h.ops.clear_calls();
 
-    let one = spec("volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\npersist:\n  paths:\n    - path: /etc/rancher\n");
+    let one = spec(
+        "volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\npersist:\n  paths:\n    - path: /etc/rancher\n",
+    );
     h.storage.converge(&one).await.unwrap();
     assert_eq!(h.ops.mutations(), vec!["unmount /srv/b"]);
-    assert!(h.ops.state().mounts.iter().any(|m| m.target == "/srv/foreign"));
+    assert!(
+        h.ops
+            .state()
+            .mounts
+            .iter()
+            .any(|m| m.target == "/srv/foreign")
+    );
     let records = Records::load(h.storage.state_dir()).unwrap();
     assert!(records.owned("/srv/b").is_none());
 
     // Busy: reported, not forced, and the record kept for the next pass.
     h.ops.state().busy.push("/srv/a".into());
-    let none = spec("volumes:\n  - name: c\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/c\npersist:\n  paths:\n    - path: /etc/rancher2\n");
+    let none = spec(
+        "volumes:\n  - name: c\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/c\npersist:\n  paths:\n    - path: /etc/rancher2\n",
+    );
     let error = h.storage.converge(&none).await.unwrap_err().to_string();
-    assert!(error.contains("busy") && error.contains("not forced"), "{error}");
-    assert!(Records::load(h.storage.state_dir()).unwrap().owned("/srv/a").is_some());
+    assert!(
+        error.contains("busy") && error.contains("not forced"),
+        "{error}"
+    );
+    assert!(
+        Records::load(h.storage.state_dir())
+            .unwrap()
+            .owned("/srv/a")
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -257,7 +327,9 @@ async fn a_foreign_mount_where_a_volume_goes_is_refused() {
         source: "tmpfs".into(),
         shared: false,
     });
-    let spec = spec("volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\n");
+    let spec = spec(
+        "volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\n",
+    );
     let error = h.storage.converge(&spec).await.unwrap_err().to_string();
     assert!(error.contains("did not mount"), "{error}");
     assert!(h.ops.mutations().is_empty());
@@ -267,10 +339,14 @@ async fn a_foreign_mount_where_a_volume_goes_is_refused() {
 async fn a_size_change_only_updates_the_quota() {
     let h = harness(None);
     h.ops.add_pool("/mnt/pool", "/dev/sdz", true);
-    let small = spec("volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\n");
+    let small = spec(
+        "volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\n",
+    );
     h.storage.converge(&small).await.unwrap();
     h.ops.clear_calls();
-    let large = spec("volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 2GiB\n    mount_point: /srv/a\n");
+    let large = spec(
+        "volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 2GiB\n    mount_point: /srv/a\n",
+    );
     h.storage.converge(&large).await.unwrap();
     assert_eq!(
         h.ops.mutations(),
@@ -286,7 +362,9 @@ async fn a_plain_directory_where_the_subvolume_goes_is_refused() {
         .state()
         .paths
         .insert("/mnt/pool/tfagent-a".into(), PathKind::Other);
-    let spec = spec("volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\n");
+    let spec = spec(
+        "volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\n",
+    );
     let error = h.storage.converge(&spec).await.unwrap_err().to_string();
     assert!(error.contains("not a btrfs subvolume"), "{error}");
     assert!(h.ops.mutations().is_empty());
@@ -297,7 +375,9 @@ async fn a_persisted_path_is_seeded_from_what_is_already_there() {
     let h = harness(None);
     h.ops.add_pool("/mnt/pool", "/dev/sdz", true);
     h.ops.state().non_empty.push("/etc/rancher".into());
-    let spec = spec("volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\npersist:\n  paths:\n    - path: /etc/rancher\n");
+    let spec = spec(
+        "volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\npersist:\n  paths:\n    - path: /etc/rancher\n",
+    );
     h.storage.converge(&spec).await.unwrap();
     let mutations = h.ops.mutations();
     let copy = mutations
@@ -314,8 +394,11 @@ async fn a_persisted_path_is_seeded_from_what_is_already_there() {
 #[tokio::test]
 async fn the_allow_list_is_enforced_at_apply_time_too() {
     let h = harness(Some(vec!["/dev/disk/by-id/nvme-*".into()]));
-    h.ops.add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", vec![]);
-    let spec = spec("volumes:\n  - name: data\n    device: /dev/disk/by-id/blank\n    mount_point: /srv/data\n");
+    h.ops
+        .add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", vec![]);
+    let spec = spec(
+        "volumes:\n  - name: data\n    device: /dev/disk/by-id/blank\n    mount_point: /srv/data\n",
+    );
     let error = h.storage.converge(&spec).await.unwrap_err().to_string();
     assert!(error.contains("allowed_devices"), "{error}");
     assert!(h.ops.mutations().is_empty());
@@ -339,10 +422,20 @@ async fn the_system_disk_is_always_refused() {
         source: "/dev/sda".into(),
         shared: false,
     });
-    h.ops.add_device("/dev/disk/by-id/root", "/dev/sda", "8:0", ext4_with_data());
-    let spec = spec("volumes:\n  - name: data\n    device: /dev/disk/by-id/root\n    format: never\n    mount_point: /srv/data\n");
-    let refused = h.storage.refused_devices(&spec.to_document()).await.unwrap();
-    assert!(refused["/dev/disk/by-id/root"].contains("system disk"), "{refused:?}");
+    h.ops
+        .add_device("/dev/disk/by-id/root", "/dev/sda", "8:0", ext4_with_data());
+    let spec = spec(
+        "volumes:\n  - name: data\n    device: /dev/disk/by-id/root\n    format: never\n    mount_point: /srv/data\n",
+    );
+    let refused = h
+        .storage
+        .refused_devices(&spec.to_document())
+        .await
+        .unwrap();
+    assert!(
+        refused["/dev/disk/by-id/root"].contains("system disk"),
+        "{refused:?}"
+    );
     let disks = h.storage.disks().await.unwrap();
     let sda = disks.iter().find(|d| d.path == "/dev/sda").unwrap();
     assert!(sda.refusal.is_some());

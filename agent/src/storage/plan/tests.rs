@@ -44,7 +44,13 @@ fn the_format_policy_against_every_kind_of_device() {
     let refused = |v: &DeviceVerdict| matches!(v, DeviceVerdict::Refuse(_));
 
     // (policy, wipe_signature, found, ours, expected: None = refused)
-    let cases: Vec<(FormatPolicy, Option<&str>, &Vec<Signature>, Option<&str>, Option<DeviceVerdict>)> = vec![
+    let cases: Vec<(
+        FormatPolicy,
+        Option<&str>,
+        &Vec<Signature>,
+        Option<&str>,
+        Option<DeviceVerdict>,
+    )> = vec![
         (IfBlank, None, &blank, None, Some(Format { wipe: false })),
         (IfBlank, None, &btrfs, None, None),
         (IfBlank, None, &btrfs, Some(U1), Some(Mount)),
@@ -60,7 +66,13 @@ fn the_format_policy_against_every_kind_of_device() {
         (Never, None, &btrfs, None, Some(Mount)),
         (Never, None, &ext4, None, None),
         (Never, None, &table, None, None),
-        (Wipe, Some("blank"), &blank, None, Some(Format { wipe: false })),
+        (
+            Wipe,
+            Some("blank"),
+            &blank,
+            None,
+            Some(Format { wipe: false }),
+        ),
         (Wipe, Some("blank"), &ext4, None, None),
         (Wipe, Some(U1), &blank, None, None),
         (Wipe, Some(U1), &ext4, None, Some(Format { wipe: true })),
@@ -76,7 +88,10 @@ fn the_format_policy_against_every_kind_of_device() {
         let verdict = device_verdict(&volume(policy, wipe), "/dev/sdb", found, ours);
         match expected {
             Some(expected) => assert_eq!(verdict, expected, "{policy} {wipe:?} {found:?} {ours:?}"),
-            None => assert!(refused(&verdict), "{policy} {wipe:?} {found:?} {ours:?}: {verdict:?}"),
+            None => assert!(
+                refused(&verdict),
+                "{policy} {wipe:?} {found:?} {ours:?}: {verdict:?}"
+            ),
         }
     }
 }
@@ -84,16 +99,25 @@ fn the_format_policy_against_every_kind_of_device() {
 #[test]
 fn refusals_name_the_signature_and_say_what_to_do() {
     let ext4 = vec![sig("ext4", "filesystem", U1)];
-    let DeviceVerdict::Refuse(text) =
-        device_verdict(&volume(FormatPolicy::IfBlank, None), "/dev/sdb", &ext4, None)
-    else {
+    let DeviceVerdict::Refuse(text) = device_verdict(
+        &volume(FormatPolicy::IfBlank, None),
+        "/dev/sdb",
+        &ext4,
+        None,
+    ) else {
         panic!()
     };
-    assert!(text.contains(&format!("ext4 filesystem (UUID {U1})")), "{text}");
+    assert!(
+        text.contains(&format!("ext4 filesystem (UUID {U1})")),
+        "{text}"
+    );
     assert!(text.contains("format: never") && text.contains(&format!("wipe_signature: {U1}")));
-    let DeviceVerdict::Refuse(text) =
-        device_verdict(&volume(FormatPolicy::Wipe, Some(U2)), "/dev/sdb", &ext4, None)
-    else {
+    let DeviceVerdict::Refuse(text) = device_verdict(
+        &volume(FormatPolicy::Wipe, Some(U2)),
+        "/dev/sdb",
+        &ext4,
+        None,
+    ) else {
         panic!()
     };
     assert!(text.contains(U2) && text.contains("stale"), "{text}");
@@ -134,10 +158,13 @@ persist:
     );
     let observed = Observed {
         mounts: parse_mountinfo("1 0 0:1 / / rw - tmpfs rootfs rw\n"),
-        devices: [("/dev/sdb", present("/dev/sdb")), ("/dev/sdc", present("/dev/sdc"))]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
+        devices: [
+            ("/dev/sdb", present("/dev/sdb")),
+            ("/dev/sdc", present("/dev/sdc")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
         ..Observed::default()
     };
     let changes = plan(&spec, &observed);
@@ -150,7 +177,12 @@ persist:
         .collect();
     assert_eq!(
         targets,
-        ["/data", "/etc/rancher", "/var/lib/kubelet", "/var/lib/kubelet/pods/vol"]
+        [
+            "/data",
+            "/etc/rancher",
+            "/var/lib/kubelet",
+            "/var/lib/kubelet/pods/vol"
+        ]
     );
     let formats = changes
         .iter()
@@ -158,7 +190,13 @@ persist:
         .count();
     assert_eq!(formats, 2, "preparation before mounts: {changes:#?}");
     let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
-    assert!(shown.contains(&"bind-mount /data/.tfagent-persist/var/lib/kubelet at /var/lib/kubelet, rshared".to_owned()), "{shown:#?}");
+    assert!(
+        shown.contains(
+            &"bind-mount /data/.tfagent-persist/var/lib/kubelet at /var/lib/kubelet, rshared"
+                .to_owned()
+        ),
+        "{shown:#?}"
+    );
 }
 
 #[test]
@@ -178,18 +216,30 @@ fn refusals_come_first_and_a_missing_pool_or_device_is_refused() {
 ",
     );
     let observed = Observed {
-        devices: [("/dev/sdb".to_owned(), present("/dev/sdb"))].into_iter().collect(),
+        devices: [("/dev/sdb".to_owned(), present("/dev/sdb"))]
+            .into_iter()
+            .collect(),
         ..Observed::default()
     };
     let changes = plan(&spec, &observed);
-    assert!(matches!(&changes[0], Change::Refuse { reason, .. } if reason.contains("no btrfs pool is mounted at /mnt/nopool")));
-    assert!(matches!(&changes[1], Change::Refuse { reason, .. } if reason.contains("/dev/nodev does not exist")));
-    assert!(changes[2..].iter().all(|c| !matches!(c, Change::Refuse { .. })));
+    assert!(
+        matches!(&changes[0], Change::Refuse { reason, .. } if reason.contains("no btrfs pool is mounted at /mnt/nopool"))
+    );
+    assert!(
+        matches!(&changes[1], Change::Refuse { reason, .. } if reason.contains("/dev/nodev does not exist"))
+    );
+    assert!(
+        changes[2..]
+            .iter()
+            .all(|c| !matches!(c, Change::Refuse { .. }))
+    );
 }
 
 #[test]
 fn stale_records_are_forgotten_and_replaced_mounts_unmounted_first() {
-    let spec = spec("volumes:\n  - name: c\n    device: /dev/sdb\n    format: never\n    mount_point: /srv/c\n");
+    let spec = spec(
+        "volumes:\n  - name: c\n    device: /dev/sdb\n    format: never\n    mount_point: /srv/c\n",
+    );
     let mut records = Records::default();
     // Ours at /srv/c from another device (the spec changed its device).
     records.record_mount(OwnedMount {
@@ -261,6 +311,9 @@ fn propagation_drift_is_corrected_in_place() {
         .collect(),
         ..Observed::default()
     };
-    let shown: Vec<String> = plan(&spec, &observed).iter().map(ToString::to_string).collect();
+    let shown: Vec<String> = plan(&spec, &observed)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(shown, ["make /var/lib/kubelet rshared"]);
 }
