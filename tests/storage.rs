@@ -26,7 +26,7 @@ fn skip_unless_root(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return false;
     }
-    println!("{test}: skipped: needs root (loop devices, mkfs, mounts)");
+    eprintln!("{test}: skipped: needs root (loop devices, mkfs, mounts)");
     true
 }
 

@@ -96,31 +96,32 @@ async fn a_blank_device_and_a_pool_converge_then_nothing_changes() {
     for (i, call) in expected_order.iter().enumerate() {
         assert_eq!(&mutations[i], call, "{mutations:#?}");
     }
-    let state = h.ops.state();
-    let at = |target: &str| {
-        state
-            .mounts
-            .iter()
-            .rev()
-            .find(|m| m.target == target)
-            .cloned()
-    };
-    let k3s = at("/var/lib/rancher/k3s").unwrap();
-    assert_eq!(
-        (k3s.source.as_str(), k3s.root.as_str()),
-        ("/dev/sdz", "/tfagent-k3s")
-    );
-    let data = at("/srv/data").unwrap();
-    assert_eq!(
-        (data.source.as_str(), data.fs_type.as_str()),
-        ("/dev/sdy", "btrfs")
-    );
-    let rancher = at("/etc/rancher").unwrap();
-    assert_eq!(rancher.root, "/tfagent-k3s/.tfagent-persist/etc/rancher");
-    assert!(!rancher.shared);
-    let kubelet = at("/var/lib/kubelet").unwrap();
-    assert!(kubelet.shared, "the kubelet dir is rshared");
-    drop(state);
+    {
+        let state = h.ops.state();
+        let at = |target: &str| {
+            state
+                .mounts
+                .iter()
+                .rev()
+                .find(|m| m.target == target)
+                .cloned()
+        };
+        let k3s = at("/var/lib/rancher/k3s").unwrap();
+        assert_eq!(
+            (k3s.source.as_str(), k3s.root.as_str()),
+            ("/dev/sdz", "/tfagent-k3s")
+        );
+        let data = at("/srv/data").unwrap();
+        assert_eq!(
+            (data.source.as_str(), data.fs_type.as_str()),
+            ("/dev/sdy", "btrfs")
+        );
+        let rancher = at("/etc/rancher").unwrap();
+        assert_eq!(rancher.root, "/tfagent-k3s/.tfagent-persist/etc/rancher");
+        assert!(!rancher.shared);
+        let kubelet = at("/var/lib/kubelet").unwrap();
+        assert!(kubelet.shared, "the kubelet dir is rshared");
+    }
 
     // Records: the mounts, and the filesystem tfagent made.
     let records = Records::load(h.storage.state_dir()).unwrap();

@@ -29,6 +29,16 @@ fn sig(kind: &str, usage: &str, uuid: &str) -> Signature {
 const U1: &str = "11111111-1111-1111-1111-111111111111";
 const U2: &str = "22222222-2222-2222-2222-222222222222";
 
+/// Policy, wipe_signature, what the device holds, the UUID tfagent made,
+/// and the verdict (`None`: refused).
+type Case<'a> = (
+    FormatPolicy,
+    Option<&'a str>,
+    &'a Vec<Signature>,
+    Option<&'a str>,
+    Option<DeviceVerdict>,
+);
+
 #[test]
 fn the_format_policy_against_every_kind_of_device() {
     use DeviceVerdict::{Format, Mount};
@@ -44,13 +54,7 @@ fn the_format_policy_against_every_kind_of_device() {
     let refused = |v: &DeviceVerdict| matches!(v, DeviceVerdict::Refuse(_));
 
     // (policy, wipe_signature, found, ours, expected: None = refused)
-    let cases: Vec<(
-        FormatPolicy,
-        Option<&str>,
-        &Vec<Signature>,
-        Option<&str>,
-        Option<DeviceVerdict>,
-    )> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (IfBlank, None, &blank, None, Some(Format { wipe: false })),
         (IfBlank, None, &btrfs, None, None),
         (IfBlank, None, &btrfs, Some(U1), Some(Mount)),
