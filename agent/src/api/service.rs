@@ -95,13 +95,12 @@ impl NodeAgent for NodeAgentService {
     ) -> Result<Response<pb::NodeStatus>, Status> {
         let mut status = view::status(self.controller.status());
         // ---- storage ----
-        status.volumes = self
-            .controller
-            .volumes()
-            .await?
-            .into_iter()
-            .map(view::volume)
-            .collect();
+        // The storage step reports the same failure; the rest of the status
+        // is still worth serving.
+        match self.controller.volumes().await {
+            Ok(volumes) => status.volumes = volumes.into_iter().map(view::volume).collect(),
+            Err(error) => warn!(%error, "cannot read the volumes for the status"),
+        }
         Ok(Response::new(status))
     }
 
