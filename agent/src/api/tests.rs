@@ -425,3 +425,27 @@ async fn a_stale_socket_is_replaced_and_the_new_one_is_0600() {
     drop(bound);
     assert!(!path.exists());
 }
+
+// ---- storage ----
+
+#[tokio::test]
+async fn list_disks_answers_and_status_has_no_volumes_without_a_spec() {
+    let agent = TestAgent::start(&[our_uid()]).await;
+    let mut client = agent.client().await;
+    let disks = client
+        .list_disks(pb::ListDisksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // Whatever this host has, each disk says whether volumes may use it.
+    for disk in &disks.disks {
+        assert!(disk.path.starts_with("/dev/"), "{disk:?}");
+        assert_eq!(disk.allowed, disk.refusal.is_empty(), "{disk:?}");
+    }
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.volumes.is_empty());
+}

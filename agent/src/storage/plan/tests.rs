@@ -321,3 +321,69 @@ fn propagation_drift_is_corrected_in_place() {
         .collect();
     assert_eq!(shown, ["make /var/lib/kubelet rshared"]);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn arb_signature() -> impl Strategy<Value = Signature> {
+        (
+            prop::sample::select(vec![
+                ("btrfs", "filesystem"),
+                ("ext4", "filesystem"),
+                ("xfs", "filesystem"),
+                ("dos", "partition table"),
+                ("gpt", "partition table"),
+                ("LVM2_member", "raid"),
+                ("linux_raid_member", "raid"),
+                ("crypto_LUKS", "crypto"),
+                ("swap", "other"),
+            ]),
+            prop::option::of(prop::sample::select(vec![U1, U2])),
+        )
+            .prop_map(|((kind, usage), uuid)| Signature {
+                kind: kind.into(),
+                usage: usage.into(),
+                uuid: uuid.map(str::to_owned),
+            })
+    }
+
+    proptest! {
+        /// Whatever a device holds, it is formatted only when it is blank
+        /// (and the policy allows it), or when `wipe` names one of its
+        /// signatures exactly; a filesystem is mounted as it is only with
+        /// `never` or when tfagent made it.
+        #[test]
+        fn nothing_is_formatted_or_adopted_without_permission(
+            signatures in prop::collection::vec(arb_signature(), 0..3),
+            policy in prop::sample::select(FormatPolicy::ALL),
+            wipe in prop::sample::select(vec!["blank", U1, U2]),
+            filesystem in prop::sample::select(Filesystem::ALL),
+            ours in prop::option::of(prop::sample::select(vec![U1, U2])),
+        ) {
+            let mut volume = volume(policy, (policy == FormatPolicy::Wipe).then_some(wipe));
+            volume.filesystem = filesystem;
+            let verdict = device_verdict(&volume, "/dev/sdb", &signatures, ours);
+            match verdict {
+                DeviceVerdict::Format { wipe: false } => {
+                    prop_assert!(signatures.is_empty());
+                    prop_assert!(policy != FormatPolicy::Never);
+                }
+                DeviceVerdict::Format { wipe: true } => {
+                    prop_assert_eq!(policy, FormatPolicy::Wipe);
+                    prop_assert!(signatures.iter().any(|s| s.uuid.as_deref() == Some(wipe)));
+                }
+                DeviceVerdict::Mount => {
+                    prop_assert_eq!(signatures.len(), 1);
+                    prop_assert_eq!(signatures[0].kind.as_str(), filesystem.as_str());
+                    prop_assert!(
+                        policy == FormatPolicy::Never
+                            || (ours.is_some() && signatures[0].uuid.as_deref() == ours)
+                    );
+                }
+                DeviceVerdict::Refuse(reason) => prop_assert!(reason.contains("/dev/sdb")),
+            }
+        }
+    }
+}
