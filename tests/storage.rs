@@ -565,7 +565,25 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     );
     assert!(qgroups.contains(&(128u64 << 20).to_string()), "{qgroups}");
 
-    // A removed volume is unmounted; a foreign mount is left alone.
+    // A removed volume that is busy: reported, not forced, retried.
+    let mut sleeper = KillOnDrop(
+        bed.ns
+            .command("sh")
+            .args(["-c", &format!("cd {} && exec sleep 120", data.display())])
+            .spawn()
+            .unwrap(),
+    );
+    let cwd = format!("/proc/{}/cwd", sleeper.0.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_link(&cwd).ok().as_deref() != Some(data.as_path()) {
+        assert!(
+            Instant::now() < deadline,
+            "the sleeper did not enter {}",
+            data.display()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // A foreign mount is left alone throughout.
     let foreign = bed.path("foreign");
     fs::create_dir_all(&foreign).unwrap();
     bed.ns.ok(
@@ -573,10 +591,40 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
         &["-t", "tmpfs", "tmpfs", foreign.to_str().unwrap()],
     );
     let status = bed.agent().apply_and_settle(&volumes("128MiB", false));
-    assert_eq!(status["steps"][0]["condition"], "converged", "{status:#}");
+    let storage = &status["steps"][0];
+    assert_eq!(storage["condition"], "failed", "{status:#}");
+    let error = storage["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("busy") && error.contains("not forced"),
+        "{error}"
+    );
+    assert_eq!(bed.ns.mounts_at(&data).len(), 1, "not forced");
+
+    // Once it is free, the retry unmounts it.
+    let _ = sleeper.0.kill();
+    let _ = sleeper.0.wait();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bed.agent().status()["steps"][0]["condition"] != "converged" {
+        assert!(
+            Instant::now() < deadline,
+            "no retry: {:#}",
+            bed.agent().status()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
     assert!(bed.ns.mounts_at(&data).is_empty(), "unmounted");
     assert_eq!(bed.ns.mounts_at(&foreign).len(), 1);
     assert_eq!(bed.ns.mounts_at(&k3s).len(), 1);
+}
+
+/// A helper process killed when the test ends, even by a panic.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Writes a DOS partition table with one partition into `file`.

@@ -246,7 +246,10 @@ impl Controller {
             ..ValidationContext::default()
         };
         if let Some(storage) = &self.storage {
-            context.state_dir = storage.state_dir().to_str().and_then(|d| d.parse().ok());
+            context.state_dir = storage
+                .state_dir()
+                .to_str()
+                .and_then(|d| d.trim_end_matches('/').parse().ok());
             context.refused_devices = storage.refused_devices(document).await?;
         }
         Ok(context)

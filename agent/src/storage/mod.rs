@@ -207,7 +207,7 @@ impl Inner {
                     if let Some(reason) = self.policy.refusal(ops, &mounts, &device) {
                         observed
                             .devices
-                            .insert(device, DeviceState::Unreadable(reason));
+                            .insert(device, DeviceState::NotAllowed(reason));
                         continue;
                     }
                     let state = match ops.resolve_device(Path::new(&device)) {

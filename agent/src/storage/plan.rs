@@ -29,6 +29,8 @@ use crate::{
 /// A device volume's device as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceState {
+    /// The boot config's device rules refuse it (with why).
+    NotAllowed(String),
     Missing,
     /// It could not be examined.
     Unreadable(String),
@@ -411,6 +413,13 @@ pub fn plan(spec: &NodeSpec, observed: &Observed) -> Vec<Change> {
                 let device = device.to_string();
                 let (node, signatures) = match observed.devices.get(&device) {
                     Some(DeviceState::Present { node, signatures }) => (node, signatures),
+                    Some(DeviceState::NotAllowed(reason)) => {
+                        refusals.push(Change::Refuse {
+                            subject,
+                            reason: reason.clone(),
+                        });
+                        continue;
+                    }
                     Some(DeviceState::Unreadable(error)) => {
                         refusals.push(Change::Refuse {
                             subject,

@@ -401,7 +401,12 @@ async fn the_allow_list_is_enforced_at_apply_time_too() {
         "volumes:\n  - name: data\n    device: /dev/disk/by-id/blank\n    mount_point: /srv/data\n",
     );
     let error = h.storage.converge(&spec).await.unwrap_err().to_string();
-    assert!(error.contains("allowed_devices"), "{error}");
+    assert!(
+        error.starts_with(
+            "volume data: /dev/disk/by-id/blank is not in the boot config's allowed_devices"
+        ),
+        "{error}"
+    );
     assert!(h.ops.mutations().is_empty());
     let refused = h
         .storage
