@@ -8,7 +8,6 @@
 
 use std::{
     fs,
-    io::Write,
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -740,7 +739,21 @@ fn invalid_volume_specs_are_refused_with_their_fields_and_nothing_is_touched() {
     let (allowed_device, outside_device) = (allowed.device.clone(), outside.device.clone());
     bed.loops.push(allowed);
     bed.loops.push(outside);
-    bed.agent = Some(Agent::start(&bed.ns, bed.dir.path(), &[&allowed_device]));
+    // The agent's state dir on a disk of its own: that disk is never used,
+    // allow-list or not.
+    let system = Loop::blank(bed.dir.path());
+    ok("mkfs.btrfs", &["-q", &system.device]);
+    let state_dir = bed.path("state");
+    fs::create_dir_all(&state_dir).unwrap();
+    bed.ns
+        .ok("mount", &[&system.device, state_dir.to_str().unwrap()]);
+    let system_device = system.device.clone();
+    bed.loops.push(system);
+    bed.agent = Some(Agent::start(
+        &bed.ns,
+        bed.dir.path(),
+        &[&allowed_device, &system_device],
+    ));
     let mountinfo_before = bed.ns.mountinfo().len();
 
     let cases = [
@@ -787,6 +800,10 @@ fn invalid_volume_specs_are_refused_with_their_fields_and_nothing_is_touched() {
     - name: d
       device: {outside_device}
       mount_point: /srv/d
+    - name: e
+      device: {system_device}
+      format: never
+      mount_point: /srv/e
 "
     ));
     let output = bed.agent().apply(&spec);
@@ -798,14 +815,25 @@ fn invalid_volume_specs_are_refused_with_their_fields_and_nothing_is_touched() {
         &format!(
             "storage.volumes[3].device: {outside_device} is not in the boot config's allowed_devices"
         ),
+        &format!(
+            "storage.volumes[4].device: {system_device} is on the disk that holds {}",
+            state_dir.display()
+        ),
     ] {
         assert!(stderr.contains(expected), "{expected}\n{stderr}");
     }
     // Nothing stored, nothing changed.
     assert_eq!(bed.agent().status()["desired_generation"], 0);
     assert_eq!(bed.ns.mountinfo().len(), mountinfo_before);
-    for disk in &bed.loops {
+    for disk in &bed.loops[..2] {
         assert!(disk.signature().is_empty(), "{}", disk.signature());
     }
-    let _ = std::io::stdout().flush();
+    // `tfagentctl disks` says the same.
+    let disks = bed.agent().ok(&["disks"]);
+    let refused = disks
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{system_device} ")))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(refused.contains("system disk"), "{disks}");
 }
