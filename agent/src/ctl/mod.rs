@@ -177,7 +177,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             render::status(out, output, style, &status).map_err(write_err)?;
             // ---- storage ----
             if output == Output::Table && !status.volumes.is_empty() {
-                render::volumes(out, style, &status.volumes).map_err(write_err)?;
+                render::volumes_table(out, style, &status.volumes).map_err(write_err)?;
             }
         }
         // ---- storage ----

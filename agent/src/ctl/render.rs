@@ -515,7 +515,11 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 /// The volumes table under `tfagentctl status`.
-pub fn volumes(out: &mut dyn Write, style: Style, volumes: &[pb::VolumeStatus]) -> io::Result<()> {
+pub fn volumes_table(
+    out: &mut dyn Write,
+    style: Style,
+    volumes: &[pb::VolumeStatus],
+) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
@@ -621,4 +625,82 @@ pub fn disks(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod storage_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn volumes_and_disks_render_one_line_each_with_errors_below() {
+        let volumes = [
+            pb::VolumeStatus {
+                name: "k3s".into(),
+                source: "/mnt/ssd-1/tfagent-k3s".into(),
+                filesystem: "btrfs".into(),
+                mount_point: "/var/lib/rancher/k3s".into(),
+                size_bytes: 50 << 30,
+                used_bytes: 3 << 29,
+                free_bytes: (50 << 30) - (3 << 29),
+                quota_bytes: 50 << 30,
+                state: "mounted".into(),
+                ..Default::default()
+            },
+            pb::VolumeStatus {
+                name: "local-path".into(),
+                source: "/dev/sdb".into(),
+                filesystem: "btrfs".into(),
+                mount_point: "/var/lib/rancher/k3s/storage".into(),
+                state: "refused".into(),
+                last_error: "/dev/sdb holds ext4 filesystem (UUID x)".into(),
+                ..Default::default()
+            },
+        ];
+        let mut out = Vec::new();
+        volumes_table(&mut out, Style::detect(false), &volumes).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("VOLUME"), "{text}");
+        assert!(lines[2].starts_with("k3s          mounted"), "{text}");
+        assert!(
+            lines[2].contains("50.0GiB") && lines[2].contains("1.5GiB"),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("refused") && lines[3].contains("-"),
+            "{text}"
+        );
+        assert!(
+            lines[4]
+                .trim_start()
+                .starts_with("last error: /dev/sdb holds ext4"),
+            "{text}"
+        );
+
+        let disks = [pb::Disk {
+            path: "/dev/sda".into(),
+            size_bytes: 1 << 40,
+            signatures: vec!["gpt partition table (UUID y)".into()],
+            mount_points: vec!["/".into()],
+            allowed: false,
+            refusal: "/dev/sda is on the disk that holds /; the system disk is never used".into(),
+        }];
+        let mut out = Vec::new();
+        super::disks(&mut out, Output::Table, Style::detect(false), &disks).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let row = text.lines().nth(1).unwrap();
+        assert!(
+            row.starts_with("/dev/sda ") && row.contains("1.0TiB no ") && row.contains("gpt"),
+            "{text}"
+        );
+        assert!(
+            text.lines().nth(2).unwrap().contains("system disk"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        super::disks(&mut out, Output::Json, Style::detect(false), &disks).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json[0]["allowed"], false);
+    }
 }
