@@ -408,7 +408,7 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
         bed.path("root/etc/rancher"),
         bed.path("root/var/lib/kubelet"),
     );
-    let volumes = |size: &str, with_data: bool| {
+    let volumes = |size: &str, with_data: bool, flags: &str| {
         let mut text = format!(
             "  volumes:
     - name: k3s
@@ -424,7 +424,7 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
                 "    - name: data
       device: {device}
       mount_point: {}
-      mount_options: [noatime]
+      mount_options: [{flags}]
 ",
                 data.display()
             ));
@@ -445,7 +445,9 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     bed.agent = Some(Agent::start(&bed.ns, bed.dir.path(), &[&device]));
 
     // Blank device → btrfs, mounted; pool subvolume with quota; binds.
-    let status = bed.agent().apply_and_settle(&volumes("64MiB", true));
+    let status = bed
+        .agent()
+        .apply_and_settle(&volumes("64MiB", true, "noatime"));
     assert_eq!(status["steps"][0]["condition"], "converged", "{status:#}");
     assert!(bed.loops[1].signature().contains("TYPE=btrfs"));
     let at_data = bed.ns.mounts_at(&data);
@@ -542,7 +544,9 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     let mut agent = bed.agent.take().unwrap();
     agent.restart(&bed.ns, &[&device]);
     bed.agent = Some(agent);
-    let status = bed.agent().apply_and_settle(&volumes("64MiB", true));
+    let status = bed
+        .agent()
+        .apply_and_settle(&volumes("64MiB", true, "noatime"));
     assert_eq!(status["steps"][0]["condition"], "converged");
     thread::sleep(Duration::from_millis(2500)); // a resync pass too
     assert_eq!(bed.ns.mountinfo().len(), before, "no mount was added");
@@ -555,7 +559,9 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     );
 
     // A size change updates the quota live.
-    let status = bed.agent().apply_and_settle(&volumes("128MiB", true));
+    let status = bed
+        .agent()
+        .apply_and_settle(&volumes("128MiB", true, "noatime, nodev"));
     assert_eq!(status["steps"][0]["condition"], "converged", "{status:#}");
     let subvolume = format!("{}/tfagent-k3s", pool.display());
     let qgroups = bed.ns.ok(
@@ -563,6 +569,13 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
         &["qgroup", "show", "-re", "--raw", "-f", &subvolume],
     );
     assert!(qgroups.contains(&(128u64 << 20).to_string()), "{qgroups}");
+    // …and a flag change with a remount, the mount kept.
+    let at_data = bed.ns.mounts_at(&data);
+    assert_eq!(at_data.len(), 1, "{at_data:?}");
+    assert!(
+        at_data[0][5].contains("nodev") && at_data[0][5].contains("noatime"),
+        "{at_data:?}"
+    );
 
     // A removed volume that is busy: reported, not forced, retried.
     let mut sleeper = KillOnDrop(
@@ -589,7 +602,7 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
         "mount",
         &["-t", "tmpfs", "tmpfs", foreign.to_str().unwrap()],
     );
-    let status = bed.agent().apply_and_settle(&volumes("128MiB", false));
+    let status = bed.agent().apply_and_settle(&volumes("128MiB", false, ""));
     let storage = &status["steps"][0];
     assert_eq!(storage["condition"], "failed", "{status:#}");
     let error = storage["last_error"].as_str().unwrap();

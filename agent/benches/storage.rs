@@ -104,6 +104,10 @@ impl StorageOps for Counting {
         self.mutated();
         self.host.mount(source, target, options)
     }
+    fn remount(&self, target: &Path, options: &[String]) -> Result<(), OpsError> {
+        self.mutated();
+        self.host.remount(target, options)
+    }
     fn set_propagation(&self, target: &Path, propagation: Propagation) -> Result<(), OpsError> {
         self.mutated();
         self.host.set_propagation(target, propagation)

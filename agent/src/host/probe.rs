@@ -134,6 +134,8 @@ pub struct MountEntry {
     pub source: String,
     /// The optional fields, e.g. `shared:4` or `master:2`; none when private.
     pub propagation: Vec<String>,
+    /// Per-mount options (`rw`, `noatime`, `nodev`, …).
+    pub options: Vec<String>,
 }
 
 impl MountEntry {
@@ -163,6 +165,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                     .filter(|tag| !tag.is_empty())
                     .map(|tag| (*tag).to_owned())
                     .collect(),
+                options: fields.get(5)?.split(',').map(str::to_owned).collect(),
                 root: unescape_mount_field(fields.get(3)?),
                 mount_point: PathBuf::from(unescape_mount_field(fields.get(4)?)),
                 fs_type: fs_type.to_owned(),
@@ -287,6 +290,7 @@ garbage line
         assert_eq!(mounts[6].mount_point, PathBuf::from("/mnt/with space"));
         assert_eq!(mounts[6].source, "/dev/sdc");
         assert_eq!(mounts[5].major_minor, "8:16");
+        assert_eq!(mounts[0].options, vec!["rw", "relatime"]);
         assert!(
             mounts.iter().all(|m| !m.is_shared()),
             "zOS fixture is private"

@@ -23,6 +23,8 @@ pub struct FakeMount {
     pub fs_type: String,
     pub source: String,
     pub shared: bool,
+    /// Per-mount flags.
+    pub flags: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -51,7 +53,8 @@ pub struct FakeOps {
 }
 
 /// Calls that change the host.
-pub const MUTATING: [&str; 10] = [
+pub const MUTATING: [&str; 11] = [
+    "remount",
     "make_dir",
     "wipe",
     "format",
@@ -99,6 +102,7 @@ impl FakeOps {
             fs_type: "btrfs".into(),
             source: device.into(),
             shared: false,
+            flags: Vec::new(),
         });
         if quotas {
             self.state().quota_pools.push(target.into());
@@ -136,11 +140,17 @@ impl StorageOps for FakeOps {
         for (i, m) in state.mounts.iter().enumerate() {
             let tag = if m.shared { " shared:7" } else { "" };
             text.push_str(&format!(
-                "{} 1 {} {} {} rw{tag} - {} {} rw\n",
+                "{} 1 {} {} {} {}{tag} - {} {} rw\n",
                 i + 10,
                 m.major_minor,
                 m.root.replace(' ', "\\040"),
                 m.target.replace(' ', "\\040"),
+                ["rw".to_owned()]
+                    .iter()
+                    .chain(&m.flags)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(","),
                 m.fs_type,
                 m.source
             ));
@@ -275,6 +285,11 @@ impl StorageOps for FakeOps {
                 fs_type: filesystem.to_string(),
                 source: device.clone(),
                 shared: false,
+                flags: super::plan::MANAGED_FLAGS
+                    .iter()
+                    .filter(|f| options.iter().any(|o| o == *f))
+                    .map(|f| (*f).to_owned())
+                    .collect(),
             },
             MountSource::Bind { dir } => {
                 // The mount whose target is the longest prefix of `dir`.
@@ -293,11 +308,29 @@ impl StorageOps for FakeOps {
                 FakeMount {
                     root: format!("{}/{rest}", under.root.trim_end_matches('/')),
                     target: p(target),
+                    flags: super::plan::MANAGED_FLAGS
+                        .iter()
+                        .filter(|f| options.iter().any(|o| o == *f))
+                        .map(|f| (*f).to_owned())
+                        .collect(),
                     ..under
                 }
             }
         };
         state.mounts.push(mount);
+        Ok(())
+    }
+
+    fn remount(&self, target: &Path, options: &[String]) -> Result<(), OpsError> {
+        let mut state = self.call(format!("remount {} {}", p(target), options.join(",")));
+        let target = p(target);
+        let mount = state
+            .mounts
+            .iter_mut()
+            .rev()
+            .find(|m| m.target == target)
+            .ok_or_else(|| OpsError::Other(format!("{target} is not a mount")))?;
+        mount.flags = options.to_vec();
         Ok(())
     }
 

@@ -358,6 +358,20 @@ impl StorageOps for LinuxStorage {
         }
     }
 
+    fn remount(&self, target: &Path, options: &[String]) -> Result<(), OpsError> {
+        let (flags, _) = split_options(options);
+        // MS_BIND with MS_REMOUNT changes the per-mount flags only, for a
+        // bind mount and a filesystem mount alike.
+        nix::mount::mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
+            None::<&str>,
+        )
+        .map_err(|e| OpsError::io(format!("remounting {}", target.display()), e.into()))
+    }
+
     fn set_propagation(&self, target: &Path, propagation: Propagation) -> Result<(), OpsError> {
         let kind = match propagation {
             Propagation::Private => MsFlags::MS_PRIVATE,

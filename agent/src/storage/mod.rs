@@ -397,6 +397,7 @@ impl Inner {
                 target,
                 propagation,
             } => ops.set_propagation(Path::new(target), *propagation)?,
+            Change::Remount { target, flags, .. } => ops.remount(Path::new(target), flags)?,
         }
         Ok(())
     }

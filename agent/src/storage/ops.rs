@@ -187,6 +187,10 @@ pub trait StorageOps: Send + Sync + fmt::Debug + 'static {
         options: &[String],
     ) -> Result<(), OpsError>;
 
+    /// Sets the per-mount flags (`noatime`, `nodev`, …) of the mount at
+    /// `target` to exactly those in `options`.
+    fn remount(&self, target: &Path, options: &[String]) -> Result<(), OpsError>;
+
     /// Sets the propagation of the mount at `target`, recursively.
     fn set_propagation(&self, target: &Path, propagation: Propagation) -> Result<(), OpsError>;
 

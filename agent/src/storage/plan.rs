@@ -93,6 +93,21 @@ pub fn top_mount<'a>(mounts: &'a [MountEntry], target: &str) -> Option<&'a Mount
         .find(|m| m.mount_point.as_os_str() == target)
 }
 
+/// Per-mount flags the agent keeps as the spec says; others (`relatime`,
+/// the filesystem's own options) are left as the kernel sets them.
+pub const MANAGED_FLAGS: [&str; 6] = ["ro", "noatime", "nodiratime", "nosuid", "nodev", "noexec"];
+
+fn managed_flags<'a>(options: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut flags: Vec<String> = options
+        .into_iter()
+        .filter(|o| MANAGED_FLAGS.contains(&o.as_str()))
+        .cloned()
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
 fn is(entry: &MountEntry, identity: &OwnedMount) -> bool {
     entry.source == identity.source && entry.root == identity.root
 }
@@ -153,13 +168,21 @@ pub enum Change {
         target: String,
         propagation: Propagation,
     },
+    /// Set the per-mount flags of a mounted volume to those of the spec.
+    Remount {
+        subject: String,
+        target: String,
+        flags: Vec<String>,
+    },
 }
 
 impl Change {
     /// The volume (or `persist`) a change is about, for per-volume errors.
     pub fn subject(&self) -> Option<&str> {
         match self {
-            Change::Refuse { subject, .. } | Change::Mount { subject, .. } => Some(subject),
+            Change::Refuse { subject, .. }
+            | Change::Mount { subject, .. }
+            | Change::Remount { subject, .. } => Some(subject),
             Change::Format { volume, .. }
             | Change::CreateSubvolume { volume, .. }
             | Change::SetQuota { volume, .. } => Some(volume),
@@ -238,6 +261,12 @@ impl fmt::Display for Change {
                 target,
                 propagation,
             } => write!(f, "make {target} {propagation}"),
+            Change::Remount { target, flags, .. } if flags.is_empty() => {
+                write!(f, "remount {target} with the default flags")
+            }
+            Change::Remount { target, flags, .. } => {
+                write!(f, "remount {target} with {}", flags.join(","))
+            }
         }
     }
 }
@@ -549,6 +578,25 @@ pub fn plan(spec: &NodeSpec, observed: &Observed) -> Vec<Change> {
                     });
                 }
             }
+        }
+    }
+
+    // Mounted volumes whose per-mount flags differ from the spec.
+    for volume in &spec.storage.volumes {
+        let target = volume.mount_point.as_str();
+        let Some(identity) = identities.get(volume.name.as_str()) else {
+            continue;
+        };
+        let Some(entry) = top_mount(&observed.mounts, target).filter(|e| is(e, identity)) else {
+            continue;
+        };
+        let wanted = managed_flags(&volume.mount_options);
+        if managed_flags(&entry.options) != wanted {
+            prepare.push(Change::Remount {
+                subject: format!("volume {}", volume.name),
+                target: target.to_owned(),
+                flags: wanted,
+            });
         }
     }
 

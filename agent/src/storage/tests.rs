@@ -280,6 +280,7 @@ async fn removed_volumes_are_unmounted_only_when_tfagent_mounted_them() {
         fs_type: "tmpfs".into(),
         source: "tmpfs".into(),
         shared: false,
+        flags: Vec::new(),
     });
     h.ops.clear_calls();
 
@@ -327,6 +328,7 @@ async fn a_foreign_mount_where_a_volume_goes_is_refused() {
         fs_type: "tmpfs".into(),
         source: "tmpfs".into(),
         shared: false,
+        flags: Vec::new(),
     });
     let spec = spec(
         "volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\n",
@@ -427,6 +429,7 @@ async fn the_system_disk_is_always_refused() {
         fs_type: "ext4".into(),
         source: "/dev/sda".into(),
         shared: false,
+        flags: Vec::new(),
     });
     h.ops
         .add_device("/dev/disk/by-id/root", "/dev/sda", "8:0", ext4_with_data());
@@ -446,4 +449,42 @@ async fn the_system_disk_is_always_refused() {
     let sda = disks.iter().find(|d| d.path == "/dev/sda").unwrap();
     assert!(sda.refusal.is_some());
     assert!(sda.mount_points.contains(&"/".to_owned()));
+}
+
+#[tokio::test]
+async fn changed_mount_flags_are_applied_with_a_remount() {
+    let h = harness(None);
+    h.ops.add_pool("/mnt/pool", "/dev/sdz", true);
+    h.ops
+        .add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", vec![]);
+    let with = |options: &str| {
+        spec(&format!(
+            "volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/a\n    mount_options: [{options}]\n  - name: d\n    device: /dev/disk/by-id/blank\n    mount_point: /srv/d\n    mount_options: [{options}]\n"
+        ))
+    };
+    h.storage.converge(&with("noatime")).await.unwrap();
+    h.ops.clear_calls();
+    assert_eq!(
+        h.storage.converge(&with("noatime")).await.unwrap(),
+        StepOutcome::UpToDate
+    );
+    h.storage.converge(&with("nodev,noatime")).await.unwrap();
+    assert_eq!(
+        h.ops.mutations(),
+        vec![
+            "remount /srv/a noatime,nodev",
+            "remount /srv/d noatime,nodev"
+        ]
+    );
+    h.ops.clear_calls();
+    h.storage.converge(&with("")).await.unwrap();
+    assert_eq!(
+        h.ops.mutations(),
+        vec!["remount /srv/a ", "remount /srv/d "]
+    );
+    h.ops.clear_calls();
+    assert_eq!(
+        h.storage.converge(&with("")).await.unwrap(),
+        StepOutcome::UpToDate
+    );
 }
