@@ -519,6 +519,10 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     assert_eq!(volumes_status[0]["name"], "k3s");
     assert_eq!(volumes_status[0]["state"], "mounted");
     assert_eq!(volumes_status[0]["quota_bytes"], 64 << 20);
+    assert_eq!(
+        volumes_status[0]["uuid"].as_str().unwrap(),
+        bed.loops[0].uuid()
+    );
     assert_eq!(volumes_status[1]["state"], "mounted");
     assert_eq!(
         volumes_status[1]["uuid"].as_str().unwrap(),

@@ -426,10 +426,12 @@ impl Inner {
                     {
                         mounted = top_mount(&observed.mounts, target)
                             .is_some_and(|m| m.source == node.path && m.root == "/");
-                        status.uuid = signatures
-                            .as_ref()
-                            .and_then(|s| s.iter().find_map(|s| s.uuid.clone()))
-                            .or_else(|| observed.records.formatted(&name).map(str::to_owned));
+                        // A mounted device was not probed by observe.
+                        let probed = match signatures {
+                            Some(signatures) => signatures.clone(),
+                            None => self.ops.signatures(&node.path).unwrap_or_default(),
+                        };
+                        status.uuid = probed.into_iter().find_map(|s| s.uuid);
                     }
                 }
                 VolumeSource::Pool { pool, .. } => {
@@ -437,6 +439,13 @@ impl Inner {
                     if let Some(PoolState::Mounted { source, root, .. }) =
                         observed.pools.get(pool.as_str())
                     {
+                        // The pool's filesystem.
+                        status.uuid = self
+                            .ops
+                            .signatures(source)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .find_map(|s| s.uuid);
                         let expected_root =
                             format!("{}/tfagent-{name}", root.trim_end_matches('/'));
                         mounted = top_mount(&observed.mounts, target)

@@ -149,6 +149,10 @@ async fn a_blank_device_and_a_pool_converge_then_nothing_changes() {
     assert_eq!(statuses[0].state, VolumeState::Mounted);
     assert_eq!(statuses[0].quota_bytes, Some(1 << 30));
     assert_eq!(statuses[0].size_bytes, 1 << 30);
+    assert_eq!(
+        statuses[0].uuid, None,
+        "the fake pool device has no signature"
+    );
     assert_eq!(statuses[1].state, VolumeState::Mounted);
     assert_eq!(
         statuses[1].uuid,
