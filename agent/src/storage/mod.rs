@@ -528,7 +528,10 @@ impl Capability for Storage {
         let changes = changes.to_vec();
         tokio::task::spawn_blocking(move || inner.apply(&changes))
             .await
-            .map_err(|e| observe_error(e.into()))?
+            .map_err(|e| StepError::Apply {
+                change: "storage".into(),
+                source: Box::new(StorageError::from(e)),
+            })?
     }
 }
 
