@@ -136,6 +136,8 @@ pub struct MountEntry {
     pub propagation: Vec<String>,
     /// Per-mount options (`rw`, `noatime`, `nodev`, …).
     pub options: Vec<String>,
+    /// The filesystem's options (btrfs: `subvolid=256,subvol=/x`, …).
+    pub super_options: Vec<String>,
 }
 
 impl MountEntry {
@@ -156,6 +158,13 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let mut tail = after.split(' ');
             let fs_type = tail.next()?;
             let source = tail.next()?;
+            let super_options = tail
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
             Some(MountEntry {
                 major_minor: (*fields.get(2)?).to_owned(),
                 propagation: fields
@@ -170,6 +179,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                 mount_point: PathBuf::from(unescape_mount_field(fields.get(4)?)),
                 fs_type: fs_type.to_owned(),
                 source: unescape_mount_field(source),
+                super_options,
             })
         })
         .collect()
@@ -291,6 +301,7 @@ garbage line
         assert_eq!(mounts[6].source, "/dev/sdc");
         assert_eq!(mounts[5].major_minor, "8:16");
         assert_eq!(mounts[0].options, vec!["rw", "relatime"]);
+        assert_eq!(mounts[4].super_options, vec!["rw", "space_cache"]);
         assert!(
             mounts.iter().all(|m| !m.is_shared()),
             "zOS fixture is private"

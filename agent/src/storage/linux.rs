@@ -18,7 +18,10 @@ use super::ops::{
     BlockDevice, DeviceNode, MountSource, OpsError, PathKind, QuotaState, Signature, StorageOps,
     Usage,
 };
-use crate::spec::{Filesystem, Propagation};
+use crate::{
+    host::probe::parse_mountinfo,
+    spec::{Filesystem, Propagation},
+};
 
 /// The running host.
 #[derive(Debug, Clone)]
@@ -40,8 +43,59 @@ impl LinuxStorage {
         }
     }
 
+    /// Reads /proc and /sys under `root` (fixture trees in tests).
+    #[cfg(test)]
+    fn with_root(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
     fn sys(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
+    }
+
+    /// The qgroup of a mounted subvolume from sysfs (kernel 5.9+), without
+    /// running a tool: what keeps an unchanged pass free of processes.
+    /// `None` when sysfs cannot tell (not mounted, older kernel, quotas off);
+    /// the caller then asks `btrfs`.
+    fn quota_from_sysfs(&self, subvolume: &Path) -> Option<QuotaState> {
+        let mounts = parse_mountinfo(&self.mountinfo().ok()?);
+        let pool = mounts
+            .iter()
+            .filter(|m| m.fs_type == "btrfs" && subvolume.starts_with(&m.mount_point))
+            .max_by_key(|m| m.mount_point.components().count())?;
+        let relative = subvolume.strip_prefix(&pool.mount_point).ok()?;
+        let root = Path::new(&pool.root).join(relative);
+        let id = mounts
+            .iter()
+            .filter(|m| m.source == pool.source && Path::new(&m.root) == root)
+            .find_map(|m| {
+                m.super_options
+                    .iter()
+                    .find_map(|o| o.strip_prefix("subvolid="))
+                    .map(str::to_owned)
+            })?;
+        let device = fs::canonicalize(&pool.source).unwrap_or_else(|_| PathBuf::from(&pool.source));
+        let name = device.file_name()?;
+        let filesystems = fs::read_dir(self.sys("/sys/fs/btrfs")).ok()?;
+        let fs_dir = filesystems
+            .flatten()
+            .map(|e| e.path())
+            .find(|dir| dir.join("devices").join(name).exists())?;
+        let qgroups = fs_dir.join("qgroups");
+        let read =
+            |file: PathBuf| -> Option<u64> { fs::read_to_string(file).ok()?.trim().parse().ok() };
+        if read(qgroups.join("enabled"))? != 1 {
+            return None;
+        }
+        let qgroup = qgroups.join(format!("0_{id}"));
+        let limit = read(qgroup.join("max_referenced"))?;
+        let used = read(qgroup.join("referenced"))?;
+        Some(QuotaState::Enabled {
+            limit: (limit != 0).then_some(limit),
+            used,
+        })
     }
 }
 
@@ -219,6 +273,9 @@ impl StorageOps for LinuxStorage {
     }
 
     fn quota(&self, subvolume: &Path) -> Result<QuotaState, OpsError> {
+        if let Some(quota) = self.quota_from_sysfs(subvolume) {
+            return Ok(quota);
+        }
         let path = path_str(subvolume)?;
         let args = ["qgroup", "show", "-re", "--raw", "-f", path];
         let output = Command::new("btrfs")
@@ -461,6 +518,57 @@ mod tests {
             })
         );
         assert_eq!(parse_qgroup_show("garbage"), None);
+    }
+
+    #[test]
+    fn a_mounted_subvolume_quota_is_read_from_sysfs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let write = |path: &str, text: &str| {
+            let file = root.join(path);
+            fs::create_dir_all(file.parent().unwrap()).unwrap();
+            fs::write(file, text).unwrap();
+        };
+        write(
+            "proc/self/mountinfo",
+            "64 43 0:39 / /mnt/pool rw - btrfs /dev/fixture-loop9 rw,subvolid=5,subvol=/\n\
+             63 43 0:39 /tfagent-a /srv/a rw - btrfs /dev/fixture-loop9 rw,subvolid=256,subvol=/tfagent-a\n",
+        );
+        let fsid = "sys/fs/btrfs/7197aae6-b77b-43af-a22b-3638281b6936";
+        write(&format!("{fsid}/devices/fixture-loop9"), "");
+        write(&format!("{fsid}/qgroups/enabled"), "1\n");
+        write(
+            &format!("{fsid}/qgroups/0_256/max_referenced"),
+            "52428800\n",
+        );
+        write(&format!("{fsid}/qgroups/0_256/referenced"), "16384\n");
+        let host = LinuxStorage::with_root(root);
+        assert_eq!(
+            host.quota_from_sysfs(Path::new("/mnt/pool/tfagent-a")),
+            Some(QuotaState::Enabled {
+                limit: Some(52_428_800),
+                used: 16384
+            })
+        );
+        // Unlimited reads as 0.
+        write(&format!("{fsid}/qgroups/0_256/max_referenced"), "0\n");
+        assert_eq!(
+            host.quota_from_sysfs(Path::new("/mnt/pool/tfagent-a")),
+            Some(QuotaState::Enabled {
+                limit: None,
+                used: 16384
+            })
+        );
+        // Not mounted anywhere (no subvolid to go by), or quotas off: ask btrfs.
+        assert_eq!(
+            host.quota_from_sysfs(Path::new("/mnt/pool/tfagent-b")),
+            None
+        );
+        write(&format!("{fsid}/qgroups/enabled"), "0\n");
+        assert_eq!(
+            host.quota_from_sysfs(Path::new("/mnt/pool/tfagent-a")),
+            None
+        );
     }
 
     #[test]
