@@ -51,5 +51,6 @@ show events
 printf '\n\033[1m$ tfagentctl get spec | head -n 20\033[0m\n'
 ctl get spec | head -n 20
 echo
-echo "(storage, network, services, vip and add-ons are not implemented in this build:"
-echo " status says so, and nothing on this machine was changed; see README)"
+echo "(network, services, vip and add-ons are not implemented in this build. Storage"
+echo " is: it refuses the example's pools and disk, which this machine does not have,"
+echo " before any change; status says so, and nothing on this machine was changed)"

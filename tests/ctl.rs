@@ -523,8 +523,9 @@ fn serves_valid_prometheus_metrics_of_status_and_reconcile_runs() {
         );
     }
     assert!(text.contains("tfagent_desired_generation 1"), "{text}");
+    // This host has none of the example's pools: storage refuses.
     assert!(
-        text.contains("tfagent_step_condition{step=\"storage\",condition=\"not_implemented\"} 1"),
+        text.contains("tfagent_step_condition{step=\"storage\",condition=\"failed\"} 1"),
         "{text}"
     );
     // Nothing secret: the example's token is not in the metrics.

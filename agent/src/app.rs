@@ -38,9 +38,9 @@ pub enum AppError {
 }
 
 /// The steps in reconcile order.
-pub fn steps() -> Vec<Arc<dyn Step>> {
+pub fn steps(storage: &storage::Storage) -> Vec<Arc<dyn Step>> {
     let steps: Vec<Arc<dyn Step>> = vec![
-        Arc::new(storage::step()),
+        Arc::new(storage.clone()),
         Arc::new(net::step()),
         Arc::new(supervise::step()),
         Arc::new(vip::step()),
@@ -64,7 +64,8 @@ pub async fn run(
         None if loaded.refused.is_none() => info!("no spec stored yet; waiting for Apply"),
         None => {}
     }
-    let steps = steps();
+    let storage = storage::Storage::linux(&config.state_dir, config.allowed_devices.clone());
+    let steps = steps(&storage);
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
     // Listeners are bound before anything runs: a bad address or
@@ -91,6 +92,7 @@ pub async fn run(
             Arc::clone(&events),
             Arc::new(LinuxHost),
         )
+        .with_storage(storage)
         .with_remote_api(remote_info.clone()),
     );
 
@@ -209,22 +211,33 @@ mod tests {
 
     #[tokio::test]
     async fn every_step_of_this_build_says_it_cannot_act_and_what_is_asked() {
-        let steps = steps();
+        let state = tempfile::tempdir().unwrap();
+        let steps = steps(&storage::Storage::linux(state.path(), None));
         let names: Vec<StepName> = steps.iter().map(|s| s.name()).collect();
         assert_eq!(names, StepName::ORDER);
 
         let mut spec = example_spec("server-init");
         let plans = crate::reconcile::plan_all(&steps, &spec).await;
         let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
-        assert!(plans[..4].iter().all(|p| !p.implemented));
-        assert_eq!(plans[0].actions.len(), spec.storage.volumes.len());
-        assert!(plans[0].actions[0].contains("/var/lib/rancher/k3s"));
+        // Storage acts; on this host the example's pool and disk are absent,
+        // so its plan refuses, before any change.
+        assert!(plans[0].implemented);
+        assert!(plans[1..4].iter().all(|p| !p.implemented));
+        assert!(
+            plans[0].actions[0]
+                .starts_with("refuse volume k3s: no btrfs pool is mounted at /mnt/ssd-1"),
+            "{:?}",
+            plans[0]
+        );
         assert!(plans[1].actions[0].contains("5 peer(s)"), "{:?}", plans[1]);
         assert!(plans[2].actions[1].starts_with("k3s server (server-init)"));
         assert!(plans[3].actions[0].contains("priority 150"));
         assert!(plans[4].implemented);
         assert!(
-            plans[4].actions.iter().any(|a| a == "write tfagent-metallb.yaml"),
+            plans[4]
+                .actions
+                .iter()
+                .any(|a| a == "write tfagent-metallb.yaml"),
             "{:?}",
             plans[4]
         );

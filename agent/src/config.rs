@@ -53,6 +53,8 @@ struct RawConfig {
     log_level: Option<String>,
     resync_interval_secs: Option<u64>,
     socket_allowed_uids: Option<Vec<u32>>,
+    // ---- storage ----
+    allowed_devices: Option<Vec<String>>,
     metrics_address: Option<String>,
     socket_reader_group: Option<GroupRef>,
     tls_address: Option<String>,
@@ -102,6 +104,11 @@ pub struct BootConfig {
     pub socket_reader_gid: Option<u32>,
     /// The remote API; `None` (the default): off.
     pub remote_api: Option<RemoteApi>,
+    // ---- storage ----
+    /// Device path patterns (`*`, `?`) storage volumes may use; `None`
+    /// admits any device except the disk holding `/` or the state dir,
+    /// which is always refused.
+    pub allowed_devices: Option<Vec<String>>,
 }
 
 impl fmt::Debug for BootConfig {
@@ -116,6 +123,7 @@ impl fmt::Debug for BootConfig {
             .field("metrics_address", &self.metrics_address)
             .field("socket_reader_gid", &self.socket_reader_gid)
             .field("remote_api", &self.remote_api)
+            .field("allowed_devices", &self.allowed_devices)
             .finish()
     }
 }
@@ -132,6 +140,7 @@ impl Default for BootConfig {
             metrics_address: None,
             socket_reader_gid: None,
             remote_api: None,
+            allowed_devices: None,
         }
     }
 }
@@ -245,6 +254,16 @@ impl BootConfig {
                 ));
             }
         };
+        if let Some(patterns) = &raw.allowed_devices
+            && patterns
+                .iter()
+                .any(|p| !p.starts_with("/dev/") || p.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "allowed_devices",
+                "each entry must be a device path pattern under /dev/, e.g. /dev/disk/by-id/nvme-*",
+            ));
+        }
         Ok(Self {
             state_dir,
             socket,
@@ -255,6 +274,7 @@ impl BootConfig {
             metrics_address,
             socket_reader_gid,
             remote_api,
+            allowed_devices: raw.allowed_devices,
         })
     }
 }
@@ -289,6 +309,7 @@ mod tests {
             tls_cert = "/etc/tfagent/node.pem"
             tls_key = "/etc/tfagent/node-key.pem"
             tls_client_ca = "/etc/tfagent/clients-ca.pem"
+            allowed_devices = ["/dev/disk/by-id/nvme-*"]
             "#,
         )
         .unwrap();
@@ -308,6 +329,10 @@ mod tests {
         assert_eq!(
             remote.client_ca,
             PathBuf::from("/etc/tfagent/clients-ca.pem")
+        );
+        assert_eq!(
+            config.allowed_devices,
+            Some(vec!["/dev/disk/by-id/nvme-*".to_owned()])
         );
     }
 
@@ -336,6 +361,7 @@ mod tests {
                 "tls_address = \"0.0.0.0:1\"\ntls_cert = \"c\"\ntls_key = \"/k\"\ntls_client_ca = \"/ca\"",
                 "tls_cert",
             ),
+            ("allowed_devices = [\"sda\"]", "allowed_devices"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(field) || err.contains("xml"), "{text}: {err}");

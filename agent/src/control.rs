@@ -14,6 +14,7 @@ use crate::{
     reconcile::{self, StatusBoard, Step, StepName, StepStatus},
     spec::{NodeSpec, Role, SpecDocument, ValidationContext, ValidationErrors},
     state::{Desired, Loaded, RefusedSpec, StateError, StateStore},
+    storage::{self, DiskInfo, StorageError, VolumeStatus},
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -26,6 +27,9 @@ pub enum ControlError {
     Unsupported(&'static str),
     #[error("storing the spec: {0}")]
     State(#[from] StateError),
+    // ---- storage ----
+    #[error("reading storage: {0}")]
+    Storage(#[from] StorageError),
     #[error("internal error while {what}: {source}")]
     Internal {
         what: &'static str,
@@ -105,6 +109,9 @@ pub struct Controller {
     host: Arc<dyn HostInfo>,
     started_at: SystemTime,
     remote_api: Option<RemoteApiInfo>,
+    // ---- storage ----
+    /// Volume status, disks and device admission; `None` in tests without it.
+    storage: Option<storage::Storage>,
 }
 
 /// Stores accepted specs. Runs in its own task so that a caller who goes
@@ -199,6 +206,31 @@ impl Controller {
             host,
             started_at: SystemTime::now(),
             remote_api: None,
+            storage: None,
+        }
+    }
+
+    // ---- storage ----
+
+    /// Serves volume status, disks and device admission from `storage`.
+    pub fn with_storage(mut self, storage: storage::Storage) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Each volume of the stored spec as the host has it now.
+    pub async fn volumes(&self) -> Result<Vec<VolumeStatus>, ControlError> {
+        match (&self.storage, self.current()) {
+            (Some(storage), Some(current)) => Ok(storage.volume_status(&current.spec).await?),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The host's block devices and whether volumes may use them.
+    pub async fn disks(&self) -> Result<Vec<DiskInfo>, ControlError> {
+        match &self.storage {
+            Some(storage) => Ok(storage.disks().await?),
+            None => Err(ControlError::Unsupported("listing disks")),
         }
     }
 
@@ -236,13 +268,25 @@ impl Controller {
     }
 
     /// What validation may know of this host.
-    async fn validation_context(&self) -> Result<ValidationContext, ControlError> {
+    async fn validation_context(
+        &self,
+        document: &SpecDocument,
+    ) -> Result<ValidationContext, ControlError> {
         let probe = self.probe_host().await?;
-        Ok(ValidationContext {
+        let mut context = ValidationContext {
             own_public_key: None,
             kernel_filesystems: Some(probe.capabilities.filesystems),
             addon_host: Some(prereq::availability(&probe.addons)),
-        })
+            ..ValidationContext::default()
+        };
+        if let Some(storage) = &self.storage {
+            context.state_dir = storage
+                .state_dir()
+                .to_str()
+                .and_then(|d| d.trim_end_matches('/').parse().ok());
+            context.refused_devices = storage.refused_devices(document).await?;
+        }
+        Ok(context)
     }
 
     /// Validates `document`, plans it, and unless this is a dry run stores it
@@ -255,7 +299,7 @@ impl Controller {
         if mode == ApplyMode::Try {
             return Err(ControlError::Unsupported("apply mode `try`"));
         }
-        let context = self.validation_context().await?;
+        let context = self.validation_context(&document).await?;
         let spec = match document.validate(&context) {
             Ok(spec) => spec,
             Err(errors) => {

@@ -68,12 +68,16 @@ impl HostInfo for FakeHost {
 /// A controller over a state dir, with this build's steps and [`FakeHost`].
 pub fn controller(state_dir: &Path) -> Arc<Controller> {
     let (store, loaded) = StateStore::open(state_dir).unwrap();
-    Arc::new(Controller::new(
-        store,
-        loaded,
-        app::steps(),
-        Arc::new(StatusBoard::new(&StepName::ORDER)),
-        Arc::new(EventBus::default()),
-        Arc::new(FakeHost),
-    ))
+    let storage = crate::storage::Storage::linux(state_dir, None);
+    Arc::new(
+        Controller::new(
+            store,
+            loaded,
+            app::steps(&storage),
+            Arc::new(StatusBoard::new(&StepName::ORDER)),
+            Arc::new(EventBus::default()),
+            Arc::new(FakeHost),
+        )
+        .with_storage(storage),
+    )
 }

@@ -17,8 +17,8 @@ use tfagent_proto::v1 as pb;
 
 use crate::spec::{
     AcmeServer, AddonsDoc, CertManagerDoc, ClusterDoc, FormatPolicy, IngressNginxDoc, LocalPathDoc,
-    LonghornDoc, MetallbDoc, NetworkDoc, PeerDoc, Role, ServiceDoc, ServicesDoc, SpecDocument,
-    StorageDoc, VipDoc, VipServerDoc, VolumeDoc, WireguardDoc,
+    LonghornDoc, MetallbDoc, NetworkDoc, PeerDoc, PersistDoc, PersistPathDoc, Role, ServiceDoc,
+    ServicesDoc, SpecDocument, StorageDoc, VipDoc, VipServerDoc, VolumeDoc, WireguardDoc,
 };
 
 /// The enum number sent for a document word no proto value stands for.
@@ -172,6 +172,41 @@ impl From<pb::StorageSpec> for StorageDoc {
     fn from(s: pb::StorageSpec) -> Self {
         Self {
             volumes: s.volumes.into_iter().map(VolumeDoc::from).collect(),
+            persist: section(s.persist),
+        }
+    }
+}
+
+// ---- storage.persist ----
+
+impl From<pb::PersistSpec> for PersistDoc {
+    fn from(p: pb::PersistSpec) -> Self {
+        Self {
+            volume: p.volume,
+            paths: p
+                .paths
+                .into_iter()
+                .map(|p| PersistPathDoc {
+                    path: p.path,
+                    propagation: p.propagation,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<PersistDoc> for pb::PersistSpec {
+    fn from(p: PersistDoc) -> Self {
+        Self {
+            volume: p.volume,
+            paths: p
+                .paths
+                .into_iter()
+                .map(|p| pb::PersistPath {
+                    path: p.path,
+                    propagation: p.propagation,
+                })
+                .collect(),
         }
     }
 }
@@ -355,6 +390,7 @@ impl From<StorageDoc> for pb::StorageSpec {
     fn from(s: StorageDoc) -> Self {
         Self {
             volumes: s.volumes.into_iter().map(pb::Volume::from).collect(),
+            persist: message(s.persist),
         }
     }
 }
@@ -541,6 +577,7 @@ mod tests {
                     name: "v".into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             }),
             addons: Some(pb::AddonsSpec {
                 cert_manager: Some(pb::CertManagerAddon {

@@ -20,6 +20,8 @@ impl From<ControlError> for Status {
             ControlError::State(_) | ControlError::Internal { .. } => {
                 Status::internal(error.to_string())
             }
+            // ---- storage ----
+            ControlError::Storage(_) => Status::unavailable(error.to_string()),
         }
     }
 }

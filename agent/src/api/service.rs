@@ -93,7 +93,27 @@ impl NodeAgent for NodeAgentService {
         &self,
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
-        Ok(Response::new(view::status(self.controller.status())))
+        let mut status = view::status(self.controller.status());
+        // ---- storage ----
+        // The storage step reports the same failure; the rest of the status
+        // is still worth serving.
+        match self.controller.volumes().await {
+            Ok(volumes) => status.volumes = volumes.into_iter().map(view::volume).collect(),
+            Err(error) => warn!(%error, "cannot read the volumes for the status"),
+        }
+        Ok(Response::new(status))
+    }
+
+    // ---- storage ----
+    #[instrument(name = "rpc.list_disks", skip_all)]
+    async fn list_disks(
+        &self,
+        _request: Request<pb::ListDisksRequest>,
+    ) -> Result<Response<pb::ListDisksResponse>, Status> {
+        let disks = self.controller.disks().await?;
+        Ok(Response::new(pb::ListDisksResponse {
+            disks: disks.into_iter().map(view::disk).collect(),
+        }))
     }
 
     type WatchEventsStream = EventStream;

@@ -100,8 +100,8 @@ async fn dry_run_then_apply_then_unchanged() {
     assert!(dry.changed);
     let steps: Vec<&str> = dry.plan.iter().map(|p| p.step.as_str()).collect();
     assert_eq!(steps, ["storage", "network", "services", "vip", "addons"]);
-    // Every step has something to do for this spec; the add-ons step is
-    // the one this build carries out so far.
+    // Every step has something to do for this spec; storage and
+    // add-ons are the steps this build carries out so far.
     assert!(dry.plan.iter().all(|p| !p.actions.is_empty()), "{dry:?}");
     let implemented: Vec<&str> = dry
         .plan
@@ -109,7 +109,7 @@ async fn dry_run_then_apply_then_unchanged() {
         .filter(|p| p.implemented)
         .map(|p| p.step.as_str())
         .collect();
-    assert_eq!(implemented, ["addons"]);
+    assert_eq!(implemented, ["storage", "addons"]);
     assert!(
         !agent.state_dir.join("spec.json").exists(),
         "a dry run stores nothing"
@@ -432,4 +432,28 @@ async fn a_stale_socket_is_replaced_and_the_new_one_is_0600() {
     assert_eq!(mode, 0o600);
     drop(bound);
     assert!(!path.exists());
+}
+
+// ---- storage ----
+
+#[tokio::test]
+async fn list_disks_answers_and_status_has_no_volumes_without_a_spec() {
+    let agent = TestAgent::start(&[our_uid()]).await;
+    let mut client = agent.client().await;
+    let disks = client
+        .list_disks(pb::ListDisksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // Whatever this host has, each disk says whether volumes may use it.
+    for disk in &disks.disks {
+        assert!(disk.path.starts_with("/dev/"), "{disk:?}");
+        assert_eq!(disk.allowed, disk.refusal.is_empty(), "{disk:?}");
+    }
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.volumes.is_empty());
 }

@@ -12,6 +12,7 @@ use crate::{
     host::{CgroupMode, HostCapabilities},
     reconcile::{Condition, StepStatus},
     spec::Role,
+    storage::{DiskInfo, VolumeStatus},
 };
 
 pub fn timestamp(time: SystemTime) -> Timestamp {
@@ -105,6 +106,7 @@ pub fn status(status: NodeStatus) -> pb::NodeStatus {
             .refused_spec
             .map(|r| format!("{} (moved to {})", r.reason, r.moved_to.display()))
             .unwrap_or_default(),
+        volumes: Vec::new(),
     }
 }
 
@@ -158,5 +160,34 @@ pub fn event(event: Event) -> pb::Event {
         time: Some(timestamp(event.time)),
         generation: event.generation,
         kind: Some(kind),
+    }
+}
+
+// ---- storage ----
+
+pub fn volume(volume: VolumeStatus) -> pb::VolumeStatus {
+    pb::VolumeStatus {
+        name: volume.name,
+        source: volume.source,
+        filesystem: volume.filesystem,
+        uuid: volume.uuid.unwrap_or_default(),
+        mount_point: volume.mount_point,
+        size_bytes: volume.size_bytes,
+        used_bytes: volume.used_bytes,
+        free_bytes: volume.free_bytes,
+        quota_bytes: volume.quota_bytes.unwrap_or_default(),
+        state: volume.state.as_str().to_owned(),
+        last_error: volume.last_error.unwrap_or_default(),
+    }
+}
+
+pub fn disk(disk: DiskInfo) -> pb::Disk {
+    pb::Disk {
+        path: disk.path,
+        size_bytes: disk.size_bytes,
+        signatures: disk.signatures,
+        mount_points: disk.mount_points,
+        allowed: disk.refusal.is_none(),
+        refusal: disk.refusal.unwrap_or_default(),
     }
 }

@@ -85,6 +85,9 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    // ---- storage ----
+    /// Block devices, their signatures, and whether volumes may use them.
+    Disks,
     /// Exit 0 when the agent serves and has converged to its spec;
     /// otherwise say why and exit 1 (for zinit `test:` and monitoring).
     Health {
@@ -261,6 +264,18 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
                 .await?
                 .into_inner();
             render::status(out, output, style, &status).map_err(write_err)?;
+            // ---- storage ----
+            if output == Output::Table && !status.volumes.is_empty() {
+                render::volumes_table(out, style, &status.volumes).map_err(write_err)?;
+            }
+        }
+        // ---- storage ----
+        Command::Disks => {
+            let reply = client
+                .list_disks(pb::ListDisksRequest {})
+                .await?
+                .into_inner();
+            render::disks(out, output, style, &reply.disks).map_err(write_err)?;
         }
         Command::Apply { dry_run, .. } => {
             let Some(document) = document else {

@@ -233,6 +233,9 @@ struct StatusView {
     #[serde(skip_serializing_if = "Option::is_none")]
     refused_spec: Option<String>,
     steps: Vec<StepView>,
+    // ---- storage ----
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<VolumeView>,
 }
 
 #[derive(Serialize)]
@@ -272,6 +275,7 @@ pub fn status(
                 last_run: time(s.last_run.as_ref()),
             })
             .collect(),
+        volumes: status.volumes.iter().map(volume_view).collect(),
     };
     if output != Output::Table {
         return structured(out, output, &view);
@@ -508,5 +512,248 @@ pub fn event(
                 what.trim_end()
             )
         }
+    }
+}
+
+// ---- storage ----
+
+#[derive(Serialize)]
+struct VolumeView {
+    name: String,
+    source: String,
+    filesystem: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uuid: Option<String>,
+    mount_point: String,
+    size_bytes: u64,
+    used_bytes: u64,
+    free_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_bytes: Option<u64>,
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+}
+
+fn volume_view(v: &pb::VolumeStatus) -> VolumeView {
+    VolumeView {
+        name: v.name.clone(),
+        source: v.source.clone(),
+        filesystem: v.filesystem.clone(),
+        uuid: Some(v.uuid.clone()).filter(|u| !u.is_empty()),
+        mount_point: v.mount_point.clone(),
+        size_bytes: v.size_bytes,
+        used_bytes: v.used_bytes,
+        free_bytes: v.free_bytes,
+        quota_bytes: (v.quota_bytes != 0).then_some(v.quota_bytes),
+        state: v.state.clone(),
+        last_error: Some(v.last_error.clone()).filter(|e| !e.is_empty()),
+    }
+}
+
+/// Bytes in binary units with one decimal: 1.5GiB.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+/// The volumes table under `tfagentctl status`.
+pub fn volumes_table(
+    out: &mut dyn Write,
+    style: Style,
+    volumes: &[pb::VolumeStatus],
+) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<12} {:<8} {:<28} {:>9} {:>9} {:>9} {:>9}  SOURCE",
+        "VOLUME", "STATE", "MOUNT POINT", "SIZE", "USED", "FREE", "QUOTA"
+    )?;
+    for v in volumes {
+        let state = match v.state.as_str() {
+            "mounted" => style.paint(&format!("{:<8}", v.state), "32"),
+            "refused" | "failed" => style.paint(&format!("{:<8}", v.state), "31"),
+            _ => style.paint(&format!("{:<8}", v.state), "33"),
+        };
+        let amount = |bytes: u64| {
+            if bytes == 0 {
+                "-".to_owned()
+            } else {
+                human_bytes(bytes)
+            }
+        };
+        let mut source = format!("{} ({})", v.source, v.filesystem);
+        if !v.uuid.is_empty() {
+            source.push_str(&format!(" UUID {}", v.uuid));
+        }
+        writeln!(
+            out,
+            "{:<12} {state} {:<28} {:>9} {:>9} {:>9} {:>9}  {source}",
+            v.name,
+            v.mount_point,
+            amount(v.size_bytes),
+            amount(v.used_bytes),
+            amount(v.free_bytes),
+            amount(v.quota_bytes),
+        )?;
+        if !v.last_error.is_empty() {
+            writeln!(out, "{:<12} last error: {}", "", v.last_error)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DiskView {
+    path: String,
+    size_bytes: u64,
+    signatures: Vec<String>,
+    mount_points: Vec<String>,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<String>,
+}
+
+/// `tfagentctl disks`.
+pub fn disks(
+    out: &mut dyn Write,
+    output: Output,
+    style: Style,
+    disks: &[pb::Disk],
+) -> io::Result<()> {
+    let views: Vec<DiskView> = disks
+        .iter()
+        .map(|d| DiskView {
+            path: d.path.clone(),
+            size_bytes: d.size_bytes,
+            signatures: d.signatures.clone(),
+            mount_points: d.mount_points.clone(),
+            allowed: d.allowed,
+            refusal: Some(d.refusal.clone()).filter(|r| !r.is_empty()),
+        })
+        .collect();
+    if output != Output::Table {
+        return structured(out, output, &views);
+    }
+    writeln!(
+        out,
+        "{:<16} {:>9} {:<8} {:<24} SIGNATURES",
+        "DEVICE", "SIZE", "ALLOWED", "MOUNTED AT"
+    )?;
+    for d in &views {
+        let allowed = if d.allowed {
+            style.paint(&format!("{:<8}", "yes"), "32")
+        } else {
+            style.paint(&format!("{:<8}", "no"), "31")
+        };
+        let signatures = if d.signatures.is_empty() {
+            "blank".to_owned()
+        } else {
+            d.signatures.join(", ")
+        };
+        let mounted = if d.mount_points.is_empty() {
+            "-".to_owned()
+        } else {
+            d.mount_points.join(",")
+        };
+        writeln!(
+            out,
+            "{:<16} {:>9} {allowed} {:<24} {signatures}",
+            d.path,
+            human_bytes(d.size_bytes),
+            mounted
+        )?;
+        if let Some(refusal) = &d.refusal {
+            writeln!(out, "{:<16} {:>9} {:<8} {refusal}", "", "", "")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod storage_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn volumes_and_disks_render_one_line_each_with_errors_below() {
+        let volumes = [
+            pb::VolumeStatus {
+                name: "k3s".into(),
+                source: "/mnt/ssd-1/tfagent-k3s".into(),
+                filesystem: "btrfs".into(),
+                mount_point: "/var/lib/rancher/k3s".into(),
+                size_bytes: 50 << 30,
+                used_bytes: 3 << 29,
+                free_bytes: (50 << 30) - (3 << 29),
+                quota_bytes: 50 << 30,
+                state: "mounted".into(),
+                ..Default::default()
+            },
+            pb::VolumeStatus {
+                name: "local-path".into(),
+                source: "/dev/sdb".into(),
+                filesystem: "btrfs".into(),
+                mount_point: "/var/lib/rancher/k3s/storage".into(),
+                state: "refused".into(),
+                last_error: "/dev/sdb holds ext4 filesystem (UUID x)".into(),
+                ..Default::default()
+            },
+        ];
+        let mut out = Vec::new();
+        volumes_table(&mut out, Style::detect(false), &volumes).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("VOLUME"), "{text}");
+        assert!(lines[2].starts_with("k3s          mounted"), "{text}");
+        assert!(
+            lines[2].contains("50.0GiB") && lines[2].contains("1.5GiB"),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("refused") && lines[3].contains("-"),
+            "{text}"
+        );
+        assert!(
+            lines[4]
+                .trim_start()
+                .starts_with("last error: /dev/sdb holds ext4"),
+            "{text}"
+        );
+
+        let disks = [pb::Disk {
+            path: "/dev/sda".into(),
+            size_bytes: 1 << 40,
+            signatures: vec!["gpt partition table (UUID y)".into()],
+            mount_points: vec!["/".into()],
+            allowed: false,
+            refusal: "/dev/sda is on the disk that holds /; the system disk is never used".into(),
+        }];
+        let mut out = Vec::new();
+        super::disks(&mut out, Output::Table, Style::detect(false), &disks).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let row = text.lines().nth(1).unwrap();
+        assert!(
+            row.starts_with("/dev/sda ") && row.contains("1.0TiB no ") && row.contains("gpt"),
+            "{text}"
+        );
+        assert!(
+            text.lines().nth(2).unwrap().contains("system disk"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        super::disks(&mut out, Output::Json, Style::detect(false), &disks).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json[0]["allowed"], false);
     }
 }

@@ -125,11 +125,28 @@ pub fn block_filesystems(text: &str) -> BTreeSet<String> {
 /// One line of /proc/self/mountinfo, the fields the agent uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// `major:minor` of the filesystem (for btrfs, an anonymous `0:N`).
+    pub major_minor: String,
     /// Path inside the filesystem that is mounted (`/` for its top).
     pub root: String,
     pub mount_point: PathBuf,
     pub fs_type: String,
     pub source: String,
+    /// The optional fields, e.g. `shared:4` or `master:2`; none when private.
+    pub propagation: Vec<String>,
+    /// Per-mount options (`rw`, `noatime`, `nodev`, …).
+    pub options: Vec<String>,
+    /// The filesystem's options (btrfs: `subvolid=256,subvol=/x`, …).
+    pub super_options: Vec<String>,
+}
+
+impl MountEntry {
+    /// Whether mounts below it are shared with a peer group.
+    pub fn is_shared(&self) -> bool {
+        self.propagation
+            .iter()
+            .any(|tag| tag.starts_with("shared:"))
+    }
 }
 
 /// Parses mountinfo (see proc(5)); malformed lines are skipped.
@@ -141,11 +158,28 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let mut tail = after.split(' ');
             let fs_type = tail.next()?;
             let source = tail.next()?;
+            let super_options = tail
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
             Some(MountEntry {
+                major_minor: (*fields.get(2)?).to_owned(),
+                propagation: fields
+                    .get(6..)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|tag| !tag.is_empty())
+                    .map(|tag| (*tag).to_owned())
+                    .collect(),
+                options: fields.get(5)?.split(',').map(str::to_owned).collect(),
                 root: unescape_mount_field(fields.get(3)?),
                 mount_point: PathBuf::from(unescape_mount_field(fields.get(4)?)),
                 fs_type: fs_type.to_owned(),
                 source: unescape_mount_field(source),
+                super_options,
             })
         })
         .collect()
@@ -265,6 +299,18 @@ garbage line
         assert_eq!(mounts[5].root, "/vol1");
         assert_eq!(mounts[6].mount_point, PathBuf::from("/mnt/with space"));
         assert_eq!(mounts[6].source, "/dev/sdc");
+        assert_eq!(mounts[5].major_minor, "8:16");
+        assert_eq!(mounts[0].options, vec!["rw", "relatime"]);
+        assert_eq!(mounts[4].super_options, vec!["rw", "space_cache"]);
+        assert!(
+            mounts.iter().all(|m| !m.is_shared()),
+            "zOS fixture is private"
+        );
+        let v2 = parse_mountinfo(MOUNTINFO_V2);
+        assert_eq!(v2[1].propagation, vec!["shared:1".to_owned()]);
+        assert!(v2[1].is_shared());
+        let peer = parse_mountinfo("40 1 0:5 / /a rw shared:3 master:1 - tmpfs t rw\n");
+        assert_eq!(peer[0].propagation, vec!["shared:3", "master:1"]);
     }
 
     #[test]

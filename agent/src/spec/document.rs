@@ -183,6 +183,37 @@ pub struct StorageDoc {
     /// The volumes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeDoc>,
+    /// Directories kept on a volume through bind mounts.
+    #[serde(skip_serializing_if = "is_default")]
+    pub persist: PersistDoc,
+}
+
+// ---- storage.persist ----
+
+/// `storage.persist`: host paths bind-mounted from subdirectories of a
+/// volume, so what k3s and friends write there survives a tmpfs root.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistDoc {
+    /// The volume that holds them (default: the first volume).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub volume: String,
+    /// The paths (default: those the role needs that no volume covers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PersistPathDoc>,
+}
+
+/// `storage.persist.paths[]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistPathDoc {
+    /// The host path.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// `private` or `rshared` (default: rshared for the kubelet and
+    /// Longhorn directories, private otherwise).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub propagation: String,
 }
 
 /// `storage.volumes[]`: exactly one of `device` and `pool`.

@@ -17,18 +17,18 @@ pub(crate) mod tests;
 
 pub use document::{
     AddonsDoc, CertManagerDoc, ClusterDoc, IngressNginxDoc, LocalPathDoc, LonghornDoc, MetallbDoc,
-    NetworkDoc, ParseError, PeerDoc, ServiceDoc, ServicesDoc, SpecDocument, StorageDoc, VipDoc,
-    VipServerDoc, VolumeDoc, WireguardDoc,
+    NetworkDoc, ParseError, PeerDoc, PersistDoc, PersistPathDoc, ServiceDoc, ServicesDoc,
+    SpecDocument, StorageDoc, VipDoc, VipServerDoc, VolumeDoc, WireguardDoc,
 };
 pub use model::{
-    Addons, CertManager, Cluster, LocalPath, Longhorn, Metallb, Network, NodeSpec, Peer, Service,
-    Services, Storage, Vip, VipServer, Volume, VolumeSource, Wireguard,
+    Addons, CertManager, Cluster, LocalPath, Longhorn, Metallb, Network, NodeSpec, Peer, Persist,
+    PersistPath, Service, Services, Storage, Vip, VipServer, Volume, VolumeSource, Wireguard,
 };
 pub use types::{
     AbsPath, AcmeServer, AddressPool, ByteSize, ByteSizeError, ChoiceError, CidrError, Endpoint,
     EndpointError, Filesystem, FormatPolicy, Host, HostError, IfName, IfNameError, JoinUrl,
-    JoinUrlError, KeyError, Label, NameError, NodeName, PathError, PoolError, Role, Secret, WgKey,
-    WipeSignature, WipeSignatureError, parse_network,
+    JoinUrlError, KeyError, Label, NameError, NodeName, PathError, PoolError, Propagation, Role,
+    Secret, WgKey, WipeSignature, WipeSignatureError, parse_network,
 };
 pub use validate::{AddonHost, FieldError, ValidationContext, ValidationErrors};
 
@@ -58,6 +58,8 @@ pub mod limits {
     pub const MAX_VOLUMES: usize = 64;
     /// Mount options of one volume.
     pub const MAX_MOUNT_OPTIONS: usize = 64;
+    /// Persisted paths.
+    pub const MAX_PERSIST_PATHS: usize = 64;
     /// Extra arguments of one service.
     pub const MAX_EXTRA_ARGS: usize = 128;
     /// MetalLB address pools.
@@ -88,10 +90,20 @@ pub mod defaults {
     pub const CONTAINERD_BINARY: &str = "/usr/bin/containerd";
     /// k3s binary.
     pub const K3S_BINARY: &str = "/usr/local/bin/k3s";
-    /// k3s's data dir (its `--data-dir` default).
-    pub const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
     /// Where the local-path provisioner creates volumes.
     pub const LOCAL_PATH_PATH: &str = "/var/lib/rancher/k3s/storage";
     /// Longhorn's data path.
     pub const LONGHORN_DATA_PATH: &str = "/var/lib/longhorn";
+
+    // ---- storage.persist ----
+    /// The agent's own state dir when validation is not told another.
+    pub const STATE_DIR: &str = "/var/cache/modules/tfagent";
+    /// k3s configuration, and the node password it needs to rejoin.
+    pub const RANCHER_ETC: &str = "/etc/rancher";
+    /// k3s's data dir.
+    pub const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
+    /// The kubelet's dir; needs rshared propagation for volume mounts.
+    pub const KUBELET_DIR: &str = "/var/lib/kubelet";
+    /// containerd's root.
+    pub const CONTAINERD_ROOT: &str = "/var/lib/containerd";
 }

@@ -10,12 +10,12 @@ use ipnet::IpNet;
 use super::REDACTED;
 use super::document::{
     AddonsDoc, CertManagerDoc, ClusterDoc, IngressNginxDoc, LocalPathDoc, LonghornDoc, MetallbDoc,
-    NetworkDoc, PeerDoc, ServiceDoc, ServicesDoc, SpecDocument, StorageDoc, VipDoc, VipServerDoc,
-    VolumeDoc, WireguardDoc,
+    NetworkDoc, PeerDoc, PersistDoc, PersistPathDoc, ServiceDoc, ServicesDoc, SpecDocument,
+    StorageDoc, VipDoc, VipServerDoc, VolumeDoc, WireguardDoc,
 };
 use super::types::{
     AbsPath, AcmeServer, AddressPool, ByteSize, Endpoint, Filesystem, FormatPolicy, Host, IfName,
-    JoinUrl, Label, NodeName, Role, Secret, WgKey, WipeSignature,
+    JoinUrl, Label, NodeName, Propagation, Role, Secret, WgKey, WipeSignature,
 };
 
 /// The whole desired state of one node.
@@ -120,6 +120,37 @@ pub struct VipServer {
 pub struct Storage {
     /// Unique names and mount points.
     pub volumes: Vec<Volume>,
+    /// Paths kept on a volume; `None` exactly when there are no volumes.
+    pub persist: Option<Persist>,
+}
+
+// ---- storage.persist ----
+
+/// Host paths bind-mounted from subdirectories of one volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Persist {
+    /// The volume holding them; one of `Storage::volumes`, not mounted
+    /// below any of the paths.
+    pub volume: Label,
+    /// Unique, none within another, none within a volume's mount point.
+    pub paths: Vec<PersistPath>,
+}
+
+/// One persisted path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistPath {
+    /// The host path.
+    pub path: AbsPath,
+    /// Its mount propagation.
+    pub propagation: Propagation,
+}
+
+impl PersistPath {
+    /// Where the data lives, relative to the volume's top:
+    /// `.tfagent-persist/etc/rancher` for `/etc/rancher`.
+    pub fn subdir(&self) -> String {
+        format!(".tfagent-persist{}", self.path)
+    }
 }
 
 /// A volume to create (if allowed) and mount.
@@ -248,6 +279,12 @@ impl NodeSpec {
                     .iter()
                     .map(Volume::to_document)
                     .collect(),
+                persist: self
+                    .storage
+                    .persist
+                    .as_ref()
+                    .map(Persist::to_document)
+                    .unwrap_or_default(),
             },
             services: ServicesDoc {
                 containerd: self.services.containerd.to_document(),
@@ -353,6 +390,22 @@ impl Volume {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             size,
+        }
+    }
+}
+
+impl Persist {
+    fn to_document(&self) -> PersistDoc {
+        PersistDoc {
+            volume: self.volume.to_string(),
+            paths: self
+                .paths
+                .iter()
+                .map(|p| PersistPathDoc {
+                    path: p.path.to_string(),
+                    propagation: p.propagation.to_string(),
+                })
+                .collect(),
         }
     }
 }

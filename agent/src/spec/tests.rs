@@ -172,7 +172,7 @@ fn examples_validate() {
         let zos = ValidationContext {
             own_public_key: None,
             kernel_filesystems: Some(BTreeSet::from(["btrfs".to_owned(), "overlay".to_owned()])),
-            ..Default::default()
+            ..ValidationContext::default()
         };
         doc.validate(&zos)
             .unwrap_or_else(|e| panic!("{name} on zOS:\n{e}"));
@@ -845,7 +845,7 @@ fn peer_using_the_nodes_own_key_is_refused() {
     let ctx = ValidationContext {
         own_public_key: Some(key(3).parse().unwrap()),
         kernel_filesystems: None,
-        ..Default::default()
+        ..ValidationContext::default()
     };
     let errors = errors_with(&base(), &ctx);
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -856,7 +856,7 @@ fn peer_using_the_nodes_own_key_is_refused() {
     let ctx = ValidationContext {
         own_public_key: Some(key(9).parse().unwrap()),
         kernel_filesystems: None,
-        ..Default::default()
+        ..ValidationContext::default()
     };
     assert!(errors_with(&base(), &ctx).is_empty());
 }
@@ -1272,7 +1272,7 @@ fn kernel_filesystems_are_checked_for_devices() {
     let zos = ValidationContext {
         own_public_key: None,
         kernel_filesystems: Some(BTreeSet::from(["btrfs".to_owned(), "vfat".to_owned()])),
-        ..Default::default()
+        ..ValidationContext::default()
     };
     let mut doc = with_volumes(vec![device_volume(), pool_volume()]);
     assert!(errors_with(&doc, &zos).is_empty());
@@ -2077,7 +2077,7 @@ prop_compose! {
                     servers: vip.3.into_iter().map(|(name, address)| VipServerDoc { name, address }).collect(),
                 },
             },
-            storage: StorageDoc { volumes },
+            storage: StorageDoc { volumes, ..StorageDoc::default() },
             services: ServicesDoc {
                 containerd: ServiceDoc { binary: services.0.0, extra_args: services.0.1 },
                 k3s: ServiceDoc { binary: services.1.0, extra_args: services.1.1 },
@@ -2121,7 +2121,10 @@ prop_compose! {
         size in 1u64..u64::MAX,
         uuid in prop::option::of("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
         mount_options in prop::collection::vec("[a-z]{1,6}(=[a-z0-9]{1,4})?", 0..3),
+        flags in prop::collection::vec(prop::sample::select(&["noatime", "nodev", "nosuid", "ro"][..]), 0..3),
     ) -> Volume {
+        // A pool volume shares its pool's filesystem: per-mount flags only.
+        let mount_options = if device { mount_options } else { flags.into_iter().map(str::to_owned).collect() };
         let (source, filesystem, format) = if device {
             (VolumeSource::Device(abs(&format!("/dev/disk/by-id/disk-{i}"))), filesystem, format)
         } else {
@@ -2284,7 +2287,16 @@ prop_compose! {
                 wireguard: Wireguard { interface: interface.parse().unwrap(), listen_port, addresses, mtu, peers },
                 vip: election,
             },
-            storage: Storage { volumes },
+            storage: Storage {
+                persist: volumes.first().map(|holder| Persist {
+                    volume: holder.name.clone(),
+                    paths: vec![
+                        PersistPath { path: abs("/var/lib/kubelet"), propagation: Propagation::Rshared },
+                        PersistPath { path: abs("/etc/rancher"), propagation: Propagation::Private },
+                    ],
+                }),
+                volumes,
+            },
             services: Services {
                 containerd: Service { binary: abs(&services.0.0), extra_args: services.0.1 },
                 k3s: Service { binary: abs(&services.1.0), extra_args: services.1.1 },
@@ -2354,7 +2366,7 @@ proptest! {
         let ctx = ValidationContext {
             own_public_key: Some(WgKey::from_bytes(own)),
             kernel_filesystems: Some(BTreeSet::from(["btrfs".to_owned()])),
-            ..Default::default()
+            ..ValidationContext::default()
         };
         if let Err(errors) = doc.validate(&ctx) {
             prop_assert!(!errors.is_empty());
@@ -2503,4 +2515,204 @@ fn cert_manager_needs_the_ingress_it_answers_challenges_through() {
     assert!(refused[0].message.starts_with("needs ingress_nginx"));
     doc.addons.ingress_nginx.enabled = true;
     assert!(errors_with(&doc, &zos_addon_host()).is_empty());
+}
+
+// ---- storage ----
+
+fn fields(errors: &[FieldError]) -> Vec<&str> {
+    errors.iter().map(|e| e.path.as_str()).collect()
+}
+
+#[test]
+fn persist_defaults_cover_what_no_volume_does() {
+    let spec = valid(&with_volumes(vec![pool_volume(), device_volume()]));
+    let persist = spec.storage.persist.unwrap();
+    assert_eq!(
+        persist.volume.to_string(),
+        "k3s",
+        "the first volume holds them"
+    );
+    let paths: Vec<(String, Propagation)> = persist
+        .paths
+        .iter()
+        .map(|p| (p.path.to_string(), p.propagation))
+        .collect();
+    // /var/lib/rancher/k3s (and the local-path dir inside it) is a volume.
+    assert_eq!(
+        paths,
+        [
+            ("/etc/rancher".to_owned(), Propagation::Private),
+            ("/var/lib/kubelet".to_owned(), Propagation::Rshared),
+            ("/var/lib/longhorn".to_owned(), Propagation::Rshared),
+            ("/var/lib/containerd".to_owned(), Propagation::Private),
+            (
+                "/var/cache/modules/tfagent".to_owned(),
+                Propagation::Private
+            ),
+        ]
+    );
+    // The state dir validation is told of replaces the default.
+    let ctx = ValidationContext {
+        state_dir: Some("/srv/tfagent".parse().unwrap()),
+        ..ValidationContext::default()
+    };
+    let spec = with_volumes(vec![pool_volume()]).validate(&ctx).unwrap();
+    let persist = spec.storage.persist.clone().unwrap();
+    assert_eq!(persist.paths.last().unwrap().path.as_str(), "/srv/tfagent");
+    // Round trip: the explicit defaults validate to the same spec.
+    assert_eq!(
+        spec.to_document().validate(&ctx).unwrap().storage,
+        spec.storage
+    );
+    // No volumes: nothing to persist on.
+    assert!(valid(&base()).storage.persist.is_none());
+}
+
+#[test]
+fn invalid_volume_and_persist_specs_name_their_fields() {
+    let mut relative = device_volume();
+    relative.mount_point = "var/lib/data".into();
+    let mut dotdot = pool_volume();
+    dotdot.mount_point = "/var/lib/../etc".into();
+    let mut unknown_fs = device_volume();
+    unknown_fs.name = "other".into();
+    unknown_fs.device = Some("/dev/sdc".into());
+    unknown_fs.filesystem = "zfs".into();
+    unknown_fs.mount_point = "/srv/other".into();
+    let found = errors_of(&with_volumes(vec![relative, dotdot, unknown_fs]));
+    assert_eq!(
+        fields(&found),
+        [
+            "storage.volumes[0].mount_point",
+            "storage.volumes[1].mount_point",
+            "storage.volumes[2].filesystem"
+        ],
+        "{found:#?}"
+    );
+
+    // Duplicates and nesting over a pool.
+    let mut twin = device_volume();
+    twin.name = "twin".into();
+    twin.device = Some("/dev/sdd".into());
+    let mut in_pool = device_volume();
+    in_pool.name = "inpool".into();
+    in_pool.device = Some("/dev/sde".into());
+    in_pool.mount_point = "/mnt/ssd-1/x".into();
+    let mut same_device = device_volume();
+    same_device.name = "again".into();
+    same_device.mount_point = "/srv/again".into();
+    let found = errors_of(&with_volumes(vec![
+        pool_volume(),
+        device_volume(),
+        twin,
+        in_pool,
+        same_device,
+    ]));
+    let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert!(
+        shown.contains(
+            &"storage.volumes[2].mount_point: also the mount point of volumes[1]".to_owned()
+        ),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.volumes[3].mount_point: lies in pool /mnt/ssd-1")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown.contains(&"storage.volumes[4].device: also the device of volumes[1]".to_owned()),
+        "{shown:#?}"
+    );
+
+    // Persisted paths: nested, inside a volume, hiding the holder, unknown volume.
+    let mut doc = with_volumes(vec![pool_volume()]);
+    doc.storage.persist.volume = "nope".into();
+    assert_eq!(fields(&errors_of(&doc)), ["storage.persist.volume"]);
+    let mut doc = with_volumes(vec![pool_volume()]);
+    doc.storage.persist.paths = [
+        "/etc/rancher",
+        "/etc/rancher/node",
+        "/var/lib/rancher/k3s/x",
+        "/var/lib/rancher",
+        "relative",
+    ]
+    .iter()
+    .map(|p| PersistPathDoc {
+        path: (*p).into(),
+        propagation: String::new(),
+    })
+    .collect();
+    doc.storage.persist.paths.push(PersistPathDoc {
+        path: "/srv/p".into(),
+        propagation: "slave".into(),
+    });
+    let shown: Vec<String> = errors_of(&doc).iter().map(ToString::to_string).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.persist.paths[2].path: already on volume k3s")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.persist.paths[3].path: would hide volume k3s")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.persist.paths[4].path: must be an absolute path")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.persist.paths[5].propagation")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|e| e.starts_with("storage.persist.paths[1].path: lies inside paths[0]")),
+        "{shown:#?}"
+    );
+    // Paths without any volume to keep them on.
+    let mut doc = base();
+    doc.storage.persist.paths = vec![PersistPathDoc {
+        path: "/etc/rancher".into(),
+        propagation: String::new(),
+    }];
+    assert_eq!(fields(&errors_of(&doc)), ["storage.persist"]);
+
+    // A pool volume takes per-mount flags only.
+    let mut flagged = pool_volume();
+    flagged.mount_options = vec!["noatime".into(), "compress=zstd".into()];
+    assert_eq!(
+        fields(&errors_of(&with_volumes(vec![flagged]))),
+        ["storage.volumes[0].mount_options[1]"]
+    );
+}
+
+fn errors_of(doc: &SpecDocument) -> Vec<FieldError> {
+    errors(doc)
+}
+
+#[test]
+fn devices_the_host_refuses_are_invalid_arguments_naming_the_field() {
+    let ctx = ValidationContext {
+        refused_devices: [(
+            "/dev/disk/by-id/nvme-disk-1".to_owned(),
+            "/dev/disk/by-id/nvme-disk-1 is not in the boot config's allowed_devices (/dev/loop*)"
+                .to_owned(),
+        )]
+        .into_iter()
+        .collect(),
+        ..ValidationContext::default()
+    };
+    let errors = errors_with(&with_volumes(vec![device_volume()]), &ctx);
+    assert_eq!(fields(&errors), ["storage.volumes[0].device"]);
+    assert!(errors[0].message.contains("allowed_devices"));
 }

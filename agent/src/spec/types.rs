@@ -845,6 +845,17 @@ choice_enum! {
     }
 }
 
+choice_enum! {
+    /// Mount propagation of a persisted path (see mount_namespaces(7)).
+    Propagation {
+        /// Mounts below it are not shared with other mount namespaces.
+        Private => "private",
+        /// Mounts below it are shared both ways, recursively (what the
+        /// kubelet and Longhorn need for the volumes they mount).
+        Rshared => "rshared",
+    }
+}
+
 // ---------------------------------------------------------------- WipeSignature
 
 /// Why a wipe signature was refused.
@@ -1071,6 +1082,7 @@ try_from_str!(
     Filesystem,
     WipeSignature,
     AddressPool,
+    Propagation,
 );
 
 serde_as_string!(
@@ -1089,4 +1101,5 @@ serde_as_string!(
     Filesystem,
     WipeSignature,
     AddressPool,
+    Propagation,
 );

@@ -12,22 +12,22 @@ use std::str::FromStr;
 use ipnet::IpNet;
 
 use super::document::{
-    AddonsDoc, ClusterDoc, PeerDoc, ServiceDoc, ServicesDoc, SpecDocument, StorageDoc, VipDoc,
-    VipServerDoc, VolumeDoc, WireguardDoc,
+    AddonsDoc, ClusterDoc, PeerDoc, PersistDoc, ServiceDoc, ServicesDoc, SpecDocument, StorageDoc,
+    VipDoc, VipServerDoc, VolumeDoc, WireguardDoc,
 };
 use super::limits::{
     MAX_ADDRESSES, MAX_ALLOWED_IPS, MAX_ERRORS, MAX_EXTRA_ARGS, MAX_METALLB_ADDRESSES,
-    MAX_MOUNT_OPTIONS, MAX_PEERS, MAX_STRING_BYTES, MAX_TLS_SANS, MAX_TOKEN_BYTES, MAX_VIP_SERVERS,
-    MAX_VOLUMES,
+    MAX_MOUNT_OPTIONS, MAX_PEERS, MAX_PERSIST_PATHS, MAX_STRING_BYTES, MAX_TLS_SANS,
+    MAX_TOKEN_BYTES, MAX_VIP_SERVERS, MAX_VOLUMES,
 };
 use super::model::{
-    Addons, CertManager, Cluster, LocalPath, Longhorn, Metallb, Network, NodeSpec, Peer, Service,
-    Services, Storage, Vip, VipServer, Volume, VolumeSource, Wireguard,
+    Addons, CertManager, Cluster, LocalPath, Longhorn, Metallb, Network, NodeSpec, Peer, Persist,
+    PersistPath, Service, Services, Storage, Vip, VipServer, Volume, VolumeSource, Wireguard,
 };
 use super::types::{
     AbsPath, AcmeServer, AddressPool, ByteSize, Endpoint, Filesystem, FormatPolicy, Host, IfName,
-    JoinUrl, Label, NodeName, Role, Secret, WgKey, WipeSignature, nets_overlap, parse_network,
-    zos_reserved,
+    JoinUrl, Label, NodeName, Propagation, Role, Secret, WgKey, WipeSignature, nets_overlap,
+    parse_network, zos_reserved,
 };
 use super::{REDACTED, defaults};
 
@@ -39,6 +39,13 @@ pub struct ValidationContext {
     pub own_public_key: Option<WgKey>,
     /// Filesystems the kernel supports: device volumes must use one of them.
     pub kernel_filesystems: Option<BTreeSet<String>>,
+    // ---- storage ----
+    /// The agent's own state dir, persisted by default
+    /// (`defaults::STATE_DIR` when unknown).
+    pub state_dir: Option<AbsPath>,
+    /// Devices the agent must not use, as written in the document, each
+    /// with why (outside the allow-list, holds / or the state dir).
+    pub refused_devices: BTreeMap<String, String>,
     /// Which add-ons the node can run.
     pub addon_host: Option<AddonHost>,
 }
@@ -129,9 +136,10 @@ impl SpecDocument {
             &wireguard,
         );
         c.cluster_vs_mesh(&cluster, &wireguard);
-        let storage = c.storage(&self.storage);
+        let volumes = c.storage(&self.storage);
         let services = c.services(&self.services);
         let addons = c.addons(&self.addons, &cluster, wireguard.interface.as_ref());
+        let persist = c.persist(&self.storage.persist, volumes.as_deref(), &self.addons);
 
         let spec = (|| {
             Some(NodeSpec {
@@ -142,7 +150,10 @@ impl SpecDocument {
                     wireguard: wireguard.build()?,
                     vip: vip?,
                 },
-                storage: storage?,
+                storage: Storage {
+                    volumes: volumes?,
+                    persist: persist?,
+                },
                 services: services?,
                 addons: addons?,
             })
@@ -348,6 +359,23 @@ impl Checker<'_> {
         Some(dir)
     }
 }
+
+/// Mount options that are per-mount flags, not filesystem options.
+pub const PER_MOUNT_FLAGS: &[&str] = &[
+    "ro",
+    "rw",
+    "defaults",
+    "noatime",
+    "nodiratime",
+    "relatime",
+    "strictatime",
+    "lazytime",
+    "nosuid",
+    "nodev",
+    "noexec",
+    "sync",
+    "dirsync",
+];
 
 /// Mount points (and data directories) that would hide the system.
 const SYSTEM_DIRS: &[&str] = &[
@@ -999,21 +1027,218 @@ impl Checker<'_> {
 // ---------------------------------------------------------------- storage
 
 impl Checker<'_> {
-    fn storage(&mut self, doc: &StorageDoc) -> Option<Storage> {
+    fn storage(&mut self, doc: &StorageDoc) -> Option<Vec<Volume>> {
         if !self.list_fits("storage.volumes", doc.volumes.len(), MAX_VOLUMES) {
             return None;
         }
         let mut names = HashMap::new();
         let mut mounts = HashMap::new();
+        let mut devices = HashMap::new();
         let volumes: Vec<Option<Volume>> = doc
             .volumes
             .iter()
             .enumerate()
-            .map(|(i, volume)| self.volume(i, volume, &mut names, &mut mounts))
+            .map(|(i, volume)| self.volume(i, volume, &mut names, &mut mounts, &mut devices))
             .collect();
-        Some(Storage {
-            volumes: volumes.into_iter().collect::<Option<_>>()?,
-        })
+        let nested_ok = self.volume_nesting(&volumes);
+        let volumes: Vec<Volume> = volumes.into_iter().collect::<Option<_>>()?;
+        nested_ok.then_some(volumes)
+    }
+
+    /// A volume mounted over a pool (or a pool inside a volume's mount
+    /// point) would hide the pool the subvolumes live in.
+    fn volume_nesting(&mut self, volumes: &[Option<Volume>]) -> bool {
+        let mut ok = true;
+        let valid = || {
+            volumes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| Some((i, v.as_ref()?)))
+        };
+        for (i, volume) in valid() {
+            for (j, other) in valid() {
+                let VolumeSource::Pool { pool, .. } = &other.source else {
+                    continue;
+                };
+                if volume.mount_point.is_within(pool) {
+                    self.fail(
+                        format!("storage.volumes[{i}].mount_point"),
+                        format!(
+                            "lies in pool {pool} of volumes[{j}]; mount volumes outside the pools"
+                        ),
+                    );
+                    ok = false;
+                } else if pool.is_within(&volume.mount_point) {
+                    self.fail(
+                        format!("storage.volumes[{i}].mount_point"),
+                        format!("would hide pool {pool} of volumes[{j}], which lies inside it"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    // ---- storage.persist ----
+
+    /// The persisted paths: as written, or the defaults every role needs,
+    /// less those a volume already covers.
+    fn persist(
+        &mut self,
+        doc: &PersistDoc,
+        volumes: Option<&[Volume]>,
+        addons: &AddonsDoc,
+    ) -> Option<Option<Persist>> {
+        let base = "storage.persist";
+        if !self.list_fits(&format!("{base}.paths"), doc.paths.len(), MAX_PERSIST_PATHS) {
+            return None;
+        }
+        // Where Longhorn keeps its data; its directory needs rshared.
+        let longhorn: AbsPath = if addons.longhorn.data_path.is_empty() {
+            defaults::LONGHORN_DATA_PATH.parse().ok()?
+        } else {
+            addons
+                .longhorn
+                .data_path
+                .parse()
+                .unwrap_or(defaults::LONGHORN_DATA_PATH.parse().ok()?)
+        };
+        let rshared_by_default =
+            |path: &AbsPath| path.as_str() == defaults::KUBELET_DIR || *path == longhorn;
+        if volumes.is_some_and(<[Volume]>::is_empty)
+            || (volumes.is_none() && doc == &PersistDoc::default())
+        {
+            if doc != &PersistDoc::default() {
+                self.fail(
+                    base,
+                    "needs a volume to keep the paths on; add one to storage.volumes",
+                );
+                return None;
+            }
+            return Some(None);
+        }
+        let volume_path = format!("{base}.volume");
+        let volume = if doc.volume.is_empty() {
+            volumes.and_then(|v| v.first()).map(|v| v.name.clone())
+        } else {
+            let name = self.parse::<Label>(&volume_path, &doc.volume)?;
+            if let Some(volumes) = volumes
+                && !volumes.iter().any(|v| v.name == name)
+            {
+                self.fail(&volume_path, format!("no volume is named {name}"));
+                return None;
+            }
+            Some(name)
+        };
+        let volumes = volumes?;
+        let volume = volume?;
+        let holder = volumes.iter().find(|v| v.name == volume)?;
+        let covering = |path: &AbsPath| volumes.iter().find(|v| path.is_within(&v.mount_point));
+
+        let mut paths: Vec<PersistPath> = Vec::new();
+        if doc.paths.is_empty() {
+            let state_dir = self
+                .ctx
+                .state_dir
+                .clone()
+                .or_else(|| defaults::STATE_DIR.parse().ok());
+            let local_path = if addons.local_path.path.is_empty() {
+                defaults::LOCAL_PATH_PATH.parse().ok()
+            } else {
+                addons.local_path.path.parse().ok()
+            };
+            let wanted = [
+                defaults::RANCHER_ETC.parse().ok(),
+                defaults::K3S_DATA_DIR.parse().ok(),
+                defaults::KUBELET_DIR.parse().ok(),
+                Some(longhorn.clone()),
+                defaults::CONTAINERD_ROOT.parse().ok(),
+                local_path,
+                state_dir,
+            ];
+            for path in wanted.into_iter().flatten() {
+                let nested = paths.iter().any(|p: &PersistPath| path.is_within(&p.path));
+                if covering(&path).is_some() || nested || holder.mount_point.is_within(&path) {
+                    continue;
+                }
+                let propagation = if rshared_by_default(&path) {
+                    Propagation::Rshared
+                } else {
+                    Propagation::Private
+                };
+                paths.push(PersistPath { path, propagation });
+            }
+            return Some(Some(Persist { volume, paths }));
+        }
+
+        let mut ok = true;
+        let mut seen = HashMap::new();
+        for (k, entry) in doc.paths.iter().enumerate() {
+            let path_field = format!("{base}.paths[{k}].path");
+            let Some(path) = self.data_dir(&path_field, &entry.path, "") else {
+                ok = false;
+                continue;
+            };
+            if let Some(first) = first_seen(&mut seen, path.clone(), k) {
+                self.fail(&path_field, format!("also paths[{first}]"));
+                ok = false;
+                continue;
+            }
+            if let Some(v) = covering(&path) {
+                self.fail(
+                    &path_field,
+                    format!(
+                        "already on volume {} (mounted at {})",
+                        v.name, v.mount_point
+                    ),
+                );
+                ok = false;
+            }
+            if holder.mount_point.is_within(&path) {
+                self.fail(
+                    &path_field,
+                    format!(
+                        "would hide volume {} at {}, which holds the persisted paths",
+                        holder.name, holder.mount_point
+                    ),
+                );
+                ok = false;
+            }
+            let propagation = if entry.propagation.is_empty() {
+                Some(if rshared_by_default(&path) {
+                    Propagation::Rshared
+                } else {
+                    Propagation::Private
+                })
+            } else {
+                self.parse::<Propagation>(
+                    &format!("{base}.paths[{k}].propagation"),
+                    &entry.propagation,
+                )
+            };
+            match propagation {
+                Some(propagation) => paths.push(PersistPath { path, propagation }),
+                None => ok = false,
+            }
+        }
+        for (k, entry) in paths.iter().enumerate() {
+            if let Some((j, outer)) = paths
+                .iter()
+                .enumerate()
+                .find(|(j, other)| *j != k && entry.path.is_within(&other.path))
+            {
+                self.fail(
+                    format!("{base}.paths[{k}].path"),
+                    format!(
+                        "lies inside paths[{j}] ({}); persist one or the other",
+                        outer.path
+                    ),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(Some(Persist { volume, paths }))
     }
 
     fn volume(
@@ -1022,6 +1247,7 @@ impl Checker<'_> {
         doc: &VolumeDoc,
         names: &mut HashMap<Label, usize>,
         mounts: &mut HashMap<AbsPath, usize>,
+        devices: &mut HashMap<String, usize>,
     ) -> Option<Volume> {
         let base = format!("storage.volumes[{i}]");
         let mut name = self.parse::<Label>(&format!("{base}.name"), &doc.name);
@@ -1038,9 +1264,32 @@ impl Checker<'_> {
             self.parse_or::<FormatPolicy>(&format!("{base}.format"), &doc.format, "if-blank");
         let filesystem =
             self.parse_or::<Filesystem>(&format!("{base}.filesystem"), &doc.filesystem, "btrfs");
-        let source = self.volume_source(&base, doc, filesystem, format);
+        let mut source = self.volume_source(&base, doc, filesystem, format);
+        if let Some(VolumeSource::Device(device)) = &source
+            && let Some(first) = first_seen(devices, device.to_string(), i)
+        {
+            self.fail(
+                format!("{base}.device"),
+                format!("also the device of volumes[{first}]"),
+            );
+            source = None;
+        }
         let mount_point = self.mount_point(&base, &doc.mount_point, mounts, i);
-        let mount_options = self.mount_options(&base, &doc.mount_options);
+        let mut mount_options = self.mount_options(&base, &doc.mount_options);
+        if let (Some(VolumeSource::Pool { .. }), Some(options)) = (&source, &mount_options)
+            && let Some(k) = options
+                .iter()
+                .position(|o| !PER_MOUNT_FLAGS.contains(&o.as_str()))
+        {
+            self.fail(
+                format!("{base}.mount_options[{k}]"),
+                format!(
+                    "a pool volume shares its pool's filesystem, so only per-mount flags apply ({})",
+                    PER_MOUNT_FLAGS.join(", ")
+                ),
+            );
+            mount_options = None;
+        }
 
         let path = format!("{base}.wipe_signature");
         let wipe_signature = if doc.wipe_signature.is_empty() {
@@ -1097,6 +1346,12 @@ impl Checker<'_> {
                     && !(dev.as_str().starts_with("/dev/"))
                 {
                     self.fail(&path, "must be a block device under /dev/");
+                    device = None;
+                }
+                if let Some(dev) = &device
+                    && let Some(reason) = self.ctx.refused_devices.get(dev.as_str())
+                {
+                    self.fail(&path, reason);
                     device = None;
                 }
                 let mut ok = true;

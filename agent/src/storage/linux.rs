@@ -1,0 +1,584 @@
+//! [`StorageOps`] on Linux: mount(2)/umount2(2) through nix, statvfs, sysfs,
+//! and the standard tools for what has no stable syscall interface:
+//! `blkid -p` (libblkid's low-level probe), `wipefs`, `mkfs.*`, `btrfs`.
+
+use std::{
+    fs, io,
+    os::unix::fs::{FileTypeExt, MetadataExt},
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use nix::{
+    mount::{MntFlags, MsFlags},
+    sys::stat::{major, minor},
+};
+
+use super::ops::{
+    BlockDevice, DeviceNode, MountSource, OpsError, PathKind, QuotaState, Signature, StorageOps,
+    Usage,
+};
+use crate::{
+    host::probe::parse_mountinfo,
+    spec::{Filesystem, Propagation},
+};
+
+/// The running host.
+#[derive(Debug, Clone)]
+pub struct LinuxStorage {
+    /// Where /proc and /sys are (`/` on a real host).
+    root: PathBuf,
+}
+
+impl Default for LinuxStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LinuxStorage {
+    pub fn new() -> Self {
+        Self {
+            root: PathBuf::from("/"),
+        }
+    }
+
+    /// Reads /proc and /sys under `root` (fixture trees in tests).
+    #[cfg(test)]
+    fn with_root(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
+    fn sys(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    /// The qgroup of a mounted subvolume from sysfs (kernel 5.9+), without
+    /// running a tool: what keeps an unchanged pass free of processes.
+    /// `None` when sysfs cannot tell (not mounted, older kernel, quotas off);
+    /// the caller then asks `btrfs`.
+    fn quota_from_sysfs(&self, subvolume: &Path) -> Option<QuotaState> {
+        let mounts = parse_mountinfo(&self.mountinfo().ok()?);
+        let pool = mounts
+            .iter()
+            .filter(|m| m.fs_type == "btrfs" && subvolume.starts_with(&m.mount_point))
+            .max_by_key(|m| m.mount_point.components().count())?;
+        let relative = subvolume.strip_prefix(&pool.mount_point).ok()?;
+        let root = Path::new(&pool.root).join(relative);
+        let id = mounts
+            .iter()
+            .filter(|m| m.source == pool.source && Path::new(&m.root) == root)
+            .find_map(|m| {
+                m.super_options
+                    .iter()
+                    .find_map(|o| o.strip_prefix("subvolid="))
+                    .map(str::to_owned)
+            })?;
+        let device = fs::canonicalize(&pool.source).unwrap_or_else(|_| PathBuf::from(&pool.source));
+        let name = device.file_name()?;
+        let filesystems = fs::read_dir(self.sys("/sys/fs/btrfs")).ok()?;
+        let fs_dir = filesystems
+            .flatten()
+            .map(|e| e.path())
+            .find(|dir| dir.join("devices").join(name).exists())?;
+        let qgroups = fs_dir.join("qgroups");
+        let read =
+            |file: PathBuf| -> Option<u64> { fs::read_to_string(file).ok()?.trim().parse().ok() };
+        if read(qgroups.join("enabled"))? != 1 {
+            return None;
+        }
+        let qgroup = qgroups.join(format!("0_{id}"));
+        let limit = read(qgroup.join("max_referenced"))?;
+        let used = read(qgroup.join("referenced"))?;
+        Some(QuotaState::Enabled {
+            limit: (limit != 0).then_some(limit),
+            used,
+        })
+    }
+}
+
+/// Inode number of the root directory of every btrfs subvolume.
+const BTRFS_SUBVOLUME_INO: u64 = 256;
+
+/// Runs a tool with a fixed locale; returns its stdout, or why it failed.
+fn run(tool: &str, args: &[&str]) -> Result<String, OpsError> {
+    let output = Command::new(tool)
+        .args(args)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| OpsError::io(format!("running {tool}"), e))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(tool_error(tool, args, &output))
+    }
+}
+
+fn tool_error(tool: &str, args: &[&str], output: &std::process::Output) -> OpsError {
+    OpsError::Tool {
+        tool: format!("{tool} {}", args.join(" ")),
+        status: output
+            .status
+            .code()
+            .map_or_else(|| "killed".to_owned(), |c| format!("exit {c}")),
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    }
+}
+
+fn path_str(path: &Path) -> Result<&str, OpsError> {
+    path.to_str()
+        .ok_or_else(|| OpsError::Other(format!("{} is not UTF-8", path.display())))
+}
+
+/// Parses `blkid -p -o export` output into signatures.
+pub fn parse_blkid_export(text: &str) -> Vec<Signature> {
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    let mut signatures = Vec::new();
+    if let Some(kind) = value("TYPE") {
+        signatures.push(Signature {
+            kind,
+            usage: value("USAGE").unwrap_or_default(),
+            uuid: value("UUID").map(|u| u.to_ascii_lowercase()),
+        });
+    }
+    if let Some(kind) = value("PTTYPE") {
+        signatures.push(Signature {
+            kind,
+            usage: "partition table".to_owned(),
+            uuid: value("PTUUID").map(|u| u.to_ascii_lowercase()),
+        });
+    }
+    signatures
+}
+
+/// Parses `btrfs qgroup show -re --raw -f PATH`: the first `0/ID` row is
+/// the subvolume's own qgroup.
+pub fn parse_qgroup_show(text: &str) -> Option<QuotaState> {
+    let row = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("0/"))?;
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let used = fields.get(1)?.parse().ok()?;
+    let limit = match *fields.get(3)? {
+        "none" => None,
+        bytes => Some(bytes.parse().ok()?),
+    };
+    Some(QuotaState::Enabled { limit, used })
+}
+
+/// Splits mount options into mount(2) flags and the filesystem's data.
+pub fn split_options(options: &[String]) -> (MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for option in options {
+        let flag = match option.as_str() {
+            "ro" => MsFlags::MS_RDONLY,
+            "noatime" => MsFlags::MS_NOATIME,
+            "nodiratime" => MsFlags::MS_NODIRATIME,
+            "relatime" => MsFlags::MS_RELATIME,
+            "strictatime" => MsFlags::MS_STRICTATIME,
+            "lazytime" => MsFlags::MS_LAZYTIME,
+            "nosuid" => MsFlags::MS_NOSUID,
+            "nodev" => MsFlags::MS_NODEV,
+            "noexec" => MsFlags::MS_NOEXEC,
+            "sync" => MsFlags::MS_SYNCHRONOUS,
+            "dirsync" => MsFlags::MS_DIRSYNC,
+            "rw" | "defaults" => MsFlags::empty(),
+            other => {
+                data.push(other);
+                continue;
+            }
+        };
+        flags |= flag;
+    }
+    (flags, data.join(","))
+}
+
+impl StorageOps for LinuxStorage {
+    fn mountinfo(&self) -> Result<String, OpsError> {
+        let path = self.sys("/proc/self/mountinfo");
+        fs::read_to_string(&path).map_err(|e| OpsError::io(path.display(), e))
+    }
+
+    fn resolve_device(&self, path: &Path) -> Result<Option<DeviceNode>, OpsError> {
+        let resolved = match fs::canonicalize(path) {
+            Ok(resolved) => resolved,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(OpsError::io(path.display(), e)),
+        };
+        let meta = fs::metadata(&resolved).map_err(|e| OpsError::io(resolved.display(), e))?;
+        if !meta.file_type().is_block_device() {
+            return Err(OpsError::Other(format!(
+                "{} is not a block device",
+                path.display()
+            )));
+        }
+        Ok(Some(DeviceNode {
+            path: path_str(&resolved)?.to_owned(),
+            major_minor: format!("{}:{}", major(meta.rdev()), minor(meta.rdev())),
+        }))
+    }
+
+    fn signatures(&self, device: &str) -> Result<Vec<Signature>, OpsError> {
+        let args = ["-p", "-o", "export", device];
+        let output = Command::new("blkid")
+            .args(args)
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|e| OpsError::io("running blkid", e))?;
+        match output.status.code() {
+            Some(0) => Ok(parse_blkid_export(&String::from_utf8_lossy(&output.stdout))),
+            // Nothing found: the device is blank.
+            Some(2) => Ok(Vec::new()),
+            // Several signatures that contradict each other: not blank.
+            Some(8) => Ok(vec![Signature {
+                kind: "ambivalent".to_owned(),
+                usage: "(several signatures)".to_owned(),
+                uuid: None,
+            }]),
+            _ => Err(tool_error("blkid", &args, &output)),
+        }
+    }
+
+    fn whole_disk(&self, major_minor: &str) -> String {
+        let node = self.sys(&format!("/sys/dev/block/{major_minor}"));
+        let disk = fs::canonicalize(&node)
+            .ok()
+            .filter(|dir| dir.join("partition").exists())
+            .and_then(|dir| fs::read_to_string(dir.parent()?.join("dev")).ok());
+        disk.map_or_else(|| major_minor.to_owned(), |d| d.trim().to_owned())
+    }
+
+    fn path_kind(&self, path: &Path) -> Result<PathKind, OpsError> {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PathKind::Missing),
+            Err(e) => return Err(OpsError::io(path.display(), e)),
+        };
+        let on_btrfs = nix::sys::statfs::statfs(path)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC);
+        Ok(
+            if meta.is_dir() && on_btrfs && meta.ino() == BTRFS_SUBVOLUME_INO {
+                PathKind::Subvolume
+            } else {
+                PathKind::Other
+            },
+        )
+    }
+
+    fn quota(&self, subvolume: &Path) -> Result<QuotaState, OpsError> {
+        if let Some(quota) = self.quota_from_sysfs(subvolume) {
+            return Ok(quota);
+        }
+        let path = path_str(subvolume)?;
+        let args = ["qgroup", "show", "-re", "--raw", "-f", path];
+        let output = Command::new("btrfs")
+            .args(args)
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|e| OpsError::io("running btrfs", e))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            if stderr.contains("quotas not enabled") {
+                return Ok(QuotaState::Disabled);
+            }
+            return Err(tool_error("btrfs", &args, &output));
+        }
+        parse_qgroup_show(&String::from_utf8_lossy(&output.stdout))
+            .ok_or_else(|| OpsError::Other(format!("btrfs qgroup show {path}: no qgroup row")))
+    }
+
+    fn usage(&self, path: &Path) -> Result<Usage, OpsError> {
+        let stat = nix::sys::statvfs::statvfs(path)
+            .map_err(|e| OpsError::io(format!("statvfs {}", path.display()), e.into()))?;
+        let unit = stat.fragment_size();
+        Ok(Usage {
+            size: stat.blocks().saturating_mul(unit),
+            used: stat
+                .blocks()
+                .saturating_sub(stat.blocks_free())
+                .saturating_mul(unit),
+            free: stat.blocks_available().saturating_mul(unit),
+        })
+    }
+
+    fn block_devices(&self) -> Result<Vec<BlockDevice>, OpsError> {
+        let dir = self.sys("/sys/class/block");
+        let entries = fs::read_dir(&dir).map_err(|e| OpsError::io(dir.display(), e))?;
+        let mut devices = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let read = |file: &str| fs::read_to_string(entry.path().join(file)).ok();
+            let sectors: u64 = read("size")
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            // Unused loop devices and RAM disks are no candidates.
+            if sectors == 0 || name.starts_with("ram") {
+                continue;
+            }
+            devices.push(BlockDevice {
+                path: format!("/dev/{name}"),
+                major_minor: read("dev").unwrap_or_default().trim().to_owned(),
+                size_bytes: sectors.saturating_mul(512),
+            });
+        }
+        devices.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(devices)
+    }
+
+    fn has_entries(&self, dir: &Path) -> Result<bool, OpsError> {
+        match fs::read_dir(dir) {
+            Ok(mut entries) => Ok(entries.next().is_some()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(OpsError::io(dir.display(), e)),
+        }
+    }
+
+    fn make_dir(&self, path: &Path) -> Result<(), OpsError> {
+        fs::create_dir_all(path).map_err(|e| OpsError::io(format!("mkdir {}", path.display()), e))
+    }
+
+    fn wipe(&self, device: &str) -> Result<(), OpsError> {
+        run("wipefs", &["-a", "-q", device]).map(drop)
+    }
+
+    fn format(&self, device: &str, filesystem: Filesystem, label: &str) -> Result<(), OpsError> {
+        // No force flag: the tools refuse a device that is not blank, one
+        // more guard behind the probe.
+        match filesystem {
+            Filesystem::Btrfs => run("mkfs.btrfs", &["-q", "-L", label, device]),
+            Filesystem::Ext4 => run("mkfs.ext4", &["-q", "-L", label, device]),
+            Filesystem::Xfs => run("mkfs.xfs", &["-q", "-L", label, device]),
+        }
+        .map(drop)
+    }
+
+    fn enable_quota(&self, pool: &Path) -> Result<(), OpsError> {
+        run("btrfs", &["quota", "enable", path_str(pool)?]).map(drop)
+    }
+
+    fn create_subvolume(&self, path: &Path) -> Result<(), OpsError> {
+        run("btrfs", &["subvolume", "create", path_str(path)?]).map(drop)
+    }
+
+    fn set_quota(&self, subvolume: &Path, bytes: u64) -> Result<(), OpsError> {
+        let bytes = bytes.to_string();
+        run("btrfs", &["qgroup", "limit", &bytes, path_str(subvolume)?]).map(drop)
+    }
+
+    fn mount(
+        &self,
+        source: &MountSource,
+        target: &Path,
+        options: &[String],
+    ) -> Result<(), OpsError> {
+        let (flags, data) = split_options(options);
+        let failed =
+            |e: nix::Error| OpsError::io(format!("mount at {}", target.display()), e.into());
+        match source {
+            MountSource::Device { device, filesystem } => nix::mount::mount(
+                Some(device.as_str()),
+                target,
+                Some(filesystem.as_str()),
+                flags,
+                Some(data.as_str()).filter(|d| !d.is_empty()),
+            )
+            .map_err(failed),
+            MountSource::Bind { dir } => {
+                nix::mount::mount(
+                    Some(dir.as_str()),
+                    target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(failed)?;
+                // Flags of a bind mount only take with a remount.
+                if !flags.is_empty() {
+                    nix::mount::mount(
+                        None::<&str>,
+                        target,
+                        None::<&str>,
+                        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+                        None::<&str>,
+                    )
+                    .map_err(failed)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn remount(&self, target: &Path, options: &[String]) -> Result<(), OpsError> {
+        let (flags, _) = split_options(options);
+        // MS_BIND with MS_REMOUNT changes the per-mount flags only, for a
+        // bind mount and a filesystem mount alike.
+        nix::mount::mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
+            None::<&str>,
+        )
+        .map_err(|e| OpsError::io(format!("remounting {}", target.display()), e.into()))
+    }
+
+    fn set_propagation(&self, target: &Path, propagation: Propagation) -> Result<(), OpsError> {
+        let kind = match propagation {
+            Propagation::Private => MsFlags::MS_PRIVATE,
+            Propagation::Rshared => MsFlags::MS_SHARED,
+        };
+        nix::mount::mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            kind | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            OpsError::io(
+                format!("setting propagation of {}", target.display()),
+                e.into(),
+            )
+        })
+    }
+
+    fn unmount(&self, target: &Path) -> Result<(), OpsError> {
+        match nix::mount::umount2(target, MntFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(nix::Error::EBUSY) => Err(OpsError::Busy {
+                target: target.display().to_string(),
+            }),
+            Err(e) => Err(OpsError::io(
+                format!("unmounting {}", target.display()),
+                e.into(),
+            )),
+        }
+    }
+
+    fn copy_contents(&self, from: &Path, to: &Path) -> Result<(), OpsError> {
+        let from = format!("{}/.", path_str(from)?);
+        let to = format!("{}/", path_str(to)?);
+        run("cp", &["-a", &from, &to]).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn blkid_export_of_a_filesystem_and_a_partition_table() {
+        let fs = "DEVNAME=/dev/loop0\nUUID=C42DD2D4-c916-407e-b5e1-f8274ea2b197\nUUID_SUB=x\nBLOCK_SIZE=4096\nTYPE=btrfs\nUSAGE=filesystem\n";
+        let sigs = parse_blkid_export(fs);
+        assert_eq!(sigs.len(), 1);
+        assert_eq!(sigs[0].kind, "btrfs");
+        assert!(sigs[0].is_filesystem());
+        assert_eq!(
+            sigs[0].uuid.as_deref(),
+            Some("c42dd2d4-c916-407e-b5e1-f8274ea2b197")
+        );
+        assert_eq!(
+            sigs[0].to_string(),
+            "btrfs filesystem (UUID c42dd2d4-c916-407e-b5e1-f8274ea2b197)"
+        );
+
+        let pt = parse_blkid_export("DEVNAME=/dev/loop1\nPTUUID=6b8a1a2e\nPTTYPE=dos\n");
+        assert_eq!(pt[0].to_string(), "dos partition table (UUID 6b8a1a2e)");
+        assert!(!pt[0].is_filesystem());
+
+        let lvm = parse_blkid_export("TYPE=LVM2_member\nUSAGE=raid\nUUID=abc\n");
+        assert_eq!(lvm[0].to_string(), "LVM2_member raid (UUID abc)");
+        assert!(parse_blkid_export("DEVNAME=/dev/loop2\n").is_empty());
+    }
+
+    #[test]
+    fn qgroup_rows_give_limit_and_use() {
+        let text = "Qgroupid    Referenced    Exclusive  Max referenced  Max exclusive   Path \n--------    ----------    ---------  --------------  -------------   ---- \n0/256            16384        16384        52428800           none   tfagent-a\n";
+        assert_eq!(
+            parse_qgroup_show(text),
+            Some(QuotaState::Enabled {
+                limit: Some(52_428_800),
+                used: 16384
+            })
+        );
+        let unlimited = "0/257 0 0 none none x\n";
+        assert_eq!(
+            parse_qgroup_show(unlimited),
+            Some(QuotaState::Enabled {
+                limit: None,
+                used: 0
+            })
+        );
+        assert_eq!(parse_qgroup_show("garbage"), None);
+    }
+
+    #[test]
+    fn a_mounted_subvolume_quota_is_read_from_sysfs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let write = |path: &str, text: &str| {
+            let file = root.join(path);
+            fs::create_dir_all(file.parent().unwrap()).unwrap();
+            fs::write(file, text).unwrap();
+        };
+        write(
+            "proc/self/mountinfo",
+            "64 43 0:39 / /mnt/pool rw - btrfs /dev/fixture-loop9 rw,subvolid=5,subvol=/\n\
+             63 43 0:39 /tfagent-a /srv/a rw - btrfs /dev/fixture-loop9 rw,subvolid=256,subvol=/tfagent-a\n",
+        );
+        let fsid = "sys/fs/btrfs/7197aae6-b77b-43af-a22b-3638281b6936";
+        write(&format!("{fsid}/devices/fixture-loop9"), "");
+        write(&format!("{fsid}/qgroups/enabled"), "1\n");
+        write(
+            &format!("{fsid}/qgroups/0_256/max_referenced"),
+            "52428800\n",
+        );
+        write(&format!("{fsid}/qgroups/0_256/referenced"), "16384\n");
+        let host = LinuxStorage::with_root(root);
+        assert_eq!(
+            host.quota_from_sysfs(Path::new("/mnt/pool/tfagent-a")),
+            Some(QuotaState::Enabled {
+                limit: Some(52_428_800),
+                used: 16384
+            })
+        );
+        // Unlimited reads as 0.
+        write(&format!("{fsid}/qgroups/0_256/max_referenced"), "0\n");
+        assert_eq!(
+            host.quota_from_sysfs(Path::new("/mnt/pool/tfagent-a")),
+            Some(QuotaState::Enabled {
+                limit: None,
+                used: 16384
+            })
+        );
+        // Not mounted anywhere (no subvolid to go by), or quotas off: ask btrfs.
+        assert_eq!(
+            host.quota_from_sysfs(Path::new("/mnt/pool/tfagent-b")),
+            None
+        );
+        write(&format!("{fsid}/qgroups/enabled"), "0\n");
+        assert_eq!(
+            host.quota_from_sysfs(Path::new("/mnt/pool/tfagent-a")),
+            None
+        );
+    }
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let options: Vec<String> = ["noatime", "compress=zstd", "nodev", "space_cache=v2"]
+            .map(String::from)
+            .to_vec();
+        let (flags, data) = split_options(&options);
+        assert_eq!(flags, MsFlags::MS_NOATIME | MsFlags::MS_NODEV);
+        assert_eq!(data, "compress=zstd,space_cache=v2");
+        assert_eq!(split_options(&[]), (MsFlags::empty(), String::new()));
+    }
+}
