@@ -35,11 +35,11 @@ pub enum AppError {
 }
 
 /// The steps in reconcile order.
-pub fn steps() -> Vec<Arc<dyn Step>> {
+pub fn steps(services: supervise::Services) -> Vec<Arc<dyn Step>> {
     let steps: Vec<Arc<dyn Step>> = vec![
         Arc::new(storage::step()),
         Arc::new(net::step()),
-        Arc::new(supervise::step()),
+        Arc::new(services),
         Arc::new(vip::step()),
         Arc::new(addons::step()),
     ];
@@ -61,7 +61,25 @@ pub async fn run(
         None if loaded.refused.is_none() => info!("no spec stored yet; waiting for Apply"),
         None => {}
     }
-    let steps = steps();
+    let token = CancellationToken::new();
+    // ---- services ----
+    let supervisor = supervise::Supervisor::new(
+        supervise::SupervisorConfig {
+            record_dir: config.services.record_dir.clone(),
+            log_dir: config.services.log_dir.clone(),
+            cgroups: if config.service_cgroups {
+                supervise::cgroup::CgroupLayout::detect()
+            } else {
+                supervise::cgroup::CgroupLayout::None
+            },
+            cgroup_parent: config.services.cgroup_parent.clone(),
+        },
+        token.clone(),
+    );
+    let steps = steps(supervise::Services::new(
+        supervisor.clone(),
+        config.services.clone(),
+    ));
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
     let controller = Arc::new(Controller::new(
@@ -71,9 +89,9 @@ pub async fn run(
         Arc::clone(&status),
         Arc::clone(&events),
         Arc::new(LinuxHost),
-    ));
+    )
+    .with_supervisor(supervisor.clone()));
 
-    let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let socket = api::bind_unix(&config.socket).await?;
 
@@ -115,6 +133,8 @@ pub async fn run(
     token.cancel();
     tracker.close();
     tracker.wait().await;
+    // The services keep running; the next agent adopts them.
+    supervisor.detached().await;
     served?;
     match reconciler_watch.await {
         Ok(Ok(())) => {}
@@ -145,19 +165,23 @@ mod tests {
     use crate::test_support::example_spec;
 
     #[tokio::test]
-    async fn every_step_of_this_build_says_it_cannot_act_and_what_is_asked() {
-        let steps = steps();
+    async fn every_step_but_services_says_it_cannot_act_and_what_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = crate::test_support::steps(dir.path());
         let names: Vec<StepName> = steps.iter().map(|s| s.name()).collect();
         assert_eq!(names, StepName::ORDER);
 
         let mut spec = example_spec("server-init");
         let plans = crate::reconcile::plan_all(&steps, &spec).await;
         let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
-        assert!(plans.iter().all(|p| !p.implemented));
+        for (index, plan) in plans.iter().enumerate() {
+            assert_eq!(plan.implemented, index == 2, "{plan:?}");
+        }
         assert_eq!(plans[0].actions.len(), spec.storage.volumes.len());
         assert!(plans[0].actions[0].contains("/var/lib/rancher/k3s"));
         assert!(plans[1].actions[0].contains("5 peer(s)"), "{:?}", plans[1]);
-        assert!(plans[2].actions[1].starts_with("k3s server (server-init)"));
+        assert_eq!(plans[2].actions.len(), 5, "{:?}", plans[2]);
+        assert_eq!(plans[2].actions[3], "start containerd");
         assert!(plans[3].actions[0].contains("priority 150"));
         assert!(plans[4].actions[0].contains("metallb"));
 

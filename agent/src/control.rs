@@ -13,6 +13,7 @@ use crate::{
     reconcile::{self, StatusBoard, Step, StepName, StepStatus},
     spec::{NodeSpec, Role, SpecDocument, ValidationContext, ValidationErrors},
     state::{Desired, Loaded, RefusedSpec, StateError, StateStore},
+    supervise::{ServiceStatus, SuperviseError, Supervisor},
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -30,6 +31,11 @@ pub enum ControlError {
         what: &'static str,
         source: tokio::task::JoinError,
     },
+    // ---- services ----
+    #[error(transparent)]
+    Service(#[from] SuperviseError),
+    #[error("this agent supervises no services")]
+    NoSupervisor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +82,8 @@ pub struct NodeStatus {
     pub desired_generation: u64,
     pub converged_generation: u64,
     pub steps: Vec<StepStatus>,
+    /// Supervised services, in start order.
+    pub services: Vec<ServiceStatus>,
 }
 
 #[derive(Debug)]
@@ -85,6 +93,7 @@ pub struct Controller {
     status: Arc<StatusBoard>,
     host: Arc<dyn HostInfo>,
     started_at: SystemTime,
+    supervisor: Option<Supervisor>,
 }
 
 /// Stores accepted specs. Runs in its own task so that a caller who goes
@@ -178,7 +187,35 @@ impl Controller {
             status,
             host,
             started_at: SystemTime::now(),
+            supervisor: None,
         }
+    }
+
+    // ---- services ----
+
+    /// Serves the services of `supervisor` (status, logs, restarts).
+    pub fn with_supervisor(mut self, supervisor: Supervisor) -> Self {
+        self.supervisor = Some(supervisor);
+        self
+    }
+
+    fn supervisor(&self) -> Result<&Supervisor, ControlError> {
+        self.supervisor.as_ref().ok_or(ControlError::NoSupervisor)
+    }
+
+    /// The last `tail` lines of a service's output, and new ones as they come.
+    pub fn service_logs(
+        &self,
+        service: &str,
+        tail: usize,
+    ) -> Result<(Vec<String>, broadcast::Receiver<String>), ControlError> {
+        Ok(self.supervisor()?.logs(service, tail)?)
+    }
+
+    /// Restarts a supervised service now.
+    pub fn restart_service(&self, service: &str) -> Result<(), ControlError> {
+        info!(service, "restart requested");
+        Ok(self.supervisor()?.restart(service)?)
     }
 
     /// The desired spec as the reconciler follows it.
@@ -291,6 +328,11 @@ impl Controller {
             desired_generation: current.as_ref().map_or(0, |d| d.generation),
             converged_generation: self.status.converged_generation(),
             steps: self.status.snapshot(),
+            services: self
+                .supervisor
+                .as_ref()
+                .map(Supervisor::status)
+                .unwrap_or_default(),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::{
     reconcile::{StatusBoard, StepName},
     spec::{NodeSpec, SpecDocument, ValidationContext},
     state::StateStore,
+    supervise,
 };
 
 /// The text of an example spec under examples/.
@@ -54,13 +55,31 @@ impl HostInfo for FakeHost {
     }
 }
 
+/// This build's steps, the services step keeping its files under `dir`
+/// (never starting anything unless applied).
+pub fn steps(dir: &Path) -> Vec<Arc<dyn crate::reconcile::Step>> {
+    let supervisor = supervise::Supervisor::new(
+        supervise::SupervisorConfig {
+            record_dir: dir.join("records"),
+            log_dir: dir.join("logs"),
+            cgroups: supervise::cgroup::CgroupLayout::None,
+            cgroup_parent: "unused".into(),
+        },
+        tokio_util::sync::CancellationToken::new(),
+    );
+    app::steps(supervise::Services::new(
+        supervisor,
+        supervise::ServicePaths::under(dir),
+    ))
+}
+
 /// A controller over a state dir, with this build's steps and [`FakeHost`].
 pub fn controller(state_dir: &Path) -> Arc<Controller> {
     let (store, loaded) = StateStore::open(state_dir).unwrap();
     Arc::new(Controller::new(
         store,
         loaded,
-        app::steps(),
+        steps(&state_dir.with_extension("services")),
         Arc::new(StatusBoard::new(&StepName::ORDER)),
         Arc::new(EventBus::default()),
         Arc::new(FakeHost),
