@@ -193,7 +193,7 @@ mod tests {
         assert!(!Failed.can_become(Ready));
         assert!(!Stopping.can_become(Ready));
         assert!(!BackingOff.can_become(CrashLooping));
-        assert_eq!(allowed.len(), 38, "{allowed:?}");
+        assert_eq!(allowed.len(), 39, "{allowed:?}");
     }
 
     #[test]

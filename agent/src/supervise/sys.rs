@@ -81,7 +81,12 @@ pub fn spawn(mut command: Command, rlimits: &[Rlimit], cgroup_procs: Vec<File>) 
         command.pre_exec(move || {
             nix::unistd::setsid()?;
             for limit in &rlimits {
-                resource::setrlimit(limit.resource, limit.soft, limit.hard)?;
+                // Without CAP_SYS_RESOURCE (a container) a limit cannot go
+                // above the current hard limit: take as much as allowed.
+                if resource::setrlimit(limit.resource, limit.soft, limit.hard).is_err() {
+                    let (_, hard) = resource::getrlimit(limit.resource)?;
+                    resource::setrlimit(limit.resource, limit.soft.min(hard), limit.hard.min(hard))?;
+                }
             }
             // Writing 0 to cgroup.procs moves the writer itself, on v1 and v2.
             for fd in &fds {

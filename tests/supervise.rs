@@ -1,0 +1,623 @@
+//! The supervisor with real processes: real containerd (Debian's containerd
+//! and runc) as root, and small shell children for the timing rules. Each
+//! test has its own temp dir, sockets and cgroup parent, so they run in
+//! parallel with each other and with other tests; nothing touches
+//! /run/containerd or the host's services.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use tfagent::{
+    supervise::{
+        self, ExitInfo, ServiceDef, ServicePaths, ServiceState, ServiceStatus, Supervisor,
+        SupervisorConfig,
+        cgroup::CgroupLayout,
+        def::{BackoffPolicy, CrashLoopPolicy},
+        probe::{Probe, ProbePolicy},
+    },
+};
+use tokio_util::sync::CancellationToken;
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+macro_rules! needs_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call.
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Kills whatever the test's services left running (their cgroups, their
+/// recorded pids) and removes the cgroups, even when the test fails.
+struct Cleanup {
+    cgroups: CgroupLayout,
+    parent: String,
+    records: PathBuf,
+    names: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.names {
+            if let Ok(text) = fs::read_to_string(self.records.join(format!("{name}.json")))
+                && let Ok(record) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(pid) = record["pid"].as_i64()
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let dirs = self.cgroups.service_dirs(&self.parent, name);
+            for _ in 0..3 {
+                for dir in &dirs {
+                    if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+                        for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            for dir in &dirs {
+                let _ = fs::remove_dir(dir);
+            }
+        }
+        for root in self.cgroups.service_dirs(&self.parent, "x") {
+            if let Some(parent) = root.parent() {
+                let _ = fs::remove_dir(parent);
+            }
+        }
+    }
+}
+
+struct Bed {
+    dir: tempfile::TempDir,
+    paths: ServicePaths,
+    config: SupervisorConfig,
+    _cleanup: Cleanup,
+}
+
+impl Bed {
+    fn new(cgroups: bool, names: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ServicePaths::under(dir.path());
+        let layout = if cgroups {
+            CgroupLayout::detect()
+        } else {
+            CgroupLayout::None
+        };
+        let parent = unique("tfagent-test");
+        let config = SupervisorConfig {
+            record_dir: paths.record_dir.clone(),
+            log_dir: paths.log_dir.clone(),
+            cgroups: layout.clone(),
+            cgroup_parent: parent.clone(),
+        };
+        let cleanup = Cleanup {
+            cgroups: layout,
+            parent,
+            records: paths.record_dir.clone(),
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+        };
+        Self {
+            dir,
+            paths,
+            config,
+            _cleanup: cleanup,
+        }
+    }
+
+    fn supervisor(&self) -> (Supervisor, CancellationToken) {
+        let token = CancellationToken::new();
+        (Supervisor::new(self.config.clone(), token.clone()), token)
+    }
+
+    fn containerd(&self) -> ServiceDef {
+        let config = supervise::containerd::render_config(&self.paths);
+        fs::create_dir_all(&self.paths.config_dir).unwrap();
+        fs::write(self.paths.containerd_config(), &config).unwrap();
+        let spec = tfagent::spec::Service {
+            binary: "/usr/bin/containerd".parse().unwrap(),
+            extra_args: vec![],
+        };
+        supervise::containerd::service(&spec, &self.paths, &config)
+    }
+}
+
+fn shell(name: &str, script: &str) -> ServiceDef {
+    ServiceDef::new(
+        name.parse().unwrap(),
+        vec!["/bin/sh".into(), "-c".into(), script.into()],
+    )
+}
+
+/// Waits until `ok` holds for the service's status, or panics with it.
+async fn wait_for(
+    supervisor: &Supervisor,
+    name: &str,
+    within: Duration,
+    ok: impl Fn(&ServiceStatus) -> bool,
+) -> ServiceStatus {
+    let mut status = supervisor.watch(name).unwrap();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let current = status.borrow_and_update().clone();
+        if ok(&current) {
+            return current;
+        }
+        if tokio::time::timeout_at(deadline, status.changed())
+            .await
+            .is_err()
+        {
+            panic!("{name}: timed out; last status {current:?}");
+        }
+    }
+}
+
+async fn containerd_answers(socket: &Path) -> Result<String, String> {
+    supervise::probe::check(
+        &Probe::ContainerdVersion {
+            socket: socket.to_owned(),
+        },
+        Duration::from_secs(2),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_is_ready_when_its_api_answers_and_comes_back_after_kill_9() {
+    needs_root!();
+    let bed = Bed::new(true, &["containerd"]);
+    let (supervisor, shutdown) = bed.supervisor();
+    let socket = bed.paths.containerd_socket.clone();
+    assert!(containerd_answers(&socket).await.is_err());
+    supervisor.ensure(bed.containerd()).unwrap();
+
+    // Not ready while its API does not answer; ready once it does.
+    let mut watch = supervisor.watch("containerd").unwrap();
+    let ready = loop {
+        let status = watch.borrow_and_update().clone();
+        if status.ready {
+            break status;
+        }
+        if status.state == ServiceState::Starting {
+            assert!(!status.message.contains("answers"), "{status:?}");
+        }
+        if tokio::time::timeout(Duration::from_secs(30), watch.changed())
+            .await
+            .is_err()
+        {
+            panic!("containerd not ready within 30 s: {status:?}");
+        }
+    };
+    assert_eq!(ready.state, ServiceState::Ready);
+    assert!(ready.message.contains("answers"), "{ready:?}");
+    assert!(containerd_answers(&socket).await.is_ok());
+    assert!(socket.starts_with(bed.dir.path()));
+    let pid = ready.pid.unwrap();
+
+    // Its own session, its rlimit, its cgroups.
+    let raw = nix::unistd::Pid::from_raw(pid as i32);
+    assert_eq!(nix::unistd::getsid(Some(raw)).unwrap(), raw);
+    // 1048576 open files, or as many as this host lets root have.
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let wanted = if nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_NOFILE,
+        hard,
+        hard.max(1_048_576),
+    )
+    .is_ok()
+    {
+        1_048_576
+    } else {
+        hard.min(1_048_576)
+    };
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(&format!("{wanted}"))),
+        "{limits}"
+    );
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    if bed.config.cgroups != CgroupLayout::None {
+        assert!(
+            cgroups.contains(&format!("/{}/containerd", bed.config.cgroup_parent)),
+            "{cgroups}"
+        );
+    }
+
+    // kill -9: restarted, ready again, the restart counted.
+    nix::sys::signal::kill(raw, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let again = wait_for(&supervisor, "containerd", Duration::from_secs(30), |s| {
+        s.ready && s.pid != Some(pid)
+    })
+    .await;
+    assert_eq!(again.restarts, 1);
+    assert_eq!(again.last_exit, Some(ExitInfo::Signal(9)));
+    assert!(containerd_answers(&socket).await.is_ok());
+
+    // Its output went to its own log file, also kept in memory.
+    let log = fs::read_to_string(bed.paths.log_dir.join("containerd.log")).unwrap();
+    assert!(log.contains("containerd successfully booted"), "{log}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (tail, _) = supervisor.logs("containerd", 1000).unwrap();
+    assert!(tail.iter().any(|l| l.contains("successfully booted")));
+
+    supervisor.stop_all().await;
+    let stopped = supervisor.status();
+    assert_eq!(stopped[0].state, ServiceState::Stopped);
+    assert!(containerd_answers(&socket).await.is_err());
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_child_that_exits_at_once_backs_off_then_crash_loops_without_spinning() {
+    let bed = Bed::new(false, &["flappy"]);
+    let (supervisor, shutdown) = bed.supervisor();
+    let mut def = shell("flappy", "exit 3");
+    def.backoff = BackoffPolicy {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(800),
+        reset_after: Duration::from_secs(10),
+        jitter: 0.2,
+    };
+    def.crash_loop = CrashLoopPolicy {
+        max_starts: 4,
+        window: Duration::from_secs(10),
+    };
+    supervisor.ensure(def).unwrap();
+
+    // The time of each start, seen through the restart counter.
+    let mut watch = supervisor.watch("flappy").unwrap();
+    let mut starts = vec![Instant::now()];
+    let mut seen = 0;
+    let mut crash_looping = None;
+    let begin = Instant::now();
+    while begin.elapsed() < Duration::from_secs(3) {
+        let status = watch.borrow_and_update().clone();
+        if status.restarts > seen {
+            seen = status.restarts;
+            starts.push(Instant::now());
+        }
+        if status.state == ServiceState::CrashLooping && crash_looping.is_none() {
+            crash_looping = Some(status.clone());
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), watch.changed()).await;
+    }
+    let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("gaps between starts: {gaps:?}");
+    // First restart at once, then each delay about twice the one before.
+    assert!(gaps[0] < Duration::from_millis(40), "{gaps:?}");
+    for pair in gaps[1..4].windows(2) {
+        assert!(pair[1] > pair[0], "back-off grows: {gaps:?}");
+    }
+    let looping = crash_looping.expect("marked crash-looping");
+    assert!(looping.message.contains("more than 4 starts"), "{looping:?}");
+    assert_eq!(looping.last_exit, Some(ExitInfo::Code(3)));
+    // No busy loop: at the longest delay (800 ms) only a few starts in 3 s.
+    assert!(seen <= 8, "{seen} restarts in 3 s");
+    assert!(gaps.last().unwrap() >= &Duration::from_millis(600), "{gaps:?}");
+    shutdown.cancel();
+    supervisor.detached().await;
+}
+
+#[tokio::test]
+async fn a_child_ignoring_sigterm_is_sigkilled_after_its_timeout() {
+    let bed = Bed::new(false, &["stubborn"]);
+    let (supervisor, shutdown) = bed.supervisor();
+    let mut def = shell(
+        "stubborn",
+        "trap '' TERM; echo started; while true; do sleep 0.1; done",
+    );
+    def.stop_timeout = Duration::from_millis(700);
+    supervisor.ensure(def).unwrap();
+    let running = wait_for(&supervisor, "stubborn", Duration::from_secs(5), |s| s.ready).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let began = Instant::now();
+    supervisor.stop_all().await;
+    let took = began.elapsed();
+    let status = supervisor.status().remove(0);
+    assert_eq!(status.state, ServiceState::Stopped);
+    assert_eq!(status.last_exit, Some(ExitInfo::Signal(9)), "{status:?}");
+    assert!(took >= Duration::from_millis(700), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let pid = nix::unistd::Pid::from_raw(running.pid.unwrap() as i32);
+    assert!(nix::sys::signal::kill(pid, None).is_err(), "gone");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn dependencies_start_first_and_dependents_stop_first() {
+    let bed = Bed::new(false, &["base", "middle", "top"]);
+    let (supervisor, shutdown) = bed.supervisor();
+    let dir = bed.dir.path().display().to_string();
+    let service = |name: &str, delay: &str| {
+        let mut def = shell(
+            name,
+            &format!(
+                "trap 'echo {name} >> {dir}/order; exit 0' TERM; sleep {delay}; touch {dir}/{name}-ready; while true; do sleep 0.05; done"
+            ),
+        );
+        def.readiness = Some(ProbePolicy {
+            starting_period: Duration::from_millis(50),
+            ..ProbePolicy::new(Probe::Exec {
+                argv: vec!["/usr/bin/test".into(), "-e".into(), format!("{dir}/{name}-ready")],
+            })
+        });
+        def
+    };
+    supervisor.ensure(service("base", "0.4")).unwrap();
+    let mut middle = service("middle", "0.2");
+    middle.depends_on = vec!["base".parse().unwrap()];
+    supervisor.ensure(middle).unwrap();
+    let mut top = service("top", "0");
+    top.depends_on = vec!["middle".parse().unwrap()];
+    supervisor.ensure(top).unwrap();
+
+    let waiting = supervisor.status();
+    assert_eq!(waiting[2].state, ServiceState::Waiting, "{waiting:?}");
+    wait_for(&supervisor, "top", Duration::from_secs(10), |s| s.ready).await;
+    let status = supervisor.status();
+    let started: Vec<_> = status.iter().map(|s| s.started_at.unwrap()).collect();
+    // Each started only after the one before it was ready.
+    assert!(started[1].duration_since(started[0]).unwrap() >= Duration::from_millis(400));
+    assert!(started[2].duration_since(started[1]).unwrap() >= Duration::from_millis(200));
+
+    supervisor.stop_all().await;
+    let order = fs::read_to_string(bed.dir.path().join("order")).unwrap();
+    assert_eq!(order, "top\nmiddle\nbase\n");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn restart_on_request_and_removal_stops_for_good() {
+    let bed = Bed::new(false, &["worker"]);
+    let (supervisor, shutdown) = bed.supervisor();
+    supervisor
+        .ensure(shell("worker", "echo hello from worker; exec sleep 600"))
+        .unwrap();
+    let first = wait_for(&supervisor, "worker", Duration::from_secs(5), |s| s.ready).await;
+    supervisor.restart("worker").unwrap();
+    let second = wait_for(&supervisor, "worker", Duration::from_secs(5), |s| {
+        s.ready && s.pid != first.pid
+    })
+    .await;
+    assert_eq!(second.restarts, 1);
+    assert_eq!(second.last_exit, Some(ExitInfo::Signal(15)));
+    assert!(supervisor.restart("nope").is_err());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (lines, _) = supervisor.logs("worker", 10).unwrap();
+    assert_eq!(lines, ["hello from worker", "hello from worker"]);
+    supervisor.remove(&"worker".parse().unwrap()).await;
+    assert!(supervisor.status().is_empty());
+    let pid = nix::unistd::Pid::from_raw(second.pid.unwrap() as i32);
+    assert!(nix::sys::signal::kill(pid, None).is_err());
+    assert!(!bed.paths.record_dir.join("worker.json").exists());
+    shutdown.cancel();
+}
+
+// ---- adoption: the agent is a separate process, SIGKILLed and restarted ----
+
+const HELPER_ENV: &str = "TFAGENT_SUPERVISE_TEST_AGENT";
+
+/// Not a test by itself: the body of the "agent" process the adoption test
+/// starts (this test binary run again with HELPER_ENV set). It supervises
+/// containerd and a ticker, and writes their status to a file.
+#[test]
+fn helper_agent() {
+    let Some(dir) = std::env::var_os(HELPER_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("helper.json")).unwrap()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let paths = ServicePaths::under(&dir);
+        let supervisor = Supervisor::new(
+            SupervisorConfig {
+                record_dir: paths.record_dir.clone(),
+                log_dir: paths.log_dir.clone(),
+                cgroups: CgroupLayout::detect(),
+                cgroup_parent: config["parent"].as_str().unwrap().to_owned(),
+            },
+            CancellationToken::new(),
+        );
+        let containerd_config = supervise::containerd::render_config(&paths);
+        fs::create_dir_all(&paths.config_dir).unwrap();
+        fs::write(paths.containerd_config(), &containerd_config).unwrap();
+        let spec = tfagent::spec::Service {
+            binary: "/usr/bin/containerd".parse().unwrap(),
+            extra_args: vec![],
+        };
+        supervisor
+            .ensure(supervise::containerd::service(&spec, &paths, &containerd_config))
+            .unwrap();
+        supervisor
+            .ensure(shell(
+                "ticker",
+                "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done",
+            ))
+            .unwrap();
+        loop {
+            let mut text = String::new();
+            for status in supervisor.status() {
+                text.push_str(&format!(
+                    "{} {} {} {} {} {}\n",
+                    status.name,
+                    status.state,
+                    status.pid.unwrap_or(0),
+                    status.restarts,
+                    status.adopted,
+                    status.ready
+                ));
+            }
+            let (tail, _) = supervisor.logs("ticker", 1).unwrap();
+            text.push_str(&format!("tail {}\n", tail.join("")));
+            let tmp = dir.join("status.tmp");
+            fs::File::create(&tmp)
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            fs::rename(&tmp, dir.join("status.txt")).unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+struct HelperAgent {
+    child: Child,
+}
+
+impl HelperAgent {
+    fn start(dir: &Path) -> Self {
+        let _ = fs::remove_file(dir.join("status.txt"));
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "helper_agent", "--nocapture", "--test-threads=1"])
+            .env(HELPER_ENV, dir)
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HelperAgent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Line {
+    state: String,
+    pid: u32,
+    restarts: u32,
+    adopted: bool,
+    ready: bool,
+}
+
+fn read_status(dir: &Path) -> Option<(Vec<(String, Line)>, String)> {
+    let text = fs::read_to_string(dir.join("status.txt")).ok()?;
+    let mut services = Vec::new();
+    let mut tail = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("tail ") {
+            tail = rest.to_owned();
+            continue;
+        }
+        let f: Vec<&str> = line.split(' ').collect();
+        services.push((
+            f[0].to_owned(),
+            Line {
+                state: f[1].to_owned(),
+                pid: f[2].parse().ok()?,
+                restarts: f[3].parse().ok()?,
+                adopted: f[4] == "true",
+                ready: f[5] == "true",
+            },
+        ));
+    }
+    Some((services, tail))
+}
+
+fn wait_status(dir: &Path, within: Duration, ok: impl Fn(&Line, &Line, &str) -> bool) -> (Line, Line, String) {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some((services, tail)) = read_status(dir)
+            && services.len() == 2
+        {
+            let (c, t) = (services[0].1.clone(), services[1].1.clone());
+            if ok(&c, &t, &tail) {
+                return (c, t, tail);
+            }
+            last = Some((c, t, tail));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out; last status {last:?}");
+}
+
+#[test]
+fn a_killed_and_restarted_agent_adopts_containerd_and_keeps_supervising_it() {
+    needs_root!();
+    let bed = Bed::new(true, &["containerd", "ticker"]);
+    let dir = bed.dir.path();
+    fs::write(
+        dir.join("helper.json"),
+        serde_json::json!({ "parent": bed.config.cgroup_parent }).to_string(),
+    )
+    .unwrap();
+
+    let mut agent = HelperAgent::start(dir);
+    let (containerd, ticker, _) = wait_status(dir, Duration::from_secs(30), |c, t, _| c.ready && t.ready);
+    assert!(!containerd.adopted);
+
+    // The agent dies hard; its children do not.
+    agent.kill();
+    let alive = |pid: u32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
+    assert!(alive(containerd.pid) && alive(ticker.pid));
+    let log = bed.paths.log_dir.join("ticker.log");
+    let before = fs::metadata(&log).unwrap().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(fs::metadata(&log).unwrap().len() > before, "the child logs on without the agent");
+
+    // A new agent adopts the same processes instead of starting others.
+    let _agent = HelperAgent::start(dir);
+    let (adopted, ticker_adopted, tail) = wait_status(dir, Duration::from_secs(30), |c, t, tail| {
+        c.ready && t.ready && c.adopted && t.adopted && !tail.is_empty()
+    });
+    assert_eq!(adopted.pid, containerd.pid);
+    assert_eq!(ticker_adopted.pid, ticker.pid);
+    assert_eq!(adopted.restarts, 0);
+    // Its logs keep flowing into the new agent's memory.
+    let first_tail = tail;
+    let (_, _, later_tail) = wait_status(dir, Duration::from_secs(5), |_, _, tail| tail != first_tail);
+    assert!(later_tail.starts_with("tick "), "{later_tail}");
+
+    // A later kill of containerd is noticed and handled by the new agent.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(containerd.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let (restarted, _, _) = wait_status(dir, Duration::from_secs(30), |c, _, _| {
+        c.ready && c.pid != containerd.pid
+    });
+    assert_eq!(restarted.restarts, 1);
+    assert!(!restarted.adopted);
+    assert_eq!(restarted.state, "ready");
+}
