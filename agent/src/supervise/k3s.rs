@@ -177,7 +177,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::{spec::Metallb, test_support::example_spec};
+    use crate::test_support::example_spec;
 
     fn golden_dir() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/supervise/golden")
@@ -198,7 +198,7 @@ mod tests {
     fn with_addons(role: &str, metallb: bool, ingress: bool) -> NodeSpec {
         let mut spec = example_spec(role);
         let example_metallb = example_spec("server-init").addons.metallb.unwrap();
-        spec.addons.metallb = metallb.then(|| Metallb { ..example_metallb });
+        spec.addons.metallb = metallb.then_some(example_metallb);
         spec.addons.ingress_nginx = ingress;
         spec
     }

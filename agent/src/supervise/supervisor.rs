@@ -621,27 +621,24 @@ impl Runner {
 
     /// Sleeps a back-off delay; a request cuts it short.
     async fn sleep(&mut self, wait: Duration) -> Wake {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return Wake::Shutdown,
-                () = tokio::time::sleep_until(deadline) => return Wake::Elapsed,
-                request = self.requests.recv() => match request {
-                    None => return Wake::Shutdown,
-                    Some(Request::Restart) => {
-                        self.backoff.reset();
-                        self.rate.reset();
-                        return Wake::Restart;
-                    }
-                    Some(Request::Update(def)) => {
-                        self.def = def;
-                        self.backoff.reset();
-                        self.rate.reset();
-                        return Wake::Restart;
-                    }
-                    Some(Request::Stop(done)) => return Wake::Stop(done),
-                },
-            }
+        tokio::select! {
+            () = self.shutdown.cancelled() => Wake::Shutdown,
+            () = tokio::time::sleep(wait) => Wake::Elapsed,
+            request = self.requests.recv() => match request {
+                None => Wake::Shutdown,
+                Some(Request::Restart) => {
+                    self.backoff.reset();
+                    self.rate.reset();
+                    Wake::Restart
+                }
+                Some(Request::Update(def)) => {
+                    self.def = def;
+                    self.backoff.reset();
+                    self.rate.reset();
+                    Wake::Restart
+                }
+                Some(Request::Stop(done)) => Wake::Stop(done),
+            },
         }
     }
 
