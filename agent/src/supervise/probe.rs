@@ -416,4 +416,143 @@ mod tests {
         let err = check(&slow, Duration::from_millis(100)).await.unwrap_err();
         assert!(err.contains("no answer within"), "{err}");
     }
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    }
+
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate,
+    /// made with the openssl CLI; `None` when it is not installed.
+    fn certificates(dir: &Path) -> Option<()> {
+        if std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: needs the openssl CLI to make test certificates");
+            return None;
+        }
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        for (ca, subject) in [("ca", "/CN=probe-test-ca"), ("other-ca", "/CN=other-ca")] {
+            let (key, crt) = (format!("{ca}.key"), format!("{ca}.crt"));
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &crt, "-subj", subject, "-days", "1"]);
+            openssl(dir, &args);
+        }
+        for (name, ext) in [("server", "san.ext"), ("client", "client.ext")] {
+            let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+            let mut args = vec!["req"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=probe-test"]);
+            openssl(dir, &args);
+            openssl(
+                dir,
+                &[
+                    "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-out", &crt, "-days", "1", "-extfile", ext,
+                ],
+            );
+        }
+        Some(())
+    }
+
+    #[tokio::test]
+    async fn https_probe_checks_the_ca_and_presents_the_client_certificate() {
+        use tokio_rustls::rustls::{ServerConfig, server::WebPkiClientVerifier};
+
+        let dir = tempfile::tempdir().unwrap();
+        if certificates(dir.path()).is_none() {
+            return;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut client_roots = RootCertStore::empty();
+        client_roots.add(pem_certs(&dir.path().join("ca.crt")).unwrap().remove(0)).unwrap();
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(client_roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .unwrap();
+        let server = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                pem_certs(&dir.path().join("server.crt")).unwrap(),
+                PrivateKeyDer::from_pem_file(dir.path().join("server.key")).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut buf = [0u8; 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let probe = |ca: &str, client: bool| {
+            Probe::Http(HttpProbe {
+                https: true,
+                host: "127.0.0.1".into(),
+                port,
+                path: "/readyz".into(),
+                ca: Some(dir.path().join(ca)),
+                client_cert: client.then(|| (dir.path().join("client.crt"), dir.path().join("client.key"))),
+                basic_auth: None,
+            })
+        };
+        let timeout = Duration::from_secs(5);
+        let ok = check(&probe("ca.crt", true), timeout).await.unwrap();
+        assert!(ok.contains("answered 200 ok"), "{ok}");
+        let wrong_ca = check(&probe("other-ca.crt", true), timeout).await.unwrap_err();
+        assert!(wrong_ca.contains("TLS"), "{wrong_ca}");
+        assert!(check(&probe("ca.crt", false), timeout).await.is_err(), "no client certificate");
+        let missing = check(&probe("nope.crt", true), timeout).await.unwrap_err();
+        assert!(missing.contains("nope.crt"), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn grpc_health_probe_over_a_unix_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("health.sock");
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("ready-svc", tonic_health::ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("sick-svc", tonic_health::ServingStatus::NotServing)
+            .await;
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+        );
+        let probe = |service: &str| Probe::GrpcHealth {
+            target: GrpcTarget::Unix(path.clone()),
+            service: service.into(),
+        };
+        let timeout = Duration::from_secs(5);
+        assert_eq!(check(&probe("ready-svc"), timeout).await.unwrap(), "serving");
+        let sick = check(&probe("sick-svc"), timeout).await.unwrap_err();
+        assert!(sick.contains("NOT_SERVING"), "{sick}");
+        assert!(check(&probe("unknown"), timeout).await.is_err());
+    }
 }
