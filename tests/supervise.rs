@@ -14,14 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tfagent::{
-    supervise::{
-        self, ExitInfo, ServiceDef, ServicePaths, ServiceState, ServiceStatus, Supervisor,
-        SupervisorConfig,
-        cgroup::CgroupLayout,
-        def::{BackoffPolicy, CrashLoopPolicy},
-        probe::{Probe, ProbePolicy},
-    },
+use tfagent::supervise::{
+    self, ExitInfo, ServiceDef, ServicePaths, ServiceState, ServiceStatus, Supervisor,
+    SupervisorConfig,
+    cgroup::CgroupLayout,
+    def::{BackoffPolicy, CrashLoopPolicy},
+    probe::{Probe, ProbePolicy},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -226,7 +224,8 @@ async fn containerd_is_ready_when_its_api_answers_and_comes_back_after_kill_9() 
     let raw = nix::unistd::Pid::from_raw(pid as i32);
     assert_eq!(nix::unistd::getsid(Some(raw)).unwrap(), raw);
     // 1048576 open files, or as many as this host lets root have.
-    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
     let wanted = if nix::sys::resource::setrlimit(
         nix::sys::resource::Resource::RLIMIT_NOFILE,
         hard,
@@ -319,11 +318,17 @@ async fn a_child_that_exits_at_once_backs_off_then_crash_loops_without_spinning(
         assert!(pair[1] > pair[0], "back-off grows: {gaps:?}");
     }
     let looping = crash_looping.expect("marked crash-looping");
-    assert!(looping.message.contains("more than 4 starts"), "{looping:?}");
+    assert!(
+        looping.message.contains("more than 4 starts"),
+        "{looping:?}"
+    );
     assert_eq!(looping.last_exit, Some(ExitInfo::Code(3)));
     // No busy loop: at the longest delay (800 ms) only a few starts in 3 s.
     assert!(seen <= 8, "{seen} restarts in 3 s");
-    assert!(gaps.last().unwrap() >= &Duration::from_millis(600), "{gaps:?}");
+    assert!(
+        gaps.last().unwrap() >= &Duration::from_millis(600),
+        "{gaps:?}"
+    );
     shutdown.cancel();
     supervisor.detached().await;
 }
@@ -368,7 +373,11 @@ async fn dependencies_start_first_and_dependents_stop_first() {
         def.readiness = Some(ProbePolicy {
             starting_period: Duration::from_millis(50),
             ..ProbePolicy::new(Probe::Exec {
-                argv: vec!["/usr/bin/test".into(), "-e".into(), format!("{dir}/{name}-ready")],
+                argv: vec![
+                    "/usr/bin/test".into(),
+                    "-e".into(),
+                    format!("{dir}/{name}-ready"),
+                ],
             })
         });
         def
@@ -459,7 +468,11 @@ fn helper_agent() {
             extra_args: vec![],
         };
         supervisor
-            .ensure(supervise::containerd::service(&spec, &paths, &containerd_config))
+            .ensure(supervise::containerd::service(
+                &spec,
+                &paths,
+                &containerd_config,
+            ))
             .unwrap();
         supervisor
             .ensure(shell(
@@ -553,7 +566,11 @@ fn read_status(dir: &Path) -> Option<(Vec<(String, Line)>, String)> {
     Some((services, tail))
 }
 
-fn wait_status(dir: &Path, within: Duration, ok: impl Fn(&Line, &Line, &str) -> bool) -> (Line, Line, String) {
+fn wait_status(
+    dir: &Path,
+    within: Duration,
+    ok: impl Fn(&Line, &Line, &str) -> bool,
+) -> (Line, Line, String) {
     let deadline = Instant::now() + within;
     let mut last = None;
     while Instant::now() < deadline {
@@ -583,29 +600,36 @@ fn a_killed_and_restarted_agent_adopts_containerd_and_keeps_supervising_it() {
     .unwrap();
 
     let mut agent = HelperAgent::start(dir);
-    let (containerd, ticker, _) = wait_status(dir, Duration::from_secs(30), |c, t, _| c.ready && t.ready);
+    let (containerd, ticker, _) =
+        wait_status(dir, Duration::from_secs(30), |c, t, _| c.ready && t.ready);
     assert!(!containerd.adopted);
 
     // The agent dies hard; its children do not.
     agent.kill();
-    let alive = |pid: u32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
+    let alive =
+        |pid: u32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
     assert!(alive(containerd.pid) && alive(ticker.pid));
     let log = bed.paths.log_dir.join("ticker.log");
     let before = fs::metadata(&log).unwrap().len();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(fs::metadata(&log).unwrap().len() > before, "the child logs on without the agent");
+    assert!(
+        fs::metadata(&log).unwrap().len() > before,
+        "the child logs on without the agent"
+    );
 
     // A new agent adopts the same processes instead of starting others.
     let _agent = HelperAgent::start(dir);
-    let (adopted, ticker_adopted, tail) = wait_status(dir, Duration::from_secs(30), |c, t, tail| {
-        c.ready && t.ready && c.adopted && t.adopted && !tail.is_empty()
-    });
+    let (adopted, ticker_adopted, tail) =
+        wait_status(dir, Duration::from_secs(30), |c, t, tail| {
+            c.ready && t.ready && c.adopted && t.adopted && !tail.is_empty()
+        });
     assert_eq!(adopted.pid, containerd.pid);
     assert_eq!(ticker_adopted.pid, ticker.pid);
     assert_eq!(adopted.restarts, 0);
     // Its logs keep flowing into the new agent's memory.
     let first_tail = tail;
-    let (_, _, later_tail) = wait_status(dir, Duration::from_secs(5), |_, _, tail| tail != first_tail);
+    let (_, _, later_tail) =
+        wait_status(dir, Duration::from_secs(5), |_, _, tail| tail != first_tail);
     assert!(later_tail.starts_with("tick "), "{later_tail}");
 
     // A later kill of containerd is noticed and handled by the new agent.
@@ -705,10 +729,20 @@ async fn the_services_step_starts_containerd_then_k3s_and_never_shows_the_token(
     assert!(reconciler.converge(&desired).await);
 
     // containerd first; k3s only once containerd answers.
-    let containerd = wait_for(&supervisor, "containerd", Duration::from_secs(30), |s| s.ready).await;
-    let k3s = wait_for(&supervisor, "k3s", Duration::from_secs(10), |s| s.pid.is_some()).await;
+    let containerd = wait_for(&supervisor, "containerd", Duration::from_secs(30), |s| {
+        s.ready
+    })
+    .await;
+    let k3s = wait_for(&supervisor, "k3s", Duration::from_secs(10), |s| {
+        s.pid.is_some()
+    })
+    .await;
     assert!(k3s.started_at.unwrap() >= containerd.started_at.unwrap());
-    assert_eq!(k3s.state, ServiceState::Starting, "its apiserver never answers");
+    assert_eq!(
+        k3s.state,
+        ServiceState::Starting,
+        "its apiserver never answers"
+    );
     // Converging again changes nothing.
     let plan = steps[0].plan(&spec).await.unwrap();
     assert!(plan.actions.is_empty(), "{plan:?}");
@@ -716,7 +750,10 @@ async fn the_services_step_starts_containerd_then_k3s_and_never_shows_the_token(
     // The token is in the 0600 token file only.
     let token_file = bed.paths.k3s_token();
     assert_eq!(fs::read_to_string(&token_file).unwrap().trim(), token);
-    assert_eq!(fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let config = fs::read_to_string(bed.paths.k3s_config()).unwrap();
     assert!(config.contains("token-file:") && !config.contains(&token));
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -726,12 +763,18 @@ async fn the_services_step_starts_containerd_then_k3s_and_never_shows_the_token(
     for (what, text) in [
         ("config.yaml", config),
         ("k3s log", k3s_log),
-        ("containerd log", fs::read_to_string(bed.paths.log_dir.join("containerd.log")).unwrap()),
+        (
+            "containerd log",
+            fs::read_to_string(bed.paths.log_dir.join("containerd.log")).unwrap(),
+        ),
         ("service status", format!("{:?}", supervisor.status())),
         ("step status", format!("{:?}", status.snapshot())),
         ("events", format!("{:?}", events.subscribe().0)),
         ("plan", format!("{:?}", steps[0].plan(&spec).await)),
-        ("agent logs", String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned()),
+        (
+            "agent logs",
+            String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned(),
+        ),
     ] {
         assert!(!text.is_empty(), "{what} is empty");
         assert!(!text.contains(&token), "the token is in the {what}");
@@ -747,7 +790,9 @@ async fn the_services_step_starts_containerd_then_k3s_and_never_shows_the_token(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn k3s_server_init_becomes_ready_with_the_real_binary() {
     let Some(k3s_bin) = std::env::var_os("K3S_BIN") else {
-        eprintln!("skipped: K3S_BIN is not set (k3s is not installable here); set K3S_BIN=/path/to/k3s to run it");
+        eprintln!(
+            "skipped: K3S_BIN is not set (k3s is not installable here); set K3S_BIN=/path/to/k3s to run it"
+        );
         return;
     };
     needs_root!();
@@ -767,9 +812,20 @@ async fn k3s_server_init_becomes_ready_with_the_real_binary() {
     let _netns = Netns(netns.clone());
     run(&["ip", "-n", &netns, "link", "set", "lo", "up"]);
     run(&["ip", "-n", &netns, "link", "add", "tfk3s", "type", "dummy"]);
-    run(&["ip", "-n", &netns, "addr", "add", "10.100.0.1/24", "dev", "tfk3s"]);
+    run(&[
+        "ip",
+        "-n",
+        &netns,
+        "addr",
+        "add",
+        "10.100.0.1/24",
+        "dev",
+        "tfk3s",
+    ]);
     run(&["ip", "-n", &netns, "link", "set", "tfk3s", "up"]);
-    run(&["ip", "-n", &netns, "route", "add", "default", "dev", "tfk3s"]);
+    run(&[
+        "ip", "-n", &netns, "route", "add", "default", "dev", "tfk3s",
+    ]);
 
     let mut spec = example_spec("server-init");
     spec.services.k3s.binary = k3s_bin.to_string_lossy().parse().unwrap();
@@ -791,7 +847,11 @@ async fn k3s_server_init_becomes_ready_with_the_real_binary() {
         "#!/bin/sh\nfor d in /etc/rancher /var/lib/cni /run/flannel /var/lib/rancher /run/k3s /var/log/pods /var/log/containers; do mkdir -p $d; mount -t tmpfs tmpfs $d; done\nexec \"$@\"\n",
     )
     .unwrap();
-    fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let mut argv = vec![
         "ip".to_owned(),
         "netns".into(),

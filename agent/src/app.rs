@@ -82,15 +82,17 @@ pub async fn run(
     ));
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
-    let controller = Arc::new(Controller::new(
-        store,
-        loaded,
-        steps.clone(),
-        Arc::clone(&status),
-        Arc::clone(&events),
-        Arc::new(LinuxHost),
-    )
-    .with_supervisor(supervisor.clone()));
+    let controller = Arc::new(
+        Controller::new(
+            store,
+            loaded,
+            steps.clone(),
+            Arc::clone(&status),
+            Arc::clone(&events),
+            Arc::new(LinuxHost),
+        )
+        .with_supervisor(supervisor.clone()),
+    );
 
     let tracker = TaskTracker::new();
     let socket = api::bind_unix(&config.socket).await?;

@@ -78,20 +78,51 @@ struct RawServices {
 }
 
 impl RawServices {
-    fn validate(self, invalid: impl Fn(&'static str, &str) -> ConfigError) -> Result<(ServicePaths, bool), ConfigError> {
+    fn validate(
+        self,
+        invalid: impl Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<(ServicePaths, bool), ConfigError> {
         let mut paths = match self.run_dir {
             Some(run_dir) => ServicePaths::under_run_dir(run_dir),
             None => ServicePaths::default(),
         };
         let fields: [(&'static str, Option<PathBuf>, &mut PathBuf); 8] = [
-            ("services.containerd_socket", self.containerd_socket, &mut paths.containerd_socket),
-            ("services.containerd_root", self.containerd_root, &mut paths.containerd_root),
-            ("services.containerd_state", self.containerd_state, &mut paths.containerd_state),
-            ("services.config_dir", self.config_dir, &mut paths.config_dir),
-            ("services.k3s_data_dir", self.k3s_data_dir, &mut paths.k3s_data_dir),
-            ("services.kubelet_root_dir", self.kubelet_root_dir, &mut paths.kubelet_root_dir),
+            (
+                "services.containerd_socket",
+                self.containerd_socket,
+                &mut paths.containerd_socket,
+            ),
+            (
+                "services.containerd_root",
+                self.containerd_root,
+                &mut paths.containerd_root,
+            ),
+            (
+                "services.containerd_state",
+                self.containerd_state,
+                &mut paths.containerd_state,
+            ),
+            (
+                "services.config_dir",
+                self.config_dir,
+                &mut paths.config_dir,
+            ),
+            (
+                "services.k3s_data_dir",
+                self.k3s_data_dir,
+                &mut paths.k3s_data_dir,
+            ),
+            (
+                "services.kubelet_root_dir",
+                self.kubelet_root_dir,
+                &mut paths.kubelet_root_dir,
+            ),
             ("services.log_dir", self.log_dir, &mut paths.log_dir),
-            ("services.record_dir", self.record_dir, &mut paths.record_dir),
+            (
+                "services.record_dir",
+                self.record_dir,
+                &mut paths.record_dir,
+            ),
         ];
         for (field, value, slot) in fields {
             if let Some(value) = value {
@@ -105,14 +136,23 @@ impl RawServices {
             return Err(invalid("services.run_dir", "must be an absolute path"));
         }
         if paths.containerd_socket.as_os_str().len() > 107 {
-            return Err(invalid("services.containerd_socket", "longer than a unix socket path may be (107 bytes)"));
+            return Err(invalid(
+                "services.containerd_socket",
+                "longer than a unix socket path may be (107 bytes)",
+            ));
         }
         if paths.containerd_socket.starts_with("/run/containerd") {
-            return Err(invalid("services.containerd_socket", "/run/containerd belongs to zOS's own containerd"));
+            return Err(invalid(
+                "services.containerd_socket",
+                "/run/containerd belongs to zOS's own containerd",
+            ));
         }
         if let Some(parent) = self.cgroup_parent {
             if parent.is_empty() || parent.contains(['/', '.']) {
-                return Err(invalid("services.cgroup_parent", "must be one directory name"));
+                return Err(invalid(
+                    "services.cgroup_parent",
+                    "must be one directory name",
+                ));
             }
             paths.cgroup_parent = parent;
         }
@@ -281,14 +321,23 @@ mod tests {
             "[services]\nrun_dir = \"/tmp/r\"\nk3s_data_dir = \"/data/k3s\"\ncgroups = false\ncgroup_parent = \"t1\"\n",
         )
         .unwrap();
-        assert_eq!(config.services.containerd_socket, PathBuf::from("/tmp/r/containerd/containerd.sock"));
+        assert_eq!(
+            config.services.containerd_socket,
+            PathBuf::from("/tmp/r/containerd/containerd.sock")
+        );
         assert_eq!(config.services.k3s_data_dir, PathBuf::from("/data/k3s"));
         assert_eq!(config.services.cgroup_parent, "t1");
         assert!(!config.service_cgroups);
         for (text, field) in [
             ("[services]\nlog_dir = \"rel\"", "services.log_dir"),
-            ("[services]\ncontainerd_socket = \"/run/containerd/containerd.sock\"", "services.containerd_socket"),
-            ("[services]\ncgroup_parent = \"a/b\"", "services.cgroup_parent"),
+            (
+                "[services]\ncontainerd_socket = \"/run/containerd/containerd.sock\"",
+                "services.containerd_socket",
+            ),
+            (
+                "[services]\ncgroup_parent = \"a/b\"",
+                "services.cgroup_parent",
+            ),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(field), "{text}: {err}");

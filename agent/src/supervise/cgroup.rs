@@ -49,10 +49,8 @@ impl CgroupLayout {
             match fstype {
                 "cgroup2" => v2 = v2.or(Some(mount_point)),
                 "cgroup" => {
-                    let mut controllers: Vec<&str> = options
-                        .split(',')
-                        .filter(|o| is_controller(o))
-                        .collect();
+                    let mut controllers: Vec<&str> =
+                        options.split(',').filter(|o| is_controller(o)).collect();
                     if controllers.is_empty() {
                         continue;
                     }
@@ -108,7 +106,9 @@ fn unescape(field: &str) -> String {
     let mut rest = field;
     while let Some(at) = rest.find('\\') {
         out.push_str(&rest[..at]);
-        let code = rest.get(at + 1..at + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest
+            .get(at + 1..at + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(byte) => {
                 out.push(char::from(byte));
@@ -134,7 +134,11 @@ pub fn prepare(dirs: &[PathBuf]) -> io::Result<Vec<File>> {
             create(parent)?;
         }
         create(dir)?;
-        procs.push(OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?);
+        procs.push(
+            OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))?,
+        );
     }
     Ok(procs)
 }
@@ -222,14 +226,16 @@ mod tests {
             CgroupLayout::from_mountinfo(v2),
             CgroupLayout::V2("/sys/fs/cgroup".into())
         );
-        let hybrid = format!(
-            "{ZOS_LIKE}40 25 0:40 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
-        );
+        let hybrid =
+            format!("{ZOS_LIKE}40 25 0:40 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
         assert!(matches!(
             CgroupLayout::from_mountinfo(&hybrid),
             CgroupLayout::V1(_)
         ));
-        assert_eq!(CgroupLayout::from_mountinfo("garbage\n"), CgroupLayout::None);
+        assert_eq!(
+            CgroupLayout::from_mountinfo("garbage\n"),
+            CgroupLayout::None
+        );
         assert!(CgroupLayout::None.service_dirs("p", "s").is_empty());
     }
 

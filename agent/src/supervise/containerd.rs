@@ -100,7 +100,10 @@ mod tests {
     fn config_keeps_everything_under_our_paths() {
         let paths = ServicePaths::default();
         let config = render_config(&paths);
-        assert!(config.contains("address = \"/run/tfagent/containerd/containerd.sock\""), "{config}");
+        assert!(
+            config.contains("address = \"/run/tfagent/containerd/containerd.sock\""),
+            "{config}"
+        );
         assert!(config.contains("root = \"/var/lib/tfagent-containerd\""));
         assert!(!config.contains("/run/containerd"), "{config}");
         assert!(toml::from_str::<toml::Table>(&config).is_ok(), "{config}");

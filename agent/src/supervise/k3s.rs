@@ -141,7 +141,11 @@ pub fn readiness(role: Role, paths: &ServicePaths) -> ProbePolicy {
 /// part of the fingerprint (it would be stored in adoption records).
 pub fn service(spec: &NodeSpec, paths: &ServicePaths, config: &str) -> ServiceDef {
     let k3s = &spec.services.k3s;
-    let mode = if spec.role.is_server() { "server" } else { "agent" };
+    let mode = if spec.role.is_server() {
+        "server"
+    } else {
+        "agent"
+    };
     let mut argv = vec![
         k3s.binary.to_string(),
         mode.to_owned(),
@@ -192,7 +196,12 @@ mod tests {
         }
         let expected = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-        assert_eq!(rendered, expected, "{name}: rendered config.yaml differs from {}", path.display());
+        assert_eq!(
+            rendered,
+            expected,
+            "{name}: rendered config.yaml differs from {}",
+            path.display()
+        );
     }
 
     fn with_addons(role: &str, metallb: bool, ingress: bool) -> NodeSpec {
@@ -220,7 +229,10 @@ mod tests {
                 let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&config).unwrap();
                 assert!(parsed.get("token").is_none());
                 assert!(!config.contains(spec.cluster.token.expose()), "{name}");
-                assert_eq!(parsed["token-file"].as_str(), Some("/run/tfagent/services/k3s-token"));
+                assert_eq!(
+                    parsed["token-file"].as_str(),
+                    Some("/run/tfagent/services/k3s-token")
+                );
                 assert_eq!(
                     parsed["container-runtime-endpoint"].as_str(),
                     Some("unix:///run/tfagent/containerd/containerd.sock")
@@ -262,7 +274,14 @@ mod tests {
         let spec = example_spec("server-join");
         let config = render_config(&spec, &paths);
         let def = service(&spec, &paths, &config);
-        assert_eq!(def.argv[1..4], ["server", "--config", "/run/tfagent/services/k3s-config.yaml"]);
+        assert_eq!(
+            def.argv[1..4],
+            [
+                "server",
+                "--config",
+                "/run/tfagent/services/k3s-config.yaml"
+            ]
+        );
         assert!(def.argv.iter().any(|a| a == "--disable=traefik"));
         assert_eq!(def.depends_on[0].as_str(), "containerd");
         let Probe::Http(probe) = &def.readiness.as_ref().unwrap().probe else {
@@ -275,7 +294,10 @@ mod tests {
         let Probe::Http(probe) = &def.readiness.as_ref().unwrap().probe else {
             panic!("agent readiness is HTTP")
         };
-        assert_eq!((probe.https, probe.port, probe.path.as_str()), (false, 10248, "/healthz"));
+        assert_eq!(
+            (probe.https, probe.port, probe.path.as_str()),
+            (false, 10248, "/healthz")
+        );
         let token = String::from_utf8(token_file(&spec)).unwrap();
         assert_eq!(token.trim(), spec.cluster.token.expose());
         assert!(!format!("{def:?}").contains(spec.cluster.token.expose()));

@@ -237,8 +237,16 @@ mod tests {
         }
         out.write_all(b"after\n").unwrap();
         assert_eq!(reader.poll(&path, &policy), ["after"]);
-        assert!(fs::read_to_string(format!("{}.1", path.display())).unwrap().starts_with('2'));
-        assert!(fs::read_to_string(format!("{}.2", path.display())).unwrap().starts_with('1'));
+        assert!(
+            fs::read_to_string(format!("{}.1", path.display()))
+                .unwrap()
+                .starts_with('2')
+        );
+        assert!(
+            fs::read_to_string(format!("{}.2", path.display()))
+                .unwrap()
+                .starts_with('1')
+        );
         assert!(!Path::new(&format!("{}.3", path.display())).exists());
     }
 

@@ -136,7 +136,10 @@ pub enum Change {
     Start(ServiceDef),
     /// Runs another definition: restarted with the new one, or (only
     /// policies changed) updated in place.
-    Update { def: ServiceDef, restart: bool },
+    Update {
+        def: ServiceDef,
+        restart: bool,
+    },
 }
 
 impl fmt::Display for Change {
@@ -357,7 +360,9 @@ mod tests {
                     );
                 }
                 Change::Start(def) | Change::Update { def, .. } => {
-                    observed.supervised.insert(def.name.to_string(), def.clone());
+                    observed
+                        .supervised
+                        .insert(def.name.to_string(), def.clone());
                 }
             }
         }
@@ -396,8 +401,14 @@ mod tests {
         let host = applied(observed(&paths), &changes(&spec, &observed(&paths)));
 
         let mut more_sans = spec.clone();
-        more_sans.cluster.tls_sans.push("api.example.org".parse().unwrap());
-        let shown: Vec<String> = changes(&more_sans, &host).iter().map(ToString::to_string).collect();
+        more_sans
+            .cluster
+            .tls_sans
+            .push("api.example.org".parse().unwrap());
+        let shown: Vec<String> = changes(&more_sans, &host)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             shown,
             [
@@ -408,19 +419,37 @@ mod tests {
 
         let mut new_token = spec.clone();
         new_token.cluster.token = crate::spec::Secret::new("another-token-value-0123456789");
-        let shown: Vec<String> = changes(&new_token, &host).iter().map(ToString::to_string).collect();
+        let shown: Vec<String> = changes(&new_token, &host)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(shown, ["write /run/tfagent/services/k3s-token (600)"]);
 
         let mut containerd_args = spec.clone();
-        containerd_args.services.containerd.extra_args.push("--log-level=debug".into());
-        let shown: Vec<String> =
-            changes(&containerd_args, &host).iter().map(ToString::to_string).collect();
+        containerd_args
+            .services
+            .containerd
+            .extra_args
+            .push("--log-level=debug".into());
+        let shown: Vec<String> = changes(&containerd_args, &host)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(shown, ["restart containerd with its new definition"]);
 
         // A file changed on disk behind our back is written again.
         let mut drifted = host.clone();
-        drifted.files.insert(paths.k3s_token(), Some(FileState { digest: 1, mode: 0o644 }));
-        let shown: Vec<String> = changes(&spec, &drifted).iter().map(ToString::to_string).collect();
+        drifted.files.insert(
+            paths.k3s_token(),
+            Some(FileState {
+                digest: 1,
+                mode: 0o644,
+            }),
+        );
+        let shown: Vec<String> = changes(&spec, &drifted)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(shown, ["write /run/tfagent/services/k3s-token (600)"]);
     }
 

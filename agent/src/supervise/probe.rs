@@ -95,7 +95,10 @@ impl fmt::Debug for HttpProbe {
             .field("url", &self.url())
             .field("ca", &self.ca)
             .field("client_cert", &self.client_cert)
-            .field("basic_auth", &self.basic_auth.as_ref().map(|(user, _)| user))
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|(user, _)| user),
+            )
             .finish()
     }
 }
@@ -117,7 +120,10 @@ impl HttpProbe {
 pub async fn check(probe: &Probe, timeout: Duration) -> Result<String, String> {
     match tokio::time::timeout(timeout, run(probe)).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        )),
     }
 }
 
@@ -148,7 +154,9 @@ async fn exec(argv: &[String]) -> Result<String, String> {
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr.lines().last().unwrap_or("").trim();
-        Err(format!("{program}: {} {last}", output.status).trim_end().to_owned())
+        Err(format!("{program}: {} {last}", output.status)
+            .trim_end()
+            .to_owned())
     }
 }
 
@@ -171,8 +179,12 @@ async fn http_get(probe: &HttpProbe) -> Result<String, String> {
     }
     .map_err(|e| format!("{url}: {e}"))?;
     match status {
-        (200..=299, body) => Ok(format!("{url} answered {} {body}", status.0).trim_end().to_owned()),
-        (code, body) => Err(format!("{url} answered {code} {body}").trim_end().to_owned()),
+        (200..=299, body) => Ok(format!("{url} answered {} {body}", status.0)
+            .trim_end()
+            .to_owned()),
+        (code, body) => Err(format!("{url} answered {code} {body}")
+            .trim_end()
+            .to_owned()),
     }
 }
 
@@ -264,7 +276,15 @@ pub fn parse_response(response: &[u8]) -> Result<(u16, String), String> {
         .ok_or_else(|| format!("bad status line: {status_line:.60}"))?;
     let body = text
         .split_once("\r\n\r\n")
-        .map(|(_, body)| body.lines().next().unwrap_or("").trim().chars().take(120).collect())
+        .map(|(_, body)| {
+            body.lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .chars()
+                .take(120)
+                .collect()
+        })
         .unwrap_or_default();
     Ok((code, body))
 }
@@ -290,7 +310,9 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 async fn grpc_health(target: &GrpcTarget, service: &str) -> Result<String, String> {
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
     let channel = match target {
         GrpcTarget::Unix(path) => unix_channel(path).await?,
         GrpcTarget::Tcp(address) => Endpoint::from_shared(format!("http://{address}"))
@@ -336,7 +358,9 @@ mod tests {
             (200, "ok".into())
         );
         assert_eq!(
-            parse_response(b"HTTP/1.1 401 Unauthorized\r\n\r\n{\"kind\":\"Status\"}\n").unwrap().0,
+            parse_response(b"HTTP/1.1 401 Unauthorized\r\n\r\n{\"kind\":\"Status\"}\n")
+                .unwrap()
+                .0,
             401
         );
         assert!(parse_response(b"").is_err());
@@ -370,7 +394,10 @@ mod tests {
                 let mut buf = [0u8; 1024];
                 let n = socket.read(&mut buf).await.unwrap();
                 let request = String::from_utf8_lossy(&buf[..n]).into_owned();
-                assert!(request.contains("Authorization: Basic YWRtaW46cHc="), "{request}");
+                assert!(
+                    request.contains("Authorization: Basic YWRtaW46cHc="),
+                    "{request}"
+                );
                 socket
                     .write_all(format!("HTTP/1.1 {answer}").as_bytes())
                     .await
@@ -400,7 +427,11 @@ mod tests {
         };
         assert!(check(&ok, Duration::from_secs(5)).await.is_ok());
         let bad = Probe::Exec {
-            argv: vec!["/bin/sh".into(), "-c".into(), "echo nope >&2; exit 3".into()],
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo nope >&2; exit 3".into(),
+            ],
         };
         let err = check(&bad, Duration::from_secs(5)).await.unwrap_err();
         assert!(err.contains("nope"), "{err}");
@@ -440,16 +471,28 @@ mod tests {
         }
         std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
         std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         for (ca, subject) in [("ca", "/CN=probe-test-ca"), ("other-ca", "/CN=other-ca")] {
             let (key, crt) = (format!("{ca}.key"), format!("{ca}.crt"));
             let mut args = vec!["req", "-x509"];
             args.extend(ec);
-            args.extend(["-keyout", &key, "-out", &crt, "-subj", subject, "-days", "1"]);
+            args.extend([
+                "-keyout", &key, "-out", &crt, "-subj", subject, "-days", "1",
+            ]);
             openssl(dir, &args);
         }
         for (name, ext) in [("server", "san.ext"), ("client", "client.ext")] {
-            let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+            let (key, csr, crt) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+            );
             let mut args = vec!["req"];
             args.extend(ec);
             args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=probe-test"]);
@@ -457,8 +500,21 @@ mod tests {
             openssl(
                 dir,
                 &[
-                    "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key",
-                    "-CAcreateserial", "-out", &crt, "-days", "1", "-extfile", ext,
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &crt,
+                    "-days",
+                    "1",
+                    "-extfile",
+                    ext,
                 ],
             );
         }
@@ -475,7 +531,9 @@ mod tests {
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut client_roots = RootCertStore::empty();
-        client_roots.add(pem_certs(&dir.path().join("ca.crt")).unwrap().remove(0)).unwrap();
+        client_roots
+            .add(pem_certs(&dir.path().join("ca.crt")).unwrap().remove(0))
+            .unwrap();
         let verifier = WebPkiClientVerifier::builder_with_provider(
             Arc::new(client_roots),
             Arc::clone(&provider),
@@ -499,10 +557,14 @@ mod tests {
                 let (tcp, _) = listener.accept().await.unwrap();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let mut buf = [0u8; 1024];
                     let _ = tls.read(&mut buf).await;
-                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
                     let _ = tls.shutdown().await;
                 });
             }
@@ -514,16 +576,22 @@ mod tests {
                 port,
                 path: "/readyz".into(),
                 ca: Some(dir.path().join(ca)),
-                client_cert: client.then(|| (dir.path().join("client.crt"), dir.path().join("client.key"))),
+                client_cert: client
+                    .then(|| (dir.path().join("client.crt"), dir.path().join("client.key"))),
                 basic_auth: None,
             })
         };
         let timeout = Duration::from_secs(5);
         let ok = check(&probe("ca.crt", true), timeout).await.unwrap();
         assert!(ok.contains("answered 200 ok"), "{ok}");
-        let wrong_ca = check(&probe("other-ca.crt", true), timeout).await.unwrap_err();
+        let wrong_ca = check(&probe("other-ca.crt", true), timeout)
+            .await
+            .unwrap_err();
         assert!(wrong_ca.contains("TLS"), "{wrong_ca}");
-        assert!(check(&probe("ca.crt", false), timeout).await.is_err(), "no client certificate");
+        assert!(
+            check(&probe("ca.crt", false), timeout).await.is_err(),
+            "no client certificate"
+        );
         let missing = check(&probe("nope.crt", true), timeout).await.unwrap_err();
         assert!(missing.contains("nope.crt"), "{missing}");
     }
@@ -550,7 +618,10 @@ mod tests {
             service: service.into(),
         };
         let timeout = Duration::from_secs(5);
-        assert_eq!(check(&probe("ready-svc"), timeout).await.unwrap(), "serving");
+        assert_eq!(
+            check(&probe("ready-svc"), timeout).await.unwrap(),
+            "serving"
+        );
         let sick = check(&probe("sick-svc"), timeout).await.unwrap_err();
         assert!(sick.contains("NOT_SERVING"), "{sick}");
         assert!(check(&probe("unknown"), timeout).await.is_err());

@@ -175,7 +175,10 @@ mod tests {
             .collect();
         // Only a probe makes a service ready, and only a running one.
         for from in ALL {
-            assert_eq!(from.can_become(Ready), matches!(from, Starting | Unready | Ready));
+            assert_eq!(
+                from.can_become(Ready),
+                matches!(from, Starting | Unready | Ready)
+            );
         }
         // Nothing running is dropped without stopping or exiting first.
         for (from, to) in &allowed {

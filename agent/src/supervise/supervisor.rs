@@ -131,7 +131,10 @@ impl Supervisor {
     }
 
     fn services(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
-        self.inner.services.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Supervises `def`: starts it (or adopts its running process) when it
@@ -200,9 +203,11 @@ impl Supervisor {
             first_start: true,
             stale: false,
         };
-        self.inner
-            .tracker
-            .spawn(runner.run().instrument(info_span!("service", service = %name)));
+        self.inner.tracker.spawn(
+            runner
+                .run()
+                .instrument(info_span!("service", service = %name)),
+        );
         services.push(Entry {
             def,
             status: status_rx,
@@ -344,7 +349,10 @@ fn kill_leftovers(dirs: &[PathBuf]) {
 /// The stop order for `names`: they and every service depending on them
 /// (transitively), dependents before their dependencies. `graph` lists
 /// services with their dependencies, in start order.
-pub fn stop_order(graph: &[(ServiceName, Vec<ServiceName>)], names: &[ServiceName]) -> Vec<ServiceName> {
+pub fn stop_order(
+    graph: &[(ServiceName, Vec<ServiceName>)],
+    names: &[ServiceName],
+) -> Vec<ServiceName> {
     let mut chosen: BTreeSet<&ServiceName> = names.iter().collect();
     // Start order lists dependencies first, so one pass finds every dependent.
     for (service, deps) in graph {
@@ -561,7 +569,10 @@ impl Runner {
             (sys::start_ticks(record.pid) == Some(record.start_ticks)).then_some(pidfd)
         });
         let Some(pidfd) = adopted.and_then(|fd| sys::watch_pidfd(fd).ok()) else {
-            info!(pid = record.pid, "the recorded process is gone; starting afresh");
+            info!(
+                pid = record.pid,
+                "the recorded process is gone; starting afresh"
+            );
             let _ = record::remove(&self.config.record_dir, self.name());
             // It died while no agent watched: the next start is a restart.
             self.first_start = false;
@@ -580,7 +591,11 @@ impl Runner {
         });
         self.set(ServiceState::Starting, "adopted; probing readiness");
         let since = Instant::now()
-            .checked_sub(SystemTime::now().duration_since(started_at).unwrap_or_default())
+            .checked_sub(
+                SystemTime::now()
+                    .duration_since(started_at)
+                    .unwrap_or_default(),
+            )
             .unwrap_or_else(Instant::now);
         let process = Running {
             pid: record.pid,
@@ -847,7 +862,10 @@ impl Runner {
                     timeout = %humantime::format_duration(self.def.stop_timeout),
                     "did not stop after SIGTERM; sending SIGKILL"
                 );
-                self.set(ServiceState::Stopping, "sent SIGKILL after the stop timeout");
+                self.set(
+                    ServiceState::Stopping,
+                    "sent SIGKILL after the stop timeout",
+                );
                 process.signal(Signal::SIGKILL);
                 process.exited().await
             }

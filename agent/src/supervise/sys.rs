@@ -71,7 +71,11 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: Signal) -> io::Result<()> {
 /// Spawns `command` in its own session (so the agent's death, or a signal
 /// to its process group, does not reach it), with `rlimits`, moved into
 /// the cgroups whose `cgroup.procs` files are given before it runs anything.
-pub fn spawn(mut command: Command, rlimits: &[Rlimit], cgroup_procs: Vec<File>) -> io::Result<Child> {
+pub fn spawn(
+    mut command: Command,
+    rlimits: &[Rlimit],
+    cgroup_procs: Vec<File>,
+) -> io::Result<Child> {
     let fds: Vec<RawFd> = cgroup_procs.iter().map(AsRawFd::as_raw_fd).collect();
     let rlimits = rlimits.to_vec();
     // SAFETY: the hook runs in the forked child before exec. It only makes
@@ -85,7 +89,11 @@ pub fn spawn(mut command: Command, rlimits: &[Rlimit], cgroup_procs: Vec<File>) 
                 // above the current hard limit: take as much as allowed.
                 if resource::setrlimit(limit.resource, limit.soft, limit.hard).is_err() {
                     let (_, hard) = resource::getrlimit(limit.resource)?;
-                    resource::setrlimit(limit.resource, limit.soft.min(hard), limit.hard.min(hard))?;
+                    resource::setrlimit(
+                        limit.resource,
+                        limit.soft.min(hard),
+                        limit.hard.min(hard),
+                    )?;
                 }
             }
             // Writing 0 to cgroup.procs moves the writer itself, on v1 and v2.
