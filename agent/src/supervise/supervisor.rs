@@ -305,8 +305,12 @@ impl Supervisor {
                     .config
                     .cgroups
                     .service_dirs(&self.inner.config.cgroup_parent, name.as_str());
-                kill_leftovers(&dirs);
-                if let Err(error) = cgroup::remove(&dirs) {
+                let removed = tokio::task::spawn_blocking(move || {
+                    kill_leftovers(&dirs);
+                    cgroup::remove(&dirs)
+                })
+                .await;
+                if let Ok(Err(error)) = removed {
                     warn!(service = %name, %error, "cannot remove the service's cgroup");
                 }
             }
