@@ -95,10 +95,11 @@ impl Drop for Cleanup {
 }
 
 struct Bed {
+    // Dropped first: it reads the records in `dir`.
+    _cleanup: Cleanup,
     dir: tempfile::TempDir,
     paths: ServicePaths,
     config: SupervisorConfig,
-    _cleanup: Cleanup,
 }
 
 impl Bed {
@@ -124,10 +125,10 @@ impl Bed {
             names: names.iter().map(|n| (*n).to_owned()).collect(),
         };
         Self {
+            _cleanup: cleanup,
             dir,
             paths,
             config,
-            _cleanup: cleanup,
         }
     }
 

@@ -532,3 +532,61 @@ pub fn event(
         }
     }
 }
+
+// ---- services ----
+#[cfg(test)]
+mod services_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn status_lists_each_service() {
+        let status = pb::NodeStatus {
+            services: vec![
+                pb::ServiceStatus {
+                    name: "containerd".into(),
+                    state: pb::ServiceState::Ready.into(),
+                    pid: 4242,
+                    restarts: 1,
+                    last_exit_signal: Some(9),
+                    ready: true,
+                    probe_message: "containerd 1.6.20 answers".into(),
+                    adopted: true,
+                    ..Default::default()
+                },
+                pb::ServiceStatus {
+                    name: "k3s".into(),
+                    state: pb::ServiceState::CrashLooping.into(),
+                    restarts: 6,
+                    last_exit_code: Some(1),
+                    probe_message: "exit code 1; next start in 30s".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        super::status(&mut out, Output::Table, Style::detect(false), &status).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines.iter().position(|l| l.starts_with("SERVICE")).unwrap();
+        assert!(
+            lines[header + 1].starts_with("containerd   ready"),
+            "{text}"
+        );
+        assert!(lines[header + 1].contains("4242"), "{text}");
+        assert!(lines[header + 1].contains("signal 9"), "{text}");
+        assert!(lines[header + 1].ends_with("answers (adopted)"), "{text}");
+        assert!(
+            lines[header + 2].starts_with("k3s          crash-looping"),
+            "{text}"
+        );
+        assert!(lines[header + 2].contains("code 1"), "{text}");
+
+        let mut out = Vec::new();
+        super::status(&mut out, Output::Json, Style::detect(false), &status).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["services"][1]["state"], "crash-looping");
+        assert_eq!(json["services"][0]["pid"], 4242);
+    }
+}
