@@ -506,6 +506,52 @@ async fn children_get_their_own_environment_session_and_restart_policy() {
     shutdown.cancel();
 }
 
+#[tokio::test]
+async fn a_new_supervisor_resumes_only_what_still_runs() {
+    let bed = Bed::new(false, &["kept", "gone"]);
+    let (first, first_shutdown) = bed.supervisor();
+    first
+        .ensure(shell("kept", "echo kept; exec sleep 600"))
+        .unwrap();
+    first.ensure(shell("gone", "exec sleep 600")).unwrap();
+    let kept = wait_for(&first, "kept", Duration::from_secs(5), |s| s.ready).await;
+    let gone = wait_for(&first, "gone", Duration::from_secs(5), |s| s.ready).await;
+    // The agent goes away; its children stay.
+    first_shutdown.cancel();
+    first.detached().await;
+    let pid = |s: &ServiceStatus| nix::unistd::Pid::from_raw(s.pid.unwrap() as i32);
+    assert!(nix::sys::signal::kill(pid(&kept), None).is_ok());
+    nix::sys::signal::kill(pid(&gone), nix::sys::signal::Signal::SIGKILL).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let (second, shutdown) = bed.supervisor();
+    assert!(
+        second
+            .resume(shell("kept", "echo kept; exec sleep 600"))
+            .unwrap()
+    );
+    assert!(!second.resume(shell("gone", "exec sleep 600")).unwrap());
+    assert!(!second.resume(shell("never", "exec sleep 600")).unwrap());
+    assert_eq!(second.names().len(), 1, "nothing was started");
+    let adopted = wait_for(&second, "kept", Duration::from_secs(5), |s| s.ready).await;
+    assert_eq!(adopted.pid, kept.pid);
+    assert!(adopted.adopted);
+    // Resuming twice changes nothing.
+    assert!(
+        !second
+            .resume(shell("kept", "echo kept; exec sleep 600"))
+            .unwrap()
+    );
+    second.stop_all().await;
+    // Ended (a zombie of this test process, which the first supervisor
+    // started it from: reaped here).
+    let stat = fs::read_to_string(format!("/proc/{}/stat", kept.pid.unwrap())).unwrap_or_default();
+    assert!(stat.is_empty() || stat.contains(") Z "), "{stat}");
+    let _ = nix::sys::wait::waitpid(pid(&kept), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    let _ = nix::sys::wait::waitpid(pid(&gone), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    shutdown.cancel();
+}
+
 // ---- adoption: the agent is a separate process, SIGKILLed and restarted ----
 
 const HELPER_ENV: &str = "TFAGENT_SUPERVISE_TEST_AGENT";

@@ -76,6 +76,12 @@ pub async fn run(
         },
         token.clone(),
     );
+    if let Some(desired) = &loaded.desired {
+        let resumed = supervise::resume(&supervisor, &desired.spec, &config.services);
+        if !resumed.is_empty() {
+            info!(services = ?resumed, "adopted the services still running");
+        }
+    }
     let steps = steps(supervise::Services::new(
         supervisor.clone(),
         config.services.clone(),

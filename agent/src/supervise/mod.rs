@@ -106,6 +106,20 @@ pub fn desired(spec: &NodeSpec, paths: &ServicePaths) -> DesiredServices {
     }
 }
 
+/// At agent start: adopts the services of the stored spec that still run
+/// (see [`Supervisor::resume`]), in start order. Returns their names.
+pub fn resume(supervisor: &Supervisor, spec: &NodeSpec, paths: &ServicePaths) -> Vec<ServiceName> {
+    let mut resumed = Vec::new();
+    for def in desired(spec, paths).services {
+        let name = def.name.clone();
+        // A service whose dependency is not running waits for the step.
+        if let Ok(true) = supervisor.resume(def) {
+            resumed.push(name);
+        }
+    }
+    resumed
+}
+
 /// A file as found on disk: a digest of its contents and its mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileState {

@@ -218,6 +218,19 @@ impl Supervisor {
         Ok(Ensured::Started)
     }
 
+    /// Supervises `def` only if the process an earlier agent started for it
+    /// still runs, adopting it; starts nothing. Used at agent start, before
+    /// the reconcile loop reaches the services step (which waits for
+    /// storage and network), so running services are watched at once.
+    pub fn resume(&self, def: ServiceDef) -> Result<bool, SuperviseError> {
+        let alive = record::load(&self.inner.config.record_dir, def.name.as_str())
+            .is_some_and(|r| sys::start_ticks(r.pid) == Some(r.start_ticks));
+        if !alive || self.definition(def.name.as_str()).is_some() {
+            return Ok(false);
+        }
+        self.ensure(def).map(|_| true)
+    }
+
     /// The names of the supervised services, in start order.
     pub fn names(&self) -> Vec<ServiceName> {
         self.services().iter().map(|e| e.def.name.clone()).collect()

@@ -112,14 +112,19 @@ pub fn spawn(
 
 /// The start time of a process in clock ticks since boot: field 22 of
 /// `/proc/PID/stat`. With the pid it names one process for the whole uptime.
+/// `None` for a process that has ended (a zombie, state Z or X).
 pub fn parse_start_ticks(stat: &str) -> Option<u64> {
     // The command name (field 2) may hold spaces and parentheses: the fields
     // after it start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
-/// The start time of a running process, `None` when it is gone.
+/// The start time of a running process, `None` when it is gone or a zombie.
 pub fn start_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_start_ticks(&stat)
@@ -135,6 +140,8 @@ mod tests {
         let stat = "4242 (we) ird (name)) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1000 100 ...";
         assert_eq!(parse_start_ticks(stat), Some(987_654));
         assert_eq!(parse_start_ticks("garbage"), None);
+        let zombie = stat.replacen(") S ", ") Z ", 1);
+        assert_eq!(parse_start_ticks(&zombie), None);
         assert_eq!(parse_start_ticks("1 (x) S 1"), None);
     }
 
