@@ -908,6 +908,12 @@ async fn the_services_step_starts_containerd_then_k3s_and_never_shows_the_token(
         assert!(!text.contains(&token), "the token is in the {what}");
     }
     supervisor.stop_all().await;
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("service state"), "transitions are logged");
+    assert!(
+        !logs.contains("unexpected service state transition"),
+        "every transition follows the table:\n{logs}"
+    );
     shutdown.cancel();
 }
 

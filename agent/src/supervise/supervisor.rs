@@ -407,7 +407,16 @@ impl Running {
         if !self.own {
             return ExitInfo::Unknown;
         }
-        match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG)) {
+        let pid = Pid::from_raw(self.pid);
+        let status = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            // Readable as the leader exits, with other threads still ending:
+            // wait for them off the async threads.
+            Ok(WaitStatus::StillAlive) => tokio::task::spawn_blocking(move || waitpid(pid, None))
+                .await
+                .unwrap_or(Ok(WaitStatus::StillAlive)),
+            other => other,
+        };
+        match status {
             Ok(WaitStatus::Exited(_, code)) => ExitInfo::Code(code),
             Ok(WaitStatus::Signaled(_, signal, _)) => ExitInfo::Signal(signal as i32),
             _ => ExitInfo::Unknown,
