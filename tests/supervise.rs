@@ -1030,3 +1030,190 @@ async fn k3s_server_init_becomes_ready_with_the_real_binary() {
     supervisor.stop_all().await;
     shutdown.cancel();
 }
+
+// ---- the real daemon adopts at start, and serves status, logs, restart ----
+
+const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
+const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
+
+/// A `tfagent` process; SIGKILLed when dropped.
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(dir: &Path, name: &str) -> Self {
+        let log = fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(TFAGENT)
+            .arg("--config")
+            .arg(dir.join("tfagent.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let daemon = Self { child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ctl(dir, &["info"]).status.success() {
+            assert!(Instant::now() < deadline, "tfagent did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    fn kill(&mut self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ctl(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(TFAGENTCTL)
+        .arg("--socket")
+        .arg(dir.join("tfagent.sock"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn containerd_status(dir: &Path) -> Option<serde_json::Value> {
+    let output = ctl(dir, &["-o", "json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    status["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == "containerd")
+        .cloned()
+}
+
+fn wait_containerd(dir: &Path, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(status) = containerd_status(dir) {
+            if ok(&status) {
+                return status;
+            }
+            last = Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out; last containerd status {last:?}");
+}
+
+#[test]
+fn the_tfagent_daemon_adopts_containerd_and_serves_its_status_logs_and_restart() {
+    needs_root!();
+    let bed = Bed::new(true, &["containerd", "k3s"]);
+    let dir = bed.dir.path();
+    let paths = &bed.paths;
+    fs::write(
+        dir.join("tfagent.toml"),
+        format!(
+            "state_dir = \"{state}\"\nsocket = \"{socket}\"\nlog_level = \"tfagent=debug,info\"\n\n\
+             [services]\nrun_dir = \"{run}\"\ncontainerd_root = \"{root}\"\nk3s_data_dir = \"{k3s}\"\n\
+             kubelet_root_dir = \"{kubelet}\"\nlog_dir = \"{log}\"\ncgroup_parent = \"{parent}\"\n",
+            state = dir.join("state").display(),
+            socket = dir.join("tfagent.sock").display(),
+            run = paths.run_dir.display(),
+            root = paths.containerd_root.display(),
+            k3s = paths.k3s_data_dir.display(),
+            kubelet = paths.kubelet_root_dir.display(),
+            log = paths.log_dir.display(),
+            parent = bed.config.cgroup_parent,
+        ),
+    )
+    .unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/server-init.yaml");
+    let mut document =
+        tfagent::spec::SpecDocument::parse(&fs::read_to_string(example).unwrap()).unwrap();
+    document.services.k3s.binary = "/bin/false".into();
+    let spec = document
+        .clone()
+        .validate(&tfagent::spec::ValidationContext::default())
+        .unwrap();
+    let spec_file = dir.join("spec.yaml");
+    fs::write(&spec_file, serde_yaml_ng::to_string(&document).unwrap()).unwrap();
+
+    // The spec is stored (the services step itself waits for storage and
+    // network in this build).
+    let mut first = Daemon::start(dir, "first");
+    let applied = ctl(dir, &["apply", "-f", spec_file.to_str().unwrap()]);
+    assert!(applied.status.success(), "{applied:?}");
+    first.kill(nix::sys::signal::Signal::SIGTERM);
+
+    // containerd, started as the services step starts it, by an agent that
+    // then goes away.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let started = runtime.block_on(async {
+        let wanted = supervise::desired(&spec, paths);
+        for file in &wanted.files {
+            fs::create_dir_all(file.path.parent().unwrap()).unwrap();
+            fs::write(&file.path, &file.contents).unwrap();
+        }
+        let (supervisor, shutdown) = bed.supervisor();
+        supervisor
+            .ensure(wanted.services.into_iter().next().unwrap())
+            .unwrap();
+        let ready = wait_for(&supervisor, "containerd", Duration::from_secs(30), |s| {
+            s.ready
+        })
+        .await;
+        shutdown.cancel();
+        supervisor.detached().await;
+        ready
+    });
+    let pid = started.pid.unwrap();
+
+    // The real daemon adopts it at start: same pid, ready, no restart.
+    let mut second = Daemon::start(dir, "second");
+    let adopted = wait_containerd(dir, |s| s["state"] == "ready");
+    assert_eq!(adopted["pid"], pid, "{adopted}");
+    assert_eq!(adopted["adopted"], true, "{adopted}");
+    assert_eq!(adopted["restarts"], 0, "{adopted}");
+    let table = String::from_utf8(ctl(dir, &["status"]).stdout).unwrap();
+    assert!(
+        table.contains("containerd") && table.contains("(adopted)"),
+        "{table}"
+    );
+    let logs = ctl(dir, &["logs", "containerd", "--tail", "500"]);
+    assert!(logs.status.success(), "{logs:?}");
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("containerd successfully booted"),
+        "{logs:?}"
+    );
+
+    // It notices a kill -9 and restarts containerd.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+    let restarted = wait_containerd(dir, |s| s["state"] == "ready" && s["pid"] != pid);
+    assert_eq!(restarted["restarts"], 1, "{restarted}");
+    assert_eq!(restarted["adopted"], false, "{restarted}");
+
+    // tfagentctl restart: a new process, counted.
+    let before = restarted["pid"].clone();
+    let output = ctl(dir, &["restart", "containerd"]);
+    assert!(output.status.success(), "{output:?}");
+    let again = wait_containerd(dir, |s| s["state"] == "ready" && s["pid"] != before);
+    assert_eq!(again["restarts"], 2, "{again}");
+    // containerd ends cleanly on SIGTERM.
+    assert_eq!(again["last_exit"], "code 0", "{again}");
+
+    // SIGKILL the daemon: the next one adopts the process it started.
+    second.kill(nix::sys::signal::Signal::SIGKILL);
+    let _third = Daemon::start(dir, "third");
+    let readopted = wait_containerd(dir, |s| s["state"] == "ready");
+    assert_eq!(readopted["pid"], again["pid"], "{readopted}");
+    assert_eq!(readopted["adopted"], true, "{readopted}");
+    assert_eq!(readopted["restarts"], 2, "{readopted}");
+}
