@@ -13,19 +13,12 @@ use std::{
     fs::File,
     os::fd::OwnedFd,
     path::PathBuf,
-    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use futures::future::select_all;
-use nix::{
-    sys::{
-        signal::Signal,
-        wait::{WaitPidFlag, WaitStatus, waitpid},
-    },
-    unistd::Pid,
-};
+use nix::sys::signal::Signal;
 use tokio::{
     io::unix::AsyncFd,
     sync::{broadcast, mpsc, oneshot, watch},
@@ -352,7 +345,7 @@ impl Supervisor {
 /// Kills whatever is left in a removed service's cgroups.
 fn kill_leftovers(dirs: &[PathBuf]) {
     for pid in cgroup::pids(dirs) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        sys::kill(pid, Signal::SIGKILL);
     }
     // Give the kernel a moment to empty the cgroups.
     for _ in 0..50 {
@@ -407,19 +400,19 @@ impl Running {
         if !self.own {
             return ExitInfo::Unknown;
         }
-        let pid = Pid::from_raw(self.pid);
-        let status = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        let pid = self.pid;
+        let reaped = match sys::reap(pid, false) {
             // Readable as the leader exits, with other threads still ending:
             // wait for them off the async threads.
-            Ok(WaitStatus::StillAlive) => tokio::task::spawn_blocking(move || waitpid(pid, None))
+            sys::Reaped::Running => tokio::task::spawn_blocking(move || sys::reap(pid, true))
                 .await
-                .unwrap_or(Ok(WaitStatus::StillAlive)),
+                .unwrap_or(sys::Reaped::Unknown),
             other => other,
         };
-        match status {
-            Ok(WaitStatus::Exited(_, code)) => ExitInfo::Code(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => ExitInfo::Signal(signal as i32),
-            _ => ExitInfo::Unknown,
+        match reaped {
+            sys::Reaped::Code(code) => ExitInfo::Code(code),
+            sys::Reaped::Signal(signal) => ExitInfo::Signal(signal),
+            sys::Reaped::Running | sys::Reaped::Unknown => ExitInfo::Unknown,
         }
     }
 
@@ -738,21 +731,17 @@ impl Runner {
             .service_dirs(&self.config.cgroup_parent, self.name());
         let procs: Vec<File> =
             cgroup::prepare(&dirs).map_err(|e| format!("preparing its cgroups: {e}"))?;
-        let (program, args) = def.argv.split_first().ok_or("empty argv")?;
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .env_clear()
-            .envs(def.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(def.cwd.as_deref().unwrap_or("/".as_ref()))
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        let child = sys::spawn(command, &def.rlimits, procs)
-            .map_err(|e| format!("starting {program}: {e}"))?;
-        let pid = i32::try_from(child.id()).map_err(|_| "pid out of range".to_owned())?;
-        // The child is reaped by `Running::exited`, not through `child`.
-        drop(child);
+        let program = def.argv.first().map_or("", String::as_str);
+        let pid = sys::launch(sys::Launch {
+            argv: &def.argv,
+            env: &def.env,
+            cwd: def.cwd.as_deref().unwrap_or("/".as_ref()),
+            stdout,
+            stderr,
+            rlimits: &def.rlimits,
+            cgroup_procs: procs,
+        })
+        .map_err(|e| format!("starting {program}: {e}"))?;
         let pidfd = sys::pidfd_open(pid)
             .and_then(sys::watch_pidfd)
             .map_err(|e| format!("watching pid {pid}: {e}"))?;

@@ -11,10 +11,18 @@ use std::{
         fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
         unix::process::CommandExt,
     },
-    process::{Child, Command},
+    path::Path,
+    process::{Child, Command, Stdio},
 };
 
-use nix::sys::{resource, signal::Signal};
+use nix::{
+    sys::{
+        resource,
+        signal::Signal,
+        wait::{WaitPidFlag, WaitStatus, waitpid},
+    },
+    unistd::Pid,
+};
 
 /// A resource limit to set in the child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +74,69 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: Signal) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// What to run for a service.
+#[derive(Debug)]
+pub struct Launch<'a> {
+    pub argv: &'a [String],
+    /// The whole environment.
+    pub env: &'a [(String, String)],
+    pub cwd: &'a Path,
+    pub stdout: File,
+    pub stderr: File,
+    pub rlimits: &'a [Rlimit],
+    /// `cgroup.procs` of each cgroup the child joins.
+    pub cgroup_procs: Vec<File>,
+}
+
+/// Starts a service's process (stdin from /dev/null, nothing of the
+/// agent's environment) and returns its pid. The caller reaps it ([`reap`]).
+pub fn launch(launch: Launch<'_>) -> io::Result<i32> {
+    let (program, args) = launch
+        .argv
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(launch.cwd)
+        .stdin(Stdio::null())
+        .stdout(launch.stdout)
+        .stderr(launch.stderr);
+    let child = spawn(command, launch.rlimits, launch.cgroup_procs)?;
+    // Dropping a std Child neither kills nor reaps it.
+    i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))
+}
+
+/// How a child of ours ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    Code(i32),
+    Signal(i32),
+    /// Not ended yet (only without `block`).
+    Running,
+    /// Not our child, or already reaped.
+    Unknown,
+}
+
+/// Collects the exit status of our child `pid`.
+pub fn reap(pid: i32, block: bool) -> Reaped {
+    let flags = (!block).then_some(WaitPidFlag::WNOHANG);
+    match waitpid(Pid::from_raw(pid), flags) {
+        Ok(WaitStatus::Exited(_, code)) => Reaped::Code(code),
+        Ok(WaitStatus::Signaled(_, signal, _)) => Reaped::Signal(signal as i32),
+        Ok(WaitStatus::StillAlive) => Reaped::Running,
+        _ => Reaped::Unknown,
+    }
+}
+
+/// Sends `signal` by pid, for processes we hold no pidfd for (what is left
+/// in a removed service's cgroup). Errors (already gone) are ignored.
+pub fn kill(pid: i32, signal: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
 }
 
 /// Spawns `command` in its own session (so the agent's death, or a signal
