@@ -917,12 +917,17 @@ async fn the_services_step_starts_containerd_then_k3s_and_never_shows_the_token(
     shutdown.cancel();
 }
 
-/// k3s itself, when K3S_BIN names a binary: a server-init node in a network
-/// namespace of its own (a dummy interface stands in for WireGuard) and a
-/// private mount namespace (tmpfs over the host paths k3s writes), ready
-/// when its apiserver answers /readyz over HTTPS with the cluster CA.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn k3s_server_init_becomes_ready_with_the_real_binary() {
+const K3S_HELPER_ENV: &str = "TFAGENT_SUPERVISE_TEST_K3S";
+
+/// k3s itself, when K3S_BIN names a binary: a server-init node, run by the
+/// services step exactly as the agent runs it (config.yaml, token file, our
+/// containerd, the HTTPS readiness probe with the cluster CA), in a network
+/// namespace of its own where a veth interface stands in for WireGuard.
+/// The agent side runs in that namespace too (`ip netns exec`, whose mount
+/// namespace is a slave of the host's), with overlays over the host
+/// directories k3s writes to.
+#[test]
+fn k3s_server_init_becomes_ready_with_the_real_binary() {
     let Some(k3s_bin) = std::env::var_os("K3S_BIN") else {
         eprintln!(
             "skipped: K3S_BIN is not set (k3s is not installable here); set K3S_BIN=/path/to/k3s to run it"
@@ -930,7 +935,29 @@ async fn k3s_server_init_becomes_ready_with_the_real_binary() {
         return;
     };
     needs_root!();
-    let bed = Bed::new(true, &["containerd", "k3s"]);
+    k3s_server_in_a_namespace(&k3s_bin);
+}
+
+/// The same run with a stand-in for k3s (tests/fixtures/stand-in-k3s.sh):
+/// it serves HTTPS on :6443 with k3s's certificate layout and wants a client
+/// certificate, so the agent's server readiness probe (cluster CA, admin
+/// client certificate) is exercised on every run, k3s or not.
+#[test]
+fn the_k3s_server_readiness_probe_trusts_the_cluster_ca_and_presents_the_admin_certificate() {
+    needs_root!();
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("skipped: needs the openssl CLI");
+        return;
+    }
+    let stand_in = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/stand-in-k3s.sh")
+        .canonicalize()
+        .unwrap();
+    k3s_server_in_a_namespace(stand_in.as_os_str());
+}
+
+fn k3s_server_in_a_namespace(k3s_bin: &std::ffi::OsStr) {
+    let dir = tempfile::tempdir().unwrap();
     let netns = unique("tfk3s");
     let run = |args: &[&str]| {
         let status = Command::new(args[0]).args(&args[1..]).status().unwrap();
@@ -945,7 +972,21 @@ async fn k3s_server_init_becomes_ready_with_the_real_binary() {
     run(&["ip", "netns", "add", &netns]);
     let _netns = Netns(netns.clone());
     run(&["ip", "-n", &netns, "link", "set", "lo", "up"]);
-    run(&["ip", "-n", &netns, "link", "add", "tfk3s", "type", "dummy"]);
+    // A veth pair inside the namespace (dummy interfaces need a module
+    // not every kernel has).
+    run(&[
+        "ip",
+        "-n",
+        &netns,
+        "link",
+        "add",
+        "tfk3s",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "tfk3s-peer",
+    ]);
     run(&[
         "ip",
         "-n",
@@ -956,79 +997,103 @@ async fn k3s_server_init_becomes_ready_with_the_real_binary() {
         "dev",
         "tfk3s",
     ]);
+    run(&["ip", "-n", &netns, "link", "set", "tfk3s-peer", "up"]);
     run(&["ip", "-n", &netns, "link", "set", "tfk3s", "up"]);
     run(&[
         "ip", "-n", &netns, "route", "add", "default", "dev", "tfk3s",
     ]);
+    let status = Command::new("ip")
+        .args(["netns", "exec", &netns])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "k3s_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(K3S_HELPER_ENV, dir.path())
+        .env("K3S_BIN", k3s_bin)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the k3s helper failed");
+    assert!(
+        dir.path().join("k3s-ok").exists(),
+        "the helper ran its checks"
+    );
+}
 
-    let mut spec = example_spec("server-init");
-    spec.services.k3s.binary = k3s_bin.to_string_lossy().parse().unwrap();
-    let kubeconfig = bed.dir.path().join("kubeconfig.yaml");
-    spec.services.k3s.extra_args = vec![format!("--write-kubeconfig={}", kubeconfig.display())];
-    let wanted = supervise::desired(&spec, &bed.paths);
-    for file in &wanted.files {
-        fs::create_dir_all(file.path.parent().unwrap()).unwrap();
-        fs::write(&file.path, &file.contents).unwrap();
+/// Not a test by itself: the agent side of the k3s test, in its namespaces.
+#[test]
+#[ignore = "the body of the k3s test inside its namespaces; run only by that test"]
+fn k3s_helper() {
+    let (Some(dir), Some(k3s_bin)) = (
+        std::env::var_os(K3S_HELPER_ENV),
+        std::env::var_os("K3S_BIN"),
+    ) else {
+        eprintln!("skipped: {K3S_HELPER_ENV} and K3S_BIN are not set");
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    // k3s writes under /etc, /var/lib, /var/log and /run: each gets an
+    // overlay whose upper layer is a tmpfs of this mount namespace, so the
+    // host's directories are neither changed nor even created.
+    let layers = dir.join("layers");
+    fs::create_dir_all(&layers).unwrap();
+    let mount = |args: &[&str]| {
+        let status = Command::new("mount").args(args).status().unwrap();
+        assert!(status.success(), "mount {args:?}");
+    };
+    mount(&["-t", "tmpfs", "tmpfs", layers.to_str().unwrap()]);
+    for (name, path) in [
+        ("etc", "/etc"),
+        ("var-lib", "/var/lib"),
+        ("var-log", "/var/log"),
+        ("run", "/run"),
+    ] {
+        let (upper, work) = (
+            layers.join(name).join("upper"),
+            layers.join(name).join("work"),
+        );
+        fs::create_dir_all(&upper).unwrap();
+        fs::create_dir_all(&work).unwrap();
+        let options = format!(
+            "lowerdir={path},upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        );
+        mount(&["-t", "overlay", "overlay", "-o", &options, path]);
     }
-    let (supervisor, shutdown) = bed.supervisor();
-    let mut services = wanted.services.into_iter();
-    supervisor.ensure(services.next().unwrap()).unwrap();
-    let mut k3s = services.next().unwrap();
-    // In the namespace, with tmpfs over the host paths k3s writes.
-    let wrapper = bed.dir.path().join("k3s-in-netns");
-    fs::write(
-        &wrapper,
-        "#!/bin/sh\nfor d in /etc/rancher /var/lib/cni /run/flannel /var/lib/rancher /run/k3s /var/log/pods /var/log/containers; do mkdir -p $d; mount -t tmpfs tmpfs $d; done\nexec \"$@\"\n",
-    )
-    .unwrap();
-    fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let mut argv = vec![
-        "ip".to_owned(),
-        "netns".into(),
-        "exec".into(),
-        netns.clone(),
-        "/usr/bin/unshare".into(),
-        "--mount".into(),
-        "--propagation".into(),
-        "private".into(),
-        wrapper.display().to_string(),
-    ];
-    argv.append(&mut k3s.argv);
-    k3s.argv = argv;
-    // The probe runs in the agent's namespace: reach the apiserver through
-    // `ip netns exec` with curl is not assumed; use an exec probe with the
-    // same CA check instead.
-    let tls = bed.paths.k3s_data_dir.join("server/tls");
-    k3s.readiness = Some(ProbePolicy {
-        starting_period: Duration::from_secs(2),
-        timeout: Duration::from_secs(10),
-        ..ProbePolicy::new(Probe::Exec {
-            argv: vec![
-                "ip".into(),
-                "netns".into(),
-                "exec".into(),
-                netns.clone(),
-                "/usr/bin/curl".into(),
-                "-fsS".into(),
-                "--cacert".into(),
-                tls.join("server-ca.crt").display().to_string(),
-                "--cert".into(),
-                tls.join("client-admin.crt").display().to_string(),
-                "--key".into(),
-                tls.join("client-admin.key").display().to_string(),
-                "https://127.0.0.1:6443/readyz".into(),
-            ],
-        })
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use tfagent::reconcile::Step;
+        let paths = ServicePaths::under(&dir);
+        let token = CancellationToken::new();
+        let supervisor = Supervisor::new(
+            SupervisorConfig {
+                record_dir: paths.record_dir.clone(),
+                log_dir: paths.log_dir.clone(),
+                cgroups: CgroupLayout::None,
+                cgroup_parent: "unused".into(),
+            },
+            token.clone(),
+        );
+        let mut spec = example_spec("server-init");
+        spec.services.k3s.binary = k3s_bin.to_string_lossy().parse().unwrap();
+        spec.services.k3s.extra_args = vec![format!(
+            "--write-kubeconfig={}",
+            dir.join("kubeconfig.yaml").display()
+        )];
+        let services = supervise::Services::new(supervisor.clone(), paths.clone());
+        let outcome = services.converge(&spec).await.unwrap();
+        eprintln!("services step: {outcome:?}");
+        let ready = wait_for(&supervisor, "k3s", Duration::from_secs(300), |s| s.ready).await;
+        eprintln!("k3s ready: {ready:?}");
+        assert!(ready.message.contains("/readyz answered 200"), "{ready:?}");
+        supervisor.stop_all().await;
+        token.cancel();
     });
-    supervisor.ensure(k3s).unwrap();
-    let ready = wait_for(&supervisor, "k3s", Duration::from_secs(300), |s| s.ready).await;
-    eprintln!("k3s ready: {ready:?}");
-    supervisor.stop_all().await;
-    shutdown.cancel();
+    fs::write(dir.join("k3s-ok"), "ok").unwrap();
 }
 
 // ---- the real daemon adopts at start, and serves status, logs, restart ----
