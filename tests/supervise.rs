@@ -644,6 +644,8 @@ impl HelperAgent {
                 "--test-threads=1",
             ])
             .env(HELPER_ENV, dir)
+            .stdout(fs::File::create(dir.join("helper-agent.out")).unwrap())
+            .stderr(fs::File::create(dir.join("helper-agent.err")).unwrap())
             .spawn()
             .unwrap();
         Self { child }
@@ -1014,9 +1016,15 @@ fn k3s_server_in_a_namespace(k3s_bin: &std::ffi::OsStr) {
         ])
         .env(K3S_HELPER_ENV, dir.path())
         .env("K3S_BIN", k3s_bin)
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "the k3s helper failed");
+    let shown = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(status.status.success(), "the k3s helper failed:\n{shown}");
+    eprintln!("{shown}");
     assert!(
         dir.path().join("k3s-ok").exists(),
         "the helper ran its checks"
