@@ -742,9 +742,15 @@ impl Runner {
             cgroup_procs: procs,
         })
         .map_err(|e| format!("starting {program}: {e}"))?;
-        let pidfd = sys::pidfd_open(pid)
-            .and_then(sys::watch_pidfd)
-            .map_err(|e| format!("watching pid {pid}: {e}"))?;
+        let pidfd = match sys::pidfd_open(pid).and_then(sys::watch_pidfd) {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                // A process the agent cannot watch must not run unsupervised.
+                sys::kill(pid, Signal::SIGKILL);
+                sys::reap(pid, true);
+                return Err(format!("watching pid {pid}: {e}"));
+            }
+        };
         let now = SystemTime::now();
         let restarts = {
             let mut restarts = 0;
