@@ -25,5 +25,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // so the secret never reaches a log.
         .skip_debug([".tfagent.v1.ClusterSpec"])
         .compile_fds(descriptors)?;
+
+    // containerd's Version service: the client the supervisor asks whether
+    // its containerd is ready. Kept out of the reflection descriptor set.
+    let containerd = ["containerd/services/version/v1/version.proto"];
+    for proto in containerd {
+        println!("cargo:rerun-if-changed=proto/{proto}");
+    }
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_fds(protox::compile(containerd, includes)?)?;
     Ok(())
 }

@@ -20,6 +20,15 @@ cat >"$demo/tfagent.toml" <<TOML
 state_dir = "$demo/state"
 socket = "$demo/tfagent.sock"
 socket_allowed_uids = [$(id -u)]
+
+# The supervised services (containerd, k3s) keep everything in the temp dir.
+[services]
+run_dir = "$demo/run"
+containerd_root = "$demo/containerd"
+k3s_data_dir = "$demo/k3s"
+kubelet_root_dir = "$demo/kubelet"
+log_dir = "$demo/log"
+cgroups = false
 TOML
 
 "$bin/tfagent" --config "$demo/tfagent.toml" >"$demo/tfagent.log" 2>&1 &
@@ -51,6 +60,6 @@ show events
 printf '\n\033[1m$ tfagentctl get spec | head -n 20\033[0m\n'
 ctl get spec | head -n 20
 echo
-echo "(network, services, vip and add-ons are not implemented in this build. Storage"
-echo " is: it refuses the example's pools and disk, which this machine does not have,"
-echo " before any change; status says so, and nothing on this machine was changed)"
+echo "(the VIP step is not implemented in this build; storage refuses the example's"
+echo " pools and disk, which this machine does not have, before any change, and the"
+echo " steps after it wait: status says so, and nothing on this machine was changed)"

@@ -63,16 +63,33 @@ impl Daemon {
         self.dir.path().join("state")
     }
 
+    // ---- services ----
+    /// Keeps every file of the supervised services in the temp dir, with no
+    /// cgroups, so a daemon that gets to start them touches nothing of the host.
+    fn services_config(&self) -> String {
+        let dir = self.dir.path().join("services");
+        format!(
+            "[services]\nrun_dir = \"{run}\"\ncontainerd_root = \"{root}\"\nk3s_data_dir = \"{k3s}\"\nkubelet_root_dir = \"{kubelet}\"\nlog_dir = \"{log}\"\ncgroups = false\n",
+            run = dir.join("run").display(),
+            root = dir.join("containerd").display(),
+            k3s = dir.join("k3s").display(),
+            kubelet = dir.join("kubelet").display(),
+            log = dir.join("log").display(),
+        )
+    }
+
     fn spawn(&mut self) {
         let config = self.dir.path().join("tfagent.toml");
         fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_format = \"json\"\nlog_level = \"tfagent=trace,info\"\nsocket_allowed_uids = [{}]\n{}",
+                // Top-level keys first: after `[services]` they would be its.
+                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_format = \"json\"\nlog_level = \"tfagent=trace,info\"\nsocket_allowed_uids = [{}]\n{}{}",
                 self.state_dir().display(),
                 self.socket().display(),
                 nix::unistd::geteuid().as_raw(),
                 self.extra_config,
+                self.services_config(),
             ),
         )
         .unwrap();
@@ -719,4 +736,19 @@ fn members_of_the_reader_group_may_read_and_nothing_more() {
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("needs the operator role"), "{said}");
     assert_eq!(daemon.json(&["status"])["desired_generation"], 0);
+}
+
+// ---- services ----
+#[test]
+fn logs_and_restart_name_the_missing_service() {
+    let daemon = Daemon::start();
+    for args in [
+        &["logs", "k3s", "--tail", "5"][..],
+        &["restart", "containerd"][..],
+    ] {
+        let output = daemon.ctl(args);
+        assert!(!output.status.success(), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("no service named"), "{args:?}: {stderr}");
+    }
 }

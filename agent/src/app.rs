@@ -38,13 +38,15 @@ pub enum AppError {
 }
 
 /// The steps in reconcile order.
-pub fn steps(storage: &storage::Storage) -> Vec<Arc<dyn Step>> {
+pub fn steps(storage: &storage::Storage, services: supervise::Services) -> Vec<Arc<dyn Step>> {
+    // Add-on manifests go where this node's k3s reads them.
+    let k3s = addons::K3sPaths::under(&services.paths().k3s_data_dir);
     let steps: Vec<Arc<dyn Step>> = vec![
         Arc::new(storage.clone()),
         Arc::new(net::step()),
-        Arc::new(supervise::step()),
+        Arc::new(services),
         Arc::new(vip::step()),
-        Arc::new(addons::AddonsStep::new(addons::K3sPaths::default())),
+        Arc::new(addons::AddonsStep::new(k3s)),
     ];
     debug_assert!(steps.iter().map(|s| s.name()).eq(StepName::ORDER));
     steps
@@ -64,10 +66,6 @@ pub async fn run(
         None if loaded.refused.is_none() => info!("no spec stored yet; waiting for Apply"),
         None => {}
     }
-    let storage = storage::Storage::linux(&config.state_dir, config.allowed_devices.clone());
-    let steps = steps(&storage);
-    let status = Arc::new(StatusBoard::new(&StepName::ORDER));
-    let events = Arc::new(EventBus::default());
     // Listeners are bound before anything runs: a bad address or
     // certificate fails the start, naming what is wrong.
     let socket = api::bind_unix(&config.socket, config.socket_reader_gid).await?;
@@ -83,6 +81,40 @@ pub async fn run(
         }),
         _ => None,
     };
+    let metrics_listener = match config.metrics_address {
+        Some(address) => Some(metrics::bind(address).await?),
+        None => None,
+    };
+
+    let token = CancellationToken::new();
+    let supervisor = supervise::Supervisor::new(
+        supervise::SupervisorConfig {
+            record_dir: config.services.record_dir.clone(),
+            log_dir: config.services.log_dir.clone(),
+            cgroups: if config.service_cgroups {
+                supervise::cgroup::CgroupLayout::detect()
+            } else {
+                supervise::cgroup::CgroupLayout::None
+            },
+            cgroup_parent: config.services.cgroup_parent.clone(),
+        },
+        token.clone(),
+    );
+    // Services a previous agent started are adopted before anything else
+    // runs, so nothing starts them twice.
+    if let Some(desired) = &loaded.desired {
+        let resumed = supervise::resume(&supervisor, &desired.spec, &config.services);
+        if !resumed.is_empty() {
+            info!(services = ?resumed, "adopted the services still running");
+        }
+    }
+    let storage = storage::Storage::linux(&config.state_dir, config.allowed_devices.clone());
+    let steps = steps(
+        &storage,
+        supervise::Services::new(supervisor.clone(), config.services.clone()),
+    );
+    let status = Arc::new(StatusBoard::new(&StepName::ORDER));
+    let events = Arc::new(EventBus::default());
     let controller = Arc::new(
         Controller::new(
             store,
@@ -93,20 +125,15 @@ pub async fn run(
             Arc::new(LinuxHost),
         )
         .with_storage(storage)
+        .with_supervisor(supervisor.clone())
         .with_remote_api(remote_info.clone()),
     );
 
-    let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     if let (Some(info), Some(files)) = (remote_info, config.remote_api.clone()) {
         tracker.spawn(watch_expiry(info, files, token.clone()));
     }
-
     let reconcile_metrics = ReconcileMetrics::default();
-    let metrics_listener = match config.metrics_address {
-        Some(address) => Some(metrics::bind(address).await?),
-        None => None,
-    };
     if let Some(listener) = metrics_listener {
         let metrics = Arc::new(Metrics::new(&reconcile_metrics, Arc::clone(&controller)));
         tracker.spawn(metrics::serve(listener, metrics, token.clone()));
@@ -151,6 +178,8 @@ pub async fn run(
     token.cancel();
     tracker.close();
     tracker.wait().await;
+    // The services keep running; the next agent adopts them.
+    supervisor.detached().await;
     served?;
     match reconciler_watch.await {
         Ok(Ok(())) => {}
@@ -210,19 +239,20 @@ mod tests {
     use crate::test_support::example_spec;
 
     #[tokio::test]
-    async fn every_step_of_this_build_says_it_cannot_act_and_what_is_asked() {
-        let state = tempfile::tempdir().unwrap();
-        let steps = steps(&storage::Storage::linux(state.path(), None));
+    async fn every_step_but_the_vip_acts_and_says_what_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = crate::test_support::steps(dir.path());
         let names: Vec<StepName> = steps.iter().map(|s| s.name()).collect();
         assert_eq!(names, StepName::ORDER);
 
         let mut spec = example_spec("server-init");
         let plans = crate::reconcile::plan_all(&steps, &spec).await;
         let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
-        // Storage acts; on this host the example's pool and disk are absent,
-        // so its plan refuses, before any change.
-        assert!(plans[0].implemented);
-        assert!(plans[1..4].iter().all(|p| !p.implemented));
+        for (index, plan) in plans.iter().enumerate() {
+            assert_eq!(plan.implemented, index != 1 && index != 3, "{plan:?}");
+        }
+        // On this host the example's pool and disk are absent: storage
+        // refuses, before any change.
         assert!(
             plans[0].actions[0]
                 .starts_with("refuse volume k3s: no btrfs pool is mounted at /mnt/ssd-1"),
@@ -230,7 +260,8 @@ mod tests {
             plans[0]
         );
         assert!(plans[1].actions[0].contains("5 peer(s)"), "{:?}", plans[1]);
-        assert!(plans[2].actions[1].starts_with("k3s server (server-init)"));
+        assert_eq!(plans[2].actions.len(), 5, "{:?}", plans[2]);
+        assert_eq!(plans[2].actions[3], "start containerd");
         assert!(plans[3].actions[0].contains("priority 150"));
         assert!(plans[4].implemented);
         assert!(

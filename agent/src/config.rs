@@ -10,6 +10,8 @@ use std::{
 
 use serde::Deserialize;
 
+use crate::supervise::ServicePaths;
+
 /// Where zOS keeps persistent daemon state (`/var/cache/modules/NAME`).
 pub const DEFAULT_STATE_DIR: &str = "/var/cache/modules/tfagent";
 /// The local control socket.
@@ -61,6 +63,110 @@ struct RawConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    // ---- services ----
+    services: RawServices,
+}
+
+/// `[services]`: where the supervised services keep their files (defaults
+/// in [`ServicePaths`]), and whether they get cgroups.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawServices {
+    run_dir: Option<PathBuf>,
+    containerd_socket: Option<PathBuf>,
+    containerd_root: Option<PathBuf>,
+    containerd_state: Option<PathBuf>,
+    config_dir: Option<PathBuf>,
+    k3s_data_dir: Option<PathBuf>,
+    kubelet_root_dir: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
+    record_dir: Option<PathBuf>,
+    cgroup_parent: Option<String>,
+    /// false: services run in the agent's own cgroup.
+    cgroups: Option<bool>,
+}
+
+impl RawServices {
+    fn validate(
+        self,
+        invalid: impl Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<(ServicePaths, bool), ConfigError> {
+        let mut paths = match self.run_dir {
+            Some(run_dir) => ServicePaths::under_run_dir(run_dir),
+            None => ServicePaths::default(),
+        };
+        let fields: [(&'static str, Option<PathBuf>, &mut PathBuf); 8] = [
+            (
+                "services.containerd_socket",
+                self.containerd_socket,
+                &mut paths.containerd_socket,
+            ),
+            (
+                "services.containerd_root",
+                self.containerd_root,
+                &mut paths.containerd_root,
+            ),
+            (
+                "services.containerd_state",
+                self.containerd_state,
+                &mut paths.containerd_state,
+            ),
+            (
+                "services.config_dir",
+                self.config_dir,
+                &mut paths.config_dir,
+            ),
+            (
+                "services.k3s_data_dir",
+                self.k3s_data_dir,
+                &mut paths.k3s_data_dir,
+            ),
+            (
+                "services.kubelet_root_dir",
+                self.kubelet_root_dir,
+                &mut paths.kubelet_root_dir,
+            ),
+            ("services.log_dir", self.log_dir, &mut paths.log_dir),
+            (
+                "services.record_dir",
+                self.record_dir,
+                &mut paths.record_dir,
+            ),
+        ];
+        for (field, value, slot) in fields {
+            if let Some(value) = value {
+                *slot = value;
+            }
+            if !slot.is_absolute() {
+                return Err(invalid(field, "must be an absolute path"));
+            }
+        }
+        if !paths.run_dir.is_absolute() {
+            return Err(invalid("services.run_dir", "must be an absolute path"));
+        }
+        if paths.containerd_socket.as_os_str().len() > 107 {
+            return Err(invalid(
+                "services.containerd_socket",
+                "longer than a unix socket path may be (107 bytes)",
+            ));
+        }
+        if paths.containerd_socket.starts_with("/run/containerd") {
+            return Err(invalid(
+                "services.containerd_socket",
+                "/run/containerd belongs to zOS's own containerd",
+            ));
+        }
+        if let Some(parent) = self.cgroup_parent {
+            if parent.is_empty() || parent.contains(['/', '.']) {
+                return Err(invalid(
+                    "services.cgroup_parent",
+                    "must be one directory name",
+                ));
+            }
+            paths.cgroup_parent = parent;
+        }
+        Ok((paths, self.cgroups.unwrap_or(true)))
+    }
 }
 
 /// A group by name or number.
@@ -109,6 +215,11 @@ pub struct BootConfig {
     /// admits any device except the disk holding `/` or the state dir,
     /// which is always refused.
     pub allowed_devices: Option<Vec<String>>,
+    // ---- services ----
+    /// Where containerd and k3s keep their files.
+    pub services: ServicePaths,
+    /// Whether each service gets its own cgroup.
+    pub service_cgroups: bool,
 }
 
 impl fmt::Debug for BootConfig {
@@ -124,6 +235,8 @@ impl fmt::Debug for BootConfig {
             .field("socket_reader_gid", &self.socket_reader_gid)
             .field("remote_api", &self.remote_api)
             .field("allowed_devices", &self.allowed_devices)
+            .field("services", &self.services)
+            .field("service_cgroups", &self.service_cgroups)
             .finish()
     }
 }
@@ -141,6 +254,8 @@ impl Default for BootConfig {
             socket_reader_gid: None,
             remote_api: None,
             allowed_devices: None,
+            services: ServicePaths::default(),
+            service_cgroups: true,
         }
     }
 }
@@ -264,6 +379,7 @@ impl BootConfig {
                 "each entry must be a device path pattern under /dev/, e.g. /dev/disk/by-id/nvme-*",
             ));
         }
+        let (services, service_cgroups) = raw.services.validate(invalid)?;
         Ok(Self {
             state_dir,
             socket,
@@ -275,6 +391,8 @@ impl BootConfig {
             socket_reader_gid,
             remote_api,
             allowed_devices: raw.allowed_devices,
+            services,
+            service_cgroups,
         })
     }
 }
@@ -334,6 +452,35 @@ mod tests {
             config.allowed_devices,
             Some(vec!["/dev/disk/by-id/nvme-*".to_owned()])
         );
+    }
+
+    #[test]
+    fn services_paths_are_read_and_checked() {
+        let config = parse(
+            "[services]\nrun_dir = \"/tmp/r\"\nk3s_data_dir = \"/data/k3s\"\ncgroups = false\ncgroup_parent = \"t1\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.services.containerd_socket,
+            PathBuf::from("/tmp/r/containerd/containerd.sock")
+        );
+        assert_eq!(config.services.k3s_data_dir, PathBuf::from("/data/k3s"));
+        assert_eq!(config.services.cgroup_parent, "t1");
+        assert!(!config.service_cgroups);
+        for (text, field) in [
+            ("[services]\nlog_dir = \"rel\"", "services.log_dir"),
+            (
+                "[services]\ncontainerd_socket = \"/run/containerd/containerd.sock\"",
+                "services.containerd_socket",
+            ),
+            (
+                "[services]\ncgroup_parent = \"a/b\"",
+                "services.cgroup_parent",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::{
     spec::{NodeSpec, Role, SpecDocument, ValidationContext, ValidationErrors},
     state::{Desired, Loaded, RefusedSpec, StateError, StateStore},
     storage::{self, DiskInfo, StorageError, VolumeStatus},
+    supervise::{ServiceStatus, SuperviseError, Supervisor},
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -35,6 +36,11 @@ pub enum ControlError {
         what: &'static str,
         source: tokio::task::JoinError,
     },
+    // ---- services ----
+    #[error(transparent)]
+    Service(#[from] SuperviseError),
+    #[error("this agent supervises no services")]
+    NoSupervisor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +105,8 @@ pub struct NodeStatus {
     pub desired_generation: u64,
     pub converged_generation: u64,
     pub steps: Vec<StepStatus>,
+    /// Supervised services, in start order.
+    pub services: Vec<ServiceStatus>,
 }
 
 #[derive(Debug)]
@@ -112,6 +120,7 @@ pub struct Controller {
     // ---- storage ----
     /// Volume status, disks and device admission; `None` in tests without it.
     storage: Option<storage::Storage>,
+    supervisor: Option<Supervisor>,
 }
 
 /// Stores accepted specs. Runs in its own task so that a caller who goes
@@ -207,6 +216,7 @@ impl Controller {
             started_at: SystemTime::now(),
             remote_api: None,
             storage: None,
+            supervisor: None,
         }
     }
 
@@ -237,6 +247,33 @@ impl Controller {
     /// Reports the remote API in `info`.
     pub fn with_remote_api(self, remote_api: Option<RemoteApiInfo>) -> Self {
         Self { remote_api, ..self }
+    }
+
+    // ---- services ----
+
+    /// Serves the services of `supervisor` (status, logs, restarts).
+    pub fn with_supervisor(mut self, supervisor: Supervisor) -> Self {
+        self.supervisor = Some(supervisor);
+        self
+    }
+
+    fn supervisor(&self) -> Result<&Supervisor, ControlError> {
+        self.supervisor.as_ref().ok_or(ControlError::NoSupervisor)
+    }
+
+    /// The last `tail` lines of a service's output, and new ones as they come.
+    pub fn service_logs(
+        &self,
+        service: &str,
+        tail: usize,
+    ) -> Result<(Vec<String>, broadcast::Receiver<String>), ControlError> {
+        Ok(self.supervisor()?.logs(service, tail)?)
+    }
+
+    /// Restarts a supervised service now.
+    pub fn restart_service(&self, service: &str) -> Result<(), ControlError> {
+        info!(service, "restart requested");
+        Ok(self.supervisor()?.restart(service)?)
     }
 
     /// The desired spec as the reconciler follows it.
@@ -369,6 +406,11 @@ impl Controller {
             desired_generation: current.as_ref().map_or(0, |d| d.generation),
             converged_generation: self.status.converged_generation(),
             steps: self.status.snapshot(),
+            services: self
+                .supervisor
+                .as_ref()
+                .map(Supervisor::status)
+                .unwrap_or_default(),
         }
     }
 

@@ -12,6 +12,7 @@ use crate::{
     reconcile::{StatusBoard, StepName},
     spec::{NodeSpec, SpecDocument, ValidationContext},
     state::StateStore,
+    supervise,
 };
 
 /// The text of an example spec under examples/.
@@ -65,6 +66,36 @@ impl HostInfo for FakeHost {
     }
 }
 
+/// This build's steps, the services step keeping its files under `dir`
+/// (never starting anything unless applied).
+pub fn steps(dir: &Path) -> Vec<Arc<dyn crate::reconcile::Step>> {
+    steps_with(
+        dir,
+        &crate::storage::Storage::linux(&dir.join("state"), None),
+    )
+}
+
+/// This build's steps with `storage`, and services keeping their files
+/// under `dir`.
+pub fn steps_with(
+    dir: &Path,
+    storage: &crate::storage::Storage,
+) -> Vec<Arc<dyn crate::reconcile::Step>> {
+    let supervisor = supervise::Supervisor::new(
+        supervise::SupervisorConfig {
+            record_dir: dir.join("records"),
+            log_dir: dir.join("logs"),
+            cgroups: supervise::cgroup::CgroupLayout::None,
+            cgroup_parent: "unused".into(),
+        },
+        tokio_util::sync::CancellationToken::new(),
+    );
+    app::steps(
+        storage,
+        supervise::Services::new(supervisor, supervise::ServicePaths::under(dir)),
+    )
+}
+
 /// A controller over a state dir, with this build's steps and [`FakeHost`].
 pub fn controller(state_dir: &Path) -> Arc<Controller> {
     let (store, loaded) = StateStore::open(state_dir).unwrap();
@@ -73,7 +104,7 @@ pub fn controller(state_dir: &Path) -> Arc<Controller> {
         Controller::new(
             store,
             loaded,
-            app::steps(&storage),
+            steps_with(&state_dir.with_extension("services"), &storage),
             Arc::new(StatusBoard::new(&StepName::ORDER)),
             Arc::new(EventBus::default()),
             Arc::new(FakeHost),

@@ -26,6 +26,12 @@ pub mod v1 {
     }
 }
 
+/// The client of containerd's Version service (`containerd.services.version.v1`).
+pub mod containerd_version {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("containerd.services.version.v1");
+}
+
 /// Encoded `FileDescriptorSet` of the tfagent.v1 files, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tfagent_descriptor");
 

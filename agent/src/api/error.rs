@@ -4,7 +4,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::control::ControlError;
+use crate::{control::ControlError, supervise::SuperviseError};
 
 impl From<ControlError> for Status {
     fn from(error: ControlError) -> Self {
@@ -22,6 +22,15 @@ impl From<ControlError> for Status {
             }
             // ---- storage ----
             ControlError::Storage(_) => Status::unavailable(error.to_string()),
+            // ---- services ----
+            ControlError::Service(SuperviseError::NotFound(_)) => {
+                Status::not_found(error.to_string())
+            }
+            ControlError::Service(SuperviseError::ShuttingDown) => {
+                Status::unavailable(error.to_string())
+            }
+            ControlError::Service(_) => Status::failed_precondition(error.to_string()),
+            ControlError::NoSupervisor => Status::failed_precondition(error.to_string()),
         }
     }
 }

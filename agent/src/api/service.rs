@@ -158,4 +158,63 @@ impl NodeAgent for NodeAgentService {
         };
         Ok(Response::new(Box::pin(stream)))
     }
+
+    // ---- services ----
+
+    type LogsStream = Pin<Box<dyn Stream<Item = Result<pb::LogLine, Status>> + Send>>;
+
+    #[instrument(name = "rpc.logs", skip_all, fields(service))]
+    async fn logs(
+        &self,
+        request: Request<pb::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let request = request.into_inner();
+        tracing::Span::current().record("service", request.service.as_str());
+        let tail = match request.tail {
+            0 => DEFAULT_LOG_TAIL,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let (recent, mut live) = self.controller.service_logs(&request.service, tail)?;
+        let follow = request.follow;
+        let shutdown = self.shutdown.clone();
+        let stream = async_stream::stream! {
+            for line in recent {
+                yield Ok(pb::LogLine { line });
+            }
+            if !follow {
+                return;
+            }
+            loop {
+                let received = tokio::select! {
+                    () = shutdown.cancelled() => {
+                        yield Err(Status::unavailable("tfagent is shutting down"));
+                        return;
+                    }
+                    received = live.recv() => received,
+                };
+                match received {
+                    Ok(line) => yield Ok(pb::LogLine { line }),
+                    Err(RecvError::Closed) => return,
+                    Err(RecvError::Lagged(missed)) => {
+                        yield Ok(pb::LogLine { line: format!("[tfagent: {missed} lines skipped: the reader fell behind]") });
+                    }
+                }
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[instrument(name = "rpc.restart_service", skip_all, fields(service))]
+    async fn restart_service(
+        &self,
+        request: Request<pb::RestartServiceRequest>,
+    ) -> Result<Response<pb::RestartServiceResponse>, Status> {
+        let request = request.into_inner();
+        tracing::Span::current().record("service", request.service.as_str());
+        self.controller.restart_service(&request.service)?;
+        Ok(Response::new(pb::RestartServiceResponse {}))
+    }
 }
+
+/// Lines `Logs` sends when the request does not say.
+const DEFAULT_LOG_TAIL: usize = 100;

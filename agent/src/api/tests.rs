@@ -100,8 +100,8 @@ async fn dry_run_then_apply_then_unchanged() {
     assert!(dry.changed);
     let steps: Vec<&str> = dry.plan.iter().map(|p| p.step.as_str()).collect();
     assert_eq!(steps, ["storage", "network", "services", "vip", "addons"]);
-    // Every step has something to do for this spec; storage and
-    // add-ons are the steps this build carries out so far.
+    // Every step has something to do for this spec; the VIP step
+    // is the one this build cannot carry out yet.
     assert!(dry.plan.iter().all(|p| !p.actions.is_empty()), "{dry:?}");
     let implemented: Vec<&str> = dry
         .plan
@@ -109,7 +109,7 @@ async fn dry_run_then_apply_then_unchanged() {
         .filter(|p| p.implemented)
         .map(|p| p.step.as_str())
         .collect();
-    assert_eq!(implemented, ["storage", "addons"]);
+    assert_eq!(implemented, ["storage", "services", "addons"]);
     assert!(
         !agent.state_dir.join("spec.json").exists(),
         "a dry run stores nothing"
@@ -456,4 +456,147 @@ async fn list_disks_answers_and_status_has_no_volumes_without_a_spec() {
         .unwrap()
         .into_inner();
     assert!(status.volumes.is_empty());
+}
+
+// ---- services ----
+
+#[tokio::test]
+async fn service_status_logs_and_restart_over_the_socket() {
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+
+    use crate::{
+        control::Controller,
+        events::EventBus,
+        reconcile::{StatusBoard, StepName},
+        state::StateStore,
+        supervise::{ServiceDef, Supervisor, SupervisorConfig, cgroup::CgroupLayout},
+        test_support::{FakeHost, steps},
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let supervisor = Supervisor::new(
+        SupervisorConfig {
+            record_dir: dir.path().join("records"),
+            log_dir: dir.path().join("logs"),
+            cgroups: CgroupLayout::None,
+            cgroup_parent: "unused".into(),
+        },
+        stop.clone(),
+    );
+    supervisor
+        .ensure(ServiceDef::new(
+            "echo".parse().unwrap(),
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo one; echo two; exec sleep 600".into(),
+            ],
+        ))
+        .unwrap();
+    let (store, loaded) = StateStore::open(&dir.path().join("state")).unwrap();
+    let controller = Arc::new(
+        Controller::new(
+            store,
+            loaded,
+            steps(&dir.path().join("services")),
+            Arc::new(StatusBoard::new(&StepName::ORDER)),
+            Arc::new(EventBus::default()),
+            Arc::new(FakeHost),
+        )
+        .with_supervisor(supervisor.clone()),
+    );
+    let socket = dir.path().join("run/tfagent.sock");
+    let bound = bind_unix(&socket, None).await.unwrap();
+    let token = stop.clone();
+    let local = LocalAccess {
+        uids: vec![our_uid()],
+        reader_gid: None,
+    };
+    let served = tokio::spawn(async move { serve(bound, None, controller, local, token).await });
+    let mut client = connect_unix(&socket).await.unwrap();
+
+    let logs = |tail, follow| pb::LogsRequest {
+        service: "echo".into(),
+        tail,
+        follow,
+    };
+    // Both lines reach the file and the agent's memory.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<String> = client
+            .logs(logs(10, false))
+            .await
+            .unwrap()
+            .into_inner()
+            .map(|l| l.unwrap().line)
+            .collect()
+            .await;
+        if lines == ["one", "two"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{lines:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.volumes.is_empty());
+    let echo = &status.services[0];
+    assert_eq!(echo.name, "echo");
+    assert_eq!(echo.state, pb::ServiceState::Ready as i32);
+    assert!(echo.pid != 0 && echo.ready && echo.started_at.is_some());
+    let first_pid = echo.pid;
+
+    // Following: the last line, then what the restarted service writes.
+    let mut follow = client.logs(logs(1, true)).await.unwrap().into_inner();
+    assert_eq!(follow.message().await.unwrap().unwrap().line, "two");
+    client
+        .restart_service(pb::RestartServiceRequest {
+            service: "echo".into(),
+        })
+        .await
+        .unwrap();
+    for expected in ["one", "two"] {
+        let line = tokio::time::timeout(Duration::from_secs(10), follow.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(line.line, expected);
+    }
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.services[0].restarts, 1);
+    assert_ne!(status.services[0].pid, first_pid);
+    assert_eq!(status.services[0].last_exit_signal, Some(15));
+
+    for missing in [
+        client
+            .restart_service(pb::RestartServiceRequest {
+                service: "nope".into(),
+            })
+            .await
+            .unwrap_err(),
+        client
+            .logs(pb::LogsRequest {
+                service: "nope".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    }
+    drop(follow);
+    supervisor.stop_all().await;
+    stop.cancel();
+    served.await.unwrap().unwrap();
 }

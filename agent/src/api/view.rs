@@ -13,6 +13,7 @@ use crate::{
     reconcile::{Condition, StepStatus},
     spec::Role,
     storage::{DiskInfo, VolumeStatus},
+    supervise::{ExitInfo, ServiceState, ServiceStatus},
 };
 
 pub fn timestamp(time: SystemTime) -> Timestamp {
@@ -107,6 +108,44 @@ pub fn status(status: NodeStatus) -> pb::NodeStatus {
             .map(|r| format!("{} (moved to {})", r.reason, r.moved_to.display()))
             .unwrap_or_default(),
         volumes: Vec::new(),
+        services: status.services.into_iter().map(service_status).collect(),
+    }
+}
+
+// ---- services ----
+
+fn service_state(state: ServiceState) -> pb::ServiceState {
+    match state {
+        ServiceState::Waiting => pb::ServiceState::Waiting,
+        ServiceState::Starting => pb::ServiceState::Starting,
+        ServiceState::Ready => pb::ServiceState::Ready,
+        ServiceState::Unready => pb::ServiceState::Unready,
+        ServiceState::BackingOff => pb::ServiceState::BackingOff,
+        ServiceState::CrashLooping => pb::ServiceState::CrashLooping,
+        ServiceState::Stopping => pb::ServiceState::Stopping,
+        ServiceState::Stopped => pb::ServiceState::Stopped,
+        ServiceState::Failed => pb::ServiceState::Failed,
+    }
+}
+
+fn service_status(service: ServiceStatus) -> pb::ServiceStatus {
+    let (last_exit_code, last_exit_signal) = match service.last_exit {
+        Some(ExitInfo::Code(code)) => (Some(code), None),
+        Some(ExitInfo::Signal(signal)) => (None, Some(signal)),
+        Some(ExitInfo::Unknown) | None => (None, None),
+    };
+    pb::ServiceStatus {
+        name: service.name.to_string(),
+        state: service_state(service.state).into(),
+        pid: service.pid.unwrap_or_default(),
+        started_at: service.started_at.map(timestamp),
+        restarts: service.restarts,
+        last_exit_code,
+        last_exit_signal,
+        ready: service.ready,
+        probe_message: service.message,
+        adopted: service.adopted,
+        depends_on: service.depends_on.iter().map(ToString::to_string).collect(),
     }
 }
 

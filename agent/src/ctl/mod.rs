@@ -85,6 +85,19 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    // ---- services ----
+    /// The output of a supervised service (containerd, k3s, ...).
+    Logs {
+        service: String,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many recent lines to print first.
+        #[arg(long, default_value_t = 100)]
+        tail: u32,
+    },
+    /// Restart a supervised service now.
+    Restart { service: String },
     // ---- storage ----
     /// Block devices, their signatures, and whether volumes may use them.
     Disks,
@@ -324,6 +337,35 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             writeln!(out, "{line}").map_err(write_err)?;
         }
         Command::Completions { .. } | Command::Man | Command::Certs { .. } => {}
+        // ---- services ----
+        Command::Logs {
+            service,
+            follow,
+            tail,
+        } => {
+            let mut stream = client
+                .logs(pb::LogsRequest {
+                    service,
+                    tail: tail.max(1),
+                    follow,
+                })
+                .await?
+                .into_inner();
+            while let Some(line) = stream.message().await? {
+                writeln!(out, "{}", line.line).map_err(write_err)?;
+                if follow {
+                    out.flush().map_err(write_err)?;
+                }
+            }
+        }
+        Command::Restart { service } => {
+            client
+                .restart_service(pb::RestartServiceRequest {
+                    service: service.clone(),
+                })
+                .await?;
+            writeln!(out, "restarting {service}").map_err(write_err)?;
+        }
     }
     Ok(())
 }

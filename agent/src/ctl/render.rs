@@ -236,6 +236,80 @@ struct StatusView {
     // ---- storage ----
     #[serde(skip_serializing_if = "Vec::is_empty")]
     volumes: Vec<VolumeView>,
+    // ---- services ----
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    services: Vec<ServiceView>,
+}
+
+// ---- services ----
+
+#[derive(Serialize)]
+struct ServiceView {
+    name: String,
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    restarts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_exit: Option<String>,
+    ready: bool,
+    message: String,
+    adopted: bool,
+}
+
+fn service_view(s: &pb::ServiceStatus) -> ServiceView {
+    let last_exit = match (s.last_exit_code, s.last_exit_signal) {
+        (Some(code), _) => Some(format!("code {code}")),
+        (None, Some(signal)) => Some(format!("signal {signal}")),
+        (None, None) => None,
+    };
+    ServiceView {
+        name: s.name.clone(),
+        state: pb::ServiceState::try_from(s.state).map_or_else(
+            |_| format!("unknown({})", s.state),
+            |state| kebab(state.as_str_name(), "SERVICE_STATE_"),
+        ),
+        pid: (s.pid != 0).then_some(s.pid),
+        started_at: time(s.started_at.as_ref()),
+        restarts: s.restarts,
+        last_exit,
+        ready: s.ready,
+        message: s.probe_message.clone(),
+        adopted: s.adopted,
+    }
+}
+
+fn services_table(out: &mut dyn Write, style: Style, services: &[ServiceView]) -> io::Result<()> {
+    if services.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<12} {:<14} {:>7} {:>8}  {:<10} MESSAGE",
+        "SERVICE", "STATE", "PID", "RESTARTS", "LAST EXIT"
+    )?;
+    for s in services {
+        let code = match s.state.as_str() {
+            "ready" => "32",
+            "crash-looping" | "failed" | "unready" => "31",
+            _ => "33",
+        };
+        let adopted = if s.adopted { " (adopted)" } else { "" };
+        writeln!(
+            out,
+            "{:<12} {} {:>7} {:>8}  {:<10} {}{adopted}",
+            s.name,
+            style.paint(&format!("{:<14}", s.state), code),
+            s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            s.restarts,
+            s.last_exit.as_deref().unwrap_or("-"),
+            s.message
+        )?;
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -276,6 +350,7 @@ pub fn status(
             })
             .collect(),
         volumes: status.volumes.iter().map(volume_view).collect(),
+        services: status.services.iter().map(service_view).collect(),
     };
     if output != Output::Table {
         return structured(out, output, &view);
@@ -335,7 +410,7 @@ pub fn status(
             )?;
         }
     }
-    Ok(())
+    services_table(out, style, &view.services)
 }
 
 #[derive(Serialize)]
@@ -755,5 +830,63 @@ mod storage_tests {
         super::disks(&mut out, Output::Json, Style::detect(false), &disks).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(json[0]["allowed"], false);
+    }
+}
+
+// ---- services ----
+#[cfg(test)]
+mod services_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn status_lists_each_service() {
+        let status = pb::NodeStatus {
+            services: vec![
+                pb::ServiceStatus {
+                    name: "containerd".into(),
+                    state: pb::ServiceState::Ready.into(),
+                    pid: 4242,
+                    restarts: 1,
+                    last_exit_signal: Some(9),
+                    ready: true,
+                    probe_message: "containerd 1.6.20 answers".into(),
+                    adopted: true,
+                    ..Default::default()
+                },
+                pb::ServiceStatus {
+                    name: "k3s".into(),
+                    state: pb::ServiceState::CrashLooping.into(),
+                    restarts: 6,
+                    last_exit_code: Some(1),
+                    probe_message: "exit code 1; next start in 30s".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        super::status(&mut out, Output::Table, Style::detect(false), &status).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines.iter().position(|l| l.starts_with("SERVICE")).unwrap();
+        assert!(
+            lines[header + 1].starts_with("containerd   ready"),
+            "{text}"
+        );
+        assert!(lines[header + 1].contains("4242"), "{text}");
+        assert!(lines[header + 1].contains("signal 9"), "{text}");
+        assert!(lines[header + 1].ends_with("answers (adopted)"), "{text}");
+        assert!(
+            lines[header + 2].starts_with("k3s          crash-looping"),
+            "{text}"
+        );
+        assert!(lines[header + 2].contains("code 1"), "{text}");
+
+        let mut out = Vec::new();
+        super::status(&mut out, Output::Json, Style::detect(false), &status).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["services"][1]["state"], "crash-looping");
+        assert_eq!(json["services"][0]["pid"], 4242);
     }
 }
