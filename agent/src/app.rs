@@ -115,19 +115,21 @@ pub async fn run(
     );
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
-    let controller = Arc::new(
-        Controller::new(
-            store,
-            loaded,
-            steps.clone(),
-            Arc::clone(&status),
-            Arc::clone(&events),
-            Arc::new(LinuxHost),
-        )
-        .with_storage(storage)
-        .with_supervisor(supervisor.clone())
-        .with_remote_api(remote_info.clone()),
-    );
+    let mut controller = Controller::new(
+        store,
+        loaded,
+        steps.clone(),
+        Arc::clone(&status),
+        Arc::clone(&events),
+        Arc::new(LinuxHost),
+    )
+    .with_storage(storage)
+    .with_supervisor(supervisor.clone())
+    .with_remote_api(remote_info.clone());
+    if let Some(dirs) = config.services.persisted_dirs() {
+        controller = controller.with_service_dirs(dirs);
+    }
+    let controller = Arc::new(controller);
 
     let tracker = TaskTracker::new();
     if let (Some(info), Some(files)) = (remote_info, config.remote_api.clone()) {

@@ -12,7 +12,7 @@ use crate::{
     events::{Event, EventBus, EventKind},
     host::{HostCapabilities, HostInfo},
     reconcile::{self, StatusBoard, Step, StepName, StepStatus},
-    spec::{NodeSpec, Role, SpecDocument, ValidationContext, ValidationErrors},
+    spec::{NodeSpec, Role, ServiceDirs, SpecDocument, ValidationContext, ValidationErrors},
     state::{Desired, Loaded, RefusedSpec, StateError, StateStore},
     storage::{self, DiskInfo, StorageError, VolumeStatus},
     supervise::{ServiceStatus, SuperviseError, Supervisor},
@@ -121,6 +121,8 @@ pub struct Controller {
     /// Volume status, disks and device admission; `None` in tests without it.
     storage: Option<storage::Storage>,
     supervisor: Option<Supervisor>,
+    /// The services' data dirs, which storage persists by default.
+    service_dirs: Option<ServiceDirs>,
 }
 
 /// Stores accepted specs. Runs in its own task so that a caller who goes
@@ -217,6 +219,7 @@ impl Controller {
             remote_api: None,
             storage: None,
             supervisor: None,
+            service_dirs: None,
         }
     }
 
@@ -250,6 +253,15 @@ impl Controller {
     }
 
     // ---- services ----
+
+    /// Tells validation where the services keep their data, so storage
+    /// persists those directories by default.
+    pub fn with_service_dirs(self, service_dirs: ServiceDirs) -> Self {
+        Self {
+            service_dirs: Some(service_dirs),
+            ..self
+        }
+    }
 
     /// Serves the services of `supervisor` (status, logs, restarts).
     pub fn with_supervisor(mut self, supervisor: Supervisor) -> Self {
@@ -314,6 +326,7 @@ impl Controller {
             own_public_key: None,
             kernel_filesystems: Some(probe.capabilities.filesystems),
             addon_host: Some(prereq::availability(&probe.addons)),
+            service_dirs: self.service_dirs.clone(),
             ..ValidationContext::default()
         };
         if let Some(storage) = &self.storage {

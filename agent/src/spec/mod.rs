@@ -30,7 +30,7 @@ pub use types::{
     JoinUrlError, KeyError, Label, NameError, NodeName, PathError, PoolError, Propagation, Role,
     Secret, WgKey, WipeSignature, WipeSignatureError, parse_network,
 };
-pub use validate::{AddonHost, FieldError, ValidationContext, ValidationErrors};
+pub use validate::{AddonHost, FieldError, ServiceDirs, ValidationContext, ValidationErrors};
 
 /// What `get spec` shows in place of a secret. Validation refuses it as a
 /// token, so a redacted spec cannot be re-applied by accident.
@@ -105,5 +105,6 @@ pub mod defaults {
     /// The kubelet's dir; needs rshared propagation for volume mounts.
     pub const KUBELET_DIR: &str = "/var/lib/kubelet";
     /// containerd's root.
-    pub const CONTAINERD_ROOT: &str = "/var/lib/containerd";
+    /// (Not /var/lib/containerd: a host's own containerd may use that.)
+    pub const CONTAINERD_ROOT: &str = "/var/lib/tfagent-containerd";
 }

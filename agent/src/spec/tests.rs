@@ -2544,7 +2544,10 @@ fn persist_defaults_cover_what_no_volume_does() {
             ("/etc/rancher".to_owned(), Propagation::Private),
             ("/var/lib/kubelet".to_owned(), Propagation::Rshared),
             ("/var/lib/longhorn".to_owned(), Propagation::Rshared),
-            ("/var/lib/containerd".to_owned(), Propagation::Private),
+            (
+                "/var/lib/tfagent-containerd".to_owned(),
+                Propagation::Private
+            ),
             (
                 "/var/cache/modules/tfagent".to_owned(),
                 Propagation::Private

@@ -48,6 +48,31 @@ pub struct ValidationContext {
     pub refused_devices: BTreeMap<String, String>,
     /// Which add-ons the node can run.
     pub addon_host: Option<AddonHost>,
+    /// Where this node's services keep their data, persisted by default
+    /// (`defaults` when unknown).
+    pub service_dirs: Option<ServiceDirs>,
+}
+
+/// The directories of the supervised services that must survive a reboot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceDirs {
+    /// k3s's data dir.
+    pub k3s_data_dir: AbsPath,
+    /// The kubelet's root dir (rshared).
+    pub kubelet_dir: AbsPath,
+    /// containerd's root.
+    pub containerd_root: AbsPath,
+}
+
+impl Default for ServiceDirs {
+    fn default() -> Self {
+        let path = |text: &str| AbsPath::from_str(text).unwrap_or_else(|_| unreachable!());
+        Self {
+            k3s_data_dir: path(defaults::K3S_DATA_DIR),
+            kubelet_dir: path(defaults::KUBELET_DIR),
+            containerd_root: path(defaults::CONTAINERD_ROOT),
+        }
+    }
 }
 
 /// What the node can run of the add-ons, from their prerequisites.
@@ -1104,8 +1129,8 @@ impl Checker<'_> {
                 .parse()
                 .unwrap_or(defaults::LONGHORN_DATA_PATH.parse().ok()?)
         };
-        let rshared_by_default =
-            |path: &AbsPath| path.as_str() == defaults::KUBELET_DIR || *path == longhorn;
+        let dirs = self.ctx.service_dirs.clone().unwrap_or_default();
+        let rshared_by_default = |path: &AbsPath| *path == dirs.kubelet_dir || *path == longhorn;
         if volumes.is_some_and(<[Volume]>::is_empty)
             || (volumes.is_none() && doc == &PersistDoc::default())
         {
@@ -1150,10 +1175,10 @@ impl Checker<'_> {
             };
             let wanted = [
                 defaults::RANCHER_ETC.parse().ok(),
-                defaults::K3S_DATA_DIR.parse().ok(),
-                defaults::KUBELET_DIR.parse().ok(),
+                Some(dirs.k3s_data_dir.clone()),
+                Some(dirs.kubelet_dir.clone()),
                 Some(longhorn.clone()),
-                defaults::CONTAINERD_ROOT.parse().ok(),
+                Some(dirs.containerd_root.clone()),
                 local_path,
                 state_dir,
             ];

@@ -66,6 +66,17 @@ impl ServicePaths {
         }
     }
 
+    /// The directories storage must persist, as validation knows them;
+    /// `None` when one is not valid UTF-8.
+    pub fn persisted_dirs(&self) -> Option<crate::spec::ServiceDirs> {
+        let dir = |path: &PathBuf| path.to_str()?.trim_end_matches('/').parse().ok();
+        Some(crate::spec::ServiceDirs {
+            k3s_data_dir: dir(&self.k3s_data_dir)?,
+            kubelet_dir: dir(&self.kubelet_root_dir)?,
+            containerd_root: dir(&self.containerd_root)?,
+        })
+    }
+
     pub fn containerd_config(&self) -> PathBuf {
         self.config_dir.join("containerd.toml")
     }
