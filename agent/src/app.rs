@@ -12,7 +12,7 @@ use crate::{
     config::BootConfig,
     control::Controller,
     events::EventBus,
-    host::LinuxHost,
+    host::{HostInfo, LinuxHost},
     net,
     reconcile::{Reconciler, StatusBoard, Step, StepName},
     state::{StateError, StateStore},
@@ -25,6 +25,13 @@ pub enum AppError {
     State(#[from] StateError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    // ---- network ----
+    #[error(transparent)]
+    Key(#[from] net::KeyError),
+    #[error(transparent)]
+    Backend(#[from] net::BackendError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
     /// A task the agent cannot run without died; the supervisor (zinit,
     /// systemd) restarts the agent.
     #[error("the {task} task crashed: {source}")]
@@ -34,11 +41,11 @@ pub enum AppError {
     },
 }
 
-/// The steps in reconcile order.
-pub fn steps() -> Vec<Arc<dyn Step>> {
+/// The steps in reconcile order, with this network step.
+pub fn steps(network: Arc<dyn Step>) -> Vec<Arc<dyn Step>> {
     let steps: Vec<Arc<dyn Step>> = vec![
         Arc::new(storage::step()),
-        Arc::new(net::step()),
+        network,
         Arc::new(supervise::step()),
         Arc::new(vip::step()),
         Arc::new(addons::step()),
@@ -61,7 +68,26 @@ pub async fn run(
         None if loaded.refused.is_none() => info!("no spec stored yet; waiting for Apply"),
         None => {}
     }
-    let steps = steps();
+    // ---- network ----
+    let key = Arc::new(net::NodeKey::load_or_generate(store.dir())?);
+    let capabilities = LinuxHost.capabilities();
+    let backend = match net::choose_backend(config.wireguard_backend, &capabilities) {
+        Ok(backend) => backend,
+        // With neither, the network step fails and says why; the agent
+        // still serves.
+        Err(net::BackendError::Neither) => {
+            warn!("the host has neither the wireguard module nor wireguard-go");
+            net::Backend::Userspace
+        }
+        Err(error) => return Err(error.into()),
+    };
+    info!(%backend, public_key = %key.public(), "WireGuard");
+    let network = Arc::new(net::step(
+        backend,
+        key,
+        capabilities.wireguard_go.as_deref(),
+    ));
+    let steps = steps(network.clone());
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
     let controller = Arc::new(Controller::new(
@@ -71,7 +97,9 @@ pub async fn run(
         Arc::clone(&status),
         Arc::clone(&events),
         Arc::new(LinuxHost),
-    ));
+    )
+    .with_network(network));
+    controller.resume_trial()?;
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -146,17 +174,19 @@ mod tests {
 
     #[tokio::test]
     async fn every_step_of_this_build_says_it_cannot_act_and_what_is_asked() {
-        let steps = steps();
+        let steps = steps(Arc::new(crate::test_support::network_step()));
         let names: Vec<StepName> = steps.iter().map(|s| s.name()).collect();
         assert_eq!(names, StepName::ORDER);
 
         let mut spec = example_spec("server-init");
         let plans = crate::reconcile::plan_all(&steps, &spec).await;
         let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
-        assert!(plans.iter().all(|p| !p.implemented));
+        assert!(plans[1].implemented, "{:?}", plans[1]);
+        assert!(plans.iter().enumerate().all(|(i, p)| i == 1 || !p.implemented));
         assert_eq!(plans[0].actions.len(), spec.storage.volumes.len());
         assert!(plans[0].actions[0].contains("/var/lib/rancher/k3s"));
-        assert!(plans[1].actions[0].contains("5 peer(s)"), "{:?}", plans[1]);
+        let peers = plans[1].actions.iter().filter(|a| a.starts_with("add peer")).count();
+        assert_eq!(peers, 5, "{:?}", plans[1]);
         assert!(plans[2].actions[1].starts_with("k3s server (server-init)"));
         assert!(plans[3].actions[0].contains("priority 150"));
         assert!(plans[4].actions[0].contains("metallb"));

@@ -52,6 +52,8 @@ struct RawConfig {
     log_level: Option<String>,
     resync_interval_secs: Option<u64>,
     socket_allowed_uids: Option<Vec<u32>>,
+    // ---- network ----
+    wireguard_backend: crate::net::BackendChoice,
 }
 
 /// Validated boot configuration.
@@ -68,6 +70,10 @@ pub struct BootConfig {
     pub resync_interval: Duration,
     /// Peer uids the local socket serves; root only unless widened.
     pub socket_allowed_uids: Vec<u32>,
+    // ---- network ----
+    /// `auto` (kernel module when present, else wireguard-go), `kernel` or
+    /// `userspace`.
+    pub wireguard_backend: crate::net::BackendChoice,
 }
 
 impl fmt::Debug for BootConfig {
@@ -79,6 +85,7 @@ impl fmt::Debug for BootConfig {
             .field("log_level", &self.log_level)
             .field("resync_interval", &self.resync_interval)
             .field("socket_allowed_uids", &self.socket_allowed_uids)
+            .field("wireguard_backend", &self.wireguard_backend)
             .finish()
     }
 }
@@ -92,6 +99,7 @@ impl Default for BootConfig {
             log_level: "info".into(),
             resync_interval: Duration::from_secs(60),
             socket_allowed_uids: vec![0],
+            wireguard_backend: crate::net::BackendChoice::Auto,
         }
     }
 }
@@ -158,6 +166,7 @@ impl BootConfig {
             log_level,
             resync_interval,
             socket_allowed_uids,
+            wireguard_backend: raw.wireguard_backend,
         })
     }
 }
@@ -186,6 +195,7 @@ mod tests {
             log_level = "tfagent=debug"
             resync_interval_secs = 5
             socket_allowed_uids = [0, 1000]
+            wireguard_backend = "userspace"
             "#,
         )
         .unwrap();
@@ -195,6 +205,9 @@ mod tests {
         assert_eq!(config.log_level, "tfagent=debug");
         assert_eq!(config.resync_interval, Duration::from_secs(5));
         assert_eq!(config.socket_allowed_uids, vec![0, 1000]);
+        assert_eq!(config.wireguard_backend, crate::net::BackendChoice::Userspace);
+        let err = parse("wireguard_backend = \"ebpf\"").unwrap_err().to_string();
+        assert!(err.contains("ebpf") || err.contains("wireguard_backend"), "{err}");
     }
 
     #[test]

@@ -2,9 +2,14 @@
 //! answers reads about the spec, status, host and events. The gRPC layer in
 //! `api/` is a thin shell over it.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use tokio::sync::{Mutex, broadcast, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, info, warn};
 
 use crate::{
@@ -13,6 +18,12 @@ use crate::{
     reconcile::{self, StatusBoard, Step, StepName, StepStatus},
     spec::{NodeSpec, Role, SpecDocument, ValidationContext, ValidationErrors},
     state::{Desired, Loaded, RefusedSpec, StateError, StateStore},
+};
+// ---- network ----
+use crate::{
+    net::{Backend, InterfaceStatus, NetworkStep, access::HubInfo},
+    spec::WgKey,
+    trial::{self, Trial, TrialError},
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -30,14 +41,24 @@ pub enum ControlError {
         what: &'static str,
         source: tokio::task::JoinError,
     },
+    // ---- network ----
+    /// The request cannot be served in the agent's current state (a trial
+    /// pending, nothing to confirm, no spec to fall back to).
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the try-mode record: {0}")]
+    Trial(#[from] TrialError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyMode {
     Apply,
     DryRun,
-    /// Roll back unless confirmed; arrives with the network capability.
-    Try,
+    /// Apply, and roll back to the previous spec unless confirmed within
+    /// the timeout.
+    Try(Duration),
 }
 
 /// The plan of one step as `Apply` reports it.
@@ -65,6 +86,9 @@ pub struct NodeInfo {
     pub generation: u64,
     pub capabilities: HostCapabilities,
     pub started_at: SystemTime,
+    // ---- network ----
+    pub wireguard_public_key: Option<WgKey>,
+    pub wireguard_backend: Option<Backend>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +100,18 @@ pub struct NodeStatus {
     pub desired_generation: u64,
     pub converged_generation: u64,
     pub steps: Vec<StepStatus>,
+    // ---- network ----
+    pub wireguard: Option<InterfaceStatus>,
+    pub trial: Option<TrialStatus>,
+    /// What became of the last trial that ended, one line.
+    pub last_trial: Option<String>,
+}
+
+/// A spec on trial, as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrialStatus {
+    pub generation: u64,
+    pub deadline: SystemTime,
 }
 
 #[derive(Debug)]
@@ -85,6 +121,33 @@ pub struct Controller {
     status: Arc<StatusBoard>,
     host: Arc<dyn HostInfo>,
     started_at: SystemTime,
+    // ---- network ----
+    network: Option<Arc<NetworkStep>>,
+    trials: Arc<Trials>,
+}
+
+/// The spec on trial, if any, and how to call its revert off.
+#[derive(Debug)]
+struct Trials {
+    state_dir: PathBuf,
+    /// Serialises trial starts, confirmations, reverts and plain applies.
+    lock: Mutex<()>,
+    pending: std::sync::Mutex<Option<(Trial, CancellationToken)>>,
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl Trials {
+    fn pending(&self) -> Option<Trial> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(t, _)| t.clone())
+    }
+
+    fn set_last(&self, text: String) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+    }
 }
 
 /// Stores accepted specs. Runs in its own task so that a caller who goes
@@ -166,6 +229,7 @@ impl Controller {
                 "the stored spec was refused; waiting for a new one"
             );
         }
+        let state_dir = store.dir().to_owned();
         Self {
             committer: Arc::new(Committer {
                 store,
@@ -178,7 +242,20 @@ impl Controller {
             status,
             host,
             started_at: SystemTime::now(),
+            network: None,
+            trials: Arc::new(Trials {
+                state_dir,
+                lock: Mutex::new(()),
+                pending: std::sync::Mutex::new(None),
+                last: std::sync::Mutex::new(None),
+            }),
         }
+    }
+
+    /// Gives the controller the network step (public key, live status).
+    pub fn with_network(mut self, network: Arc<NetworkStep>) -> Self {
+        self.network = Some(network);
+        self
     }
 
     /// The desired spec as the reconciler follows it.
@@ -206,7 +283,7 @@ impl Controller {
     async fn validation_context(&self) -> Result<ValidationContext, ControlError> {
         let (_, capabilities) = self.probe_host().await?;
         Ok(ValidationContext {
-            own_public_key: None,
+            own_public_key: self.network.as_ref().map(|n| n.public_key()),
             kernel_filesystems: Some(capabilities.filesystems),
         })
     }
@@ -218,9 +295,6 @@ impl Controller {
         document: SpecDocument,
         mode: ApplyMode,
     ) -> Result<ApplyOutcome, ControlError> {
-        if mode == ApplyMode::Try {
-            return Err(ControlError::Unsupported("apply mode `try`"));
-        }
         let context = self.validation_context().await?;
         let spec = match document.validate(&context) {
             Ok(spec) => spec,
@@ -240,13 +314,25 @@ impl Controller {
             });
         }
 
-        let commit = Arc::clone(&self.committer).commit(spec);
-        let (generation, changed) = tokio::spawn(commit.instrument(Span::current()))
-            .await
-            .map_err(|source| ControlError::Internal {
-                what: "storing the spec",
-                source,
-            })??;
+        let _trials = self.trials.lock.lock().await;
+        if let Some(pending) = self.trials.pending() {
+            if self.current().is_some_and(|c| c.spec == spec) {
+                // The spec on trial, again: nothing to do, still on trial.
+                return Ok(ApplyOutcome {
+                    generation: pending.generation,
+                    changed: false,
+                    plan,
+                });
+            }
+            return Err(ControlError::Precondition(format!(
+                "generation {} is on trial: confirm it (tfagentctl confirm) or wait for its revert before applying another spec",
+                pending.generation
+            )));
+        }
+        if let ApplyMode::Try(timeout) = mode {
+            return self.start_trial(spec, timeout, plan).await;
+        }
+        let (generation, changed) = self.commit(spec).await?;
         Ok(ApplyOutcome {
             generation,
             changed,
@@ -291,7 +377,25 @@ impl Controller {
             desired_generation: current.as_ref().map_or(0, |d| d.generation),
             converged_generation: self.status.converged_generation(),
             steps: self.status.snapshot(),
+            wireguard: None,
+            trial: self.trials.pending().map(|t| TrialStatus {
+                generation: t.generation,
+                deadline: t.deadline,
+            }),
+            last_trial: self.trials.last.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
+    }
+
+    /// [`Self::status`] with the live state of the WireGuard interface.
+    pub async fn full_status(&self) -> NodeStatus {
+        let mut status = self.status();
+        if let Some(network) = &self.network {
+            let current = self.current();
+            status.wireguard = network
+                .status(current.as_ref().map(|d| &d.spec.network.wireguard))
+                .await;
+        }
+        status
     }
 
     pub async fn info(&self) -> Result<NodeInfo, ControlError> {
@@ -302,12 +406,201 @@ impl Controller {
             generation: self.current().map_or(0, |d| d.generation),
             capabilities,
             started_at: self.started_at,
+            wireguard_public_key: self.network.as_ref().map(|n| n.public_key()),
+            wireguard_backend: self.network.as_ref().map(|n| n.backend()),
         })
     }
 
     pub fn subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
         self.committer.events.subscribe()
     }
+
+    async fn commit(&self, spec: NodeSpec) -> Result<(u64, bool), ControlError> {
+        let commit = Arc::clone(&self.committer).commit(spec);
+        tokio::spawn(commit.instrument(Span::current()))
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "storing the spec",
+                source,
+            })?
+    }
+}
+
+// ---- network ----
+impl Controller {
+    /// Stores `spec` on trial: the current spec is kept, and restored unless
+    /// [`Self::confirm`] arrives within `timeout`. The trial lock is held.
+    async fn start_trial(
+        &self,
+        spec: NodeSpec,
+        timeout: Duration,
+        plan: Vec<PlannedStep>,
+    ) -> Result<ApplyOutcome, ControlError> {
+        if timeout.is_zero() || timeout > trial::MAX_TRY_TIMEOUT {
+            return Err(ControlError::BadRequest(format!(
+                "try_timeout: must be between 1s and {}s",
+                trial::MAX_TRY_TIMEOUT.as_secs()
+            )));
+        }
+        let Some(current) = self.current() else {
+            return Err(ControlError::Precondition(
+                "try mode needs a stored spec to fall back to: apply one first".into(),
+            ));
+        };
+        if current.spec == spec {
+            return Ok(ApplyOutcome {
+                generation: current.generation,
+                changed: false,
+                plan,
+            });
+        }
+        // Recorded before the spec is stored: a crash in between reverts to
+        // what is still current, which changes nothing.
+        let mut trial = Trial {
+            generation: current.generation + 1,
+            deadline: SystemTime::now() + timeout,
+            previous: current.spec.clone(),
+        };
+        self.save_trial(&trial).await?;
+        let (generation, changed) = self.commit(spec).await?;
+        if generation != trial.generation {
+            trial.generation = generation;
+            self.save_trial(&trial).await?;
+        }
+        info!(generation, timeout_secs = timeout.as_secs(), "spec stored on trial");
+        self.arm(trial);
+        Ok(ApplyOutcome {
+            generation,
+            changed,
+            plan,
+        })
+    }
+
+    async fn save_trial(&self, trial: &Trial) -> Result<(), ControlError> {
+        let dir = self.trials.state_dir.clone();
+        let trial = trial.clone();
+        tokio::task::spawn_blocking(move || trial::save(&dir, &trial))
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "saving the trial",
+                source,
+            })?
+            .map_err(ControlError::from)
+    }
+
+    /// Records `trial` as pending and starts its revert timer.
+    fn arm(&self, trial: Trial) {
+        let cancel = CancellationToken::new();
+        let generation = trial.generation;
+        let wait = trial
+            .deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        *self.trials.pending.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((trial, cancel.clone()));
+        let committer = Arc::clone(&self.committer);
+        let trials = Arc::clone(&self.trials);
+        tokio::spawn(
+            async move {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = tokio::time::sleep(wait) => {
+                        if let Err(error) = revert(&committer, &trials, generation).await {
+                            warn!(%error, "cannot revert the spec on trial; retried at the next start");
+                        }
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("trial", generation)),
+        );
+    }
+
+    /// Takes up a trial persisted by an earlier run: its revert runs at its
+    /// deadline, at once when that has passed.
+    pub fn resume_trial(&self) -> Result<(), ControlError> {
+        if let Some(trial) = trial::load(&self.trials.state_dir)? {
+            info!(generation = trial.generation, "a spec is still on trial");
+            self.arm(trial);
+        }
+        Ok(())
+    }
+
+    /// Keeps the spec on trial as `generation`.
+    pub async fn confirm(&self, generation: u64) -> Result<u64, ControlError> {
+        let _trials = self.trials.lock.lock().await;
+        let Some(pending) = self.trials.pending() else {
+            let last = self.trials.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            return Err(ControlError::Precondition(match last {
+                Some(last) => format!("no spec is on trial ({last})"),
+                None => "no spec is on trial".into(),
+            }));
+        };
+        if pending.generation != generation {
+            return Err(ControlError::Precondition(format!(
+                "generation {generation} is not on trial; generation {} is",
+                pending.generation
+            )));
+        }
+        let dir = self.trials.state_dir.clone();
+        tokio::task::spawn_blocking(move || trial::clear(&dir))
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "clearing the trial",
+                source,
+            })??;
+        if let Some((_, cancel)) = self
+            .trials
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            cancel.cancel();
+        }
+        info!(generation, "spec on trial confirmed");
+        self.trials
+            .set_last(format!("generation {generation} was confirmed"));
+        Ok(generation)
+    }
+
+    /// What a user's wg-quick config needs from this node.
+    pub fn access_hub(&self, name: &str) -> Result<HubInfo, ControlError> {
+        let network = self
+            .network
+            .as_ref()
+            .ok_or(ControlError::Unsupported("WireGuard"))?;
+        let current = self.current().ok_or_else(|| {
+            ControlError::Precondition("no spec is stored: the mesh is not configured".into())
+        })?;
+        Ok(crate::net::access::hub_info(
+            &current.spec.network.wireguard,
+            current.spec.cluster.vip,
+            network.public_key(),
+            name,
+        ))
+    }
+}
+
+/// Restores the spec a trial replaced, unless it was confirmed meanwhile.
+async fn revert(committer: &Arc<Committer>, trials: &Trials, generation: u64) -> Result<(), ControlError> {
+    let _trials = trials.lock.lock().await;
+    let Some(pending) = trials.pending().filter(|t| t.generation == generation) else {
+        return Ok(());
+    };
+    let (reverted_to, _) = Arc::clone(committer).commit(pending.previous).await?;
+    let dir = trials.state_dir.clone();
+    tokio::task::spawn_blocking(move || trial::clear(&dir))
+        .await
+        .map_err(|source| ControlError::Internal {
+            what: "clearing the trial",
+            source,
+        })??;
+    *trials.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    warn!(generation, reverted_to, "the spec on trial was not confirmed in time; reverted");
+    trials.set_last(format!(
+        "generation {generation} was not confirmed in time and was reverted as generation {reverted_to}"
+    ));
+    Ok(())
 }
 
 #[cfg(test)]

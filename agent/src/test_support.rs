@@ -60,9 +60,19 @@ pub fn controller(state_dir: &Path) -> Arc<Controller> {
     Arc::new(Controller::new(
         store,
         loaded,
-        app::steps(),
+        app::steps(Arc::new(network_step())),
         Arc::new(StatusBoard::new(&StepName::ORDER)),
         Arc::new(EventBus::default()),
         Arc::new(FakeHost),
     ))
+}
+
+// ---- network ----
+/// A network step over a fake host, with a fixed-seed-free fresh key.
+pub fn network_step() -> crate::net::NetworkStep {
+    crate::net::NetworkStep::new(
+        crate::net::Backend::Userspace,
+        Arc::new(crate::net::NodeKey::generate()),
+        crate::net::fake::FakeNet::default().host(),
+    )
 }

@@ -20,6 +20,10 @@ impl From<ControlError> for Status {
             ControlError::State(_) | ControlError::Internal { .. } => {
                 Status::internal(error.to_string())
             }
+            // ---- network ----
+            ControlError::Precondition(_) => Status::failed_precondition(error.to_string()),
+            ControlError::BadRequest(_) => Status::invalid_argument(error.to_string()),
+            ControlError::Trial(_) => Status::internal(error.to_string()),
         }
     }
 }

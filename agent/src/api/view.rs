@@ -13,6 +13,8 @@ use crate::{
     reconcile::{Condition, StepStatus},
     spec::Role,
 };
+// ---- network ----
+use crate::net::{InterfaceStatus, access::HubInfo};
 
 pub fn timestamp(time: SystemTime) -> Timestamp {
     Timestamp::from(time)
@@ -33,6 +35,14 @@ pub fn info(info: NodeInfo) -> pb::NodeInfo {
         generation: info.generation,
         capabilities: Some(capabilities(info.capabilities)),
         started_at: Some(timestamp(info.started_at)),
+        wireguard_public_key: info
+            .wireguard_public_key
+            .map(|k| k.to_string())
+            .unwrap_or_default(),
+        wireguard_backend: info
+            .wireguard_backend
+            .map(|b| b.to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -91,6 +101,52 @@ pub fn status(status: NodeStatus) -> pb::NodeStatus {
             .refused_spec
             .map(|r| format!("{} (moved to {})", r.reason, r.moved_to.display()))
             .unwrap_or_default(),
+        wireguard: status.wireguard.map(wireguard_status),
+        trial: status.trial.map(|t| pb::TrialStatus {
+            generation: t.generation,
+            deadline: Some(timestamp(t.deadline)),
+        }),
+        last_trial: status.last_trial.unwrap_or_default(),
+    }
+}
+
+// ---- network ----
+fn wireguard_status(status: InterfaceStatus) -> pb::WireguardStatus {
+    pb::WireguardStatus {
+        interface: status.interface,
+        backend: status.backend.to_string(),
+        up: status.up,
+        listen_port: status.listen_port.into(),
+        public_key: status.public_key.to_string(),
+        peers: status
+            .peers
+            .into_iter()
+            .map(|p| pb::WireguardPeerStatus {
+                name: p.name,
+                public_key: p.public_key.to_string(),
+                endpoint: p.endpoint.map(|e| e.to_string()).unwrap_or_default(),
+                latest_handshake: p.last_handshake.map(timestamp),
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+                allowed_ips: p.allowed_ips.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+        error: status.error.unwrap_or_default(),
+    }
+}
+
+pub fn access_hub(name: &str, hub: HubInfo) -> pb::WireguardAccessConfigResponse {
+    pb::WireguardAccessConfigResponse {
+        public_key: hub.public_key.to_string(),
+        listen_port: hub.listen_port.into(),
+        mtu: hub.mtu,
+        allowed_ips: hub.allowed_ips.iter().map(ToString::to_string).collect(),
+        existing_peer: hub.existing_peer.map(|(key, allowed)| pb::WireguardPeer {
+            name: name.to_owned(),
+            public_key: key.to_string(),
+            allowed_ips: allowed.iter().map(ToString::to_string).collect(),
+            ..Default::default()
+        }),
     }
 }
 

@@ -44,7 +44,7 @@ impl Style {
     }
 }
 
-fn time(ts: Option<&Timestamp>) -> Option<String> {
+pub(super) fn time(ts: Option<&Timestamp>) -> Option<String> {
     let ts = ts?;
     let secs = u64::try_from(ts.seconds).ok()?;
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
@@ -72,7 +72,7 @@ fn condition_name(condition: i32) -> String {
     )
 }
 
-fn structured<T: Serialize>(out: &mut dyn Write, output: Output, view: &T) -> io::Result<()> {
+pub(super) fn structured<T: Serialize>(out: &mut dyn Write, output: Output, view: &T) -> io::Result<()> {
     match output {
         Output::Yaml => {
             let text = serde_yaml_ng::to_string(view).map_err(io::Error::other)?;
@@ -98,6 +98,9 @@ struct InfoView {
     cgroup_mode: String,
     filesystems: Vec<String>,
     btrfs_pools: Vec<PoolView>,
+    // ---- network ----
+    wireguard_public_key: Option<String>,
+    wireguard_backend: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -131,6 +134,8 @@ pub fn info(out: &mut dyn Write, output: Output, info: &pb::NodeInfo) -> io::Res
                 device: p.device,
             })
             .collect(),
+        wireguard_public_key: Some(info.wireguard_public_key.clone()).filter(|k| !k.is_empty()),
+        wireguard_backend: Some(info.wireguard_backend.clone()).filter(|b| !b.is_empty()),
     };
     if output != Output::Table {
         return structured(out, output, &view);
@@ -164,6 +169,15 @@ pub fn info(out: &mut dyn Write, output: Output, info: &pb::NodeInfo) -> io::Res
                 pools.join(", ")
             },
         ),
+        // ---- network ----
+        (
+            "wireguard key",
+            view.wireguard_public_key.clone().unwrap_or_default(),
+        ),
+        (
+            "wireguard via",
+            view.wireguard_backend.clone().unwrap_or_default(),
+        ),
     ];
     for (key, value) in rows {
         writeln!(out, "{key:<17} {value}")?;
@@ -180,6 +194,13 @@ struct StatusView {
     #[serde(skip_serializing_if = "Option::is_none")]
     refused_spec: Option<String>,
     steps: Vec<StepView>,
+    // ---- network ----
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trial: Option<super::wireguard::TrialView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_trial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wireguard: Option<super::wireguard::WireguardView>,
 }
 
 #[derive(Serialize)]
@@ -219,6 +240,9 @@ pub fn status(
                 last_run: time(s.last_run.as_ref()),
             })
             .collect(),
+        trial: super::wireguard::trial_view(status),
+        last_trial: Some(status.last_trial.clone()).filter(|t| !t.is_empty()),
+        wireguard: super::wireguard::wireguard_view(status),
     };
     if output != Output::Table {
         return structured(out, output, &view);
@@ -278,7 +302,12 @@ pub fn status(
             )?;
         }
     }
-    Ok(())
+    super::wireguard::write_table(
+        out,
+        view.trial.as_ref(),
+        view.last_trial.as_deref(),
+        view.wireguard.as_ref(),
+    )
 }
 
 #[derive(Serialize)]
