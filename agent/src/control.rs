@@ -762,4 +762,97 @@ mod tests {
             assert_eq!(on_disk.as_ref(), Some(memory.as_ref()), "after attempt {n}");
         }
     }
+
+    // ---- network ----
+    async fn wait_for_generation(controller: &Controller, generation: u64) -> Duration {
+        let start = std::time::Instant::now();
+        while controller.current().map(|c| c.generation) != Some(generation) {
+            assert!(start.elapsed() < Duration::from_secs(10), "no revert");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        start.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_try_without_confirm_is_reverted_at_its_deadline() {
+        let tmp = tempfile::tempdir().unwrap();
+        let controller = controller(tmp.path());
+        let refused = controller
+            .apply(variant(1), ApplyMode::Try(Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, ControlError::Precondition(_)), "{refused}");
+        controller.apply(variant(1), ApplyMode::Apply).await.unwrap();
+        let outcome = controller
+            .apply(variant(2), ApplyMode::Try(Duration::from_millis(500)))
+            .await
+            .unwrap();
+        assert_eq!((outcome.generation, outcome.changed), (2, true));
+        assert!(tmp.path().join(trial::TRIAL_FILE).exists());
+        assert_eq!(controller.status().trial.unwrap().generation, 2);
+        // Nothing else is applied while a trial runs; the same spec is fine.
+        let busy = controller.apply(variant(3), ApplyMode::Apply).await.unwrap_err();
+        assert!(busy.to_string().contains("generation 2 is on trial"), "{busy}");
+        let again = controller.apply(variant(2), ApplyMode::Apply).await.unwrap();
+        assert_eq!((again.generation, again.changed), (2, false));
+
+        let waited = wait_for_generation(&controller, 3).await;
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+        let (_, document) = controller.redacted_spec().unwrap();
+        assert_eq!(document.node_name, "variant-1");
+        let status = controller.status();
+        assert!(status.trial.is_none());
+        assert!(status.last_trial.unwrap().contains("reverted as generation 3"));
+        assert!(!tmp.path().join(trial::TRIAL_FILE).exists());
+        let late = controller.confirm(2).await.unwrap_err();
+        assert!(late.to_string().contains("reverted"), "{late}");
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_try_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let controller = controller(tmp.path());
+        controller.apply(variant(1), ApplyMode::Apply).await.unwrap();
+        controller
+            .apply(variant(2), ApplyMode::Try(Duration::from_millis(300)))
+            .await
+            .unwrap();
+        let wrong = controller.confirm(1).await.unwrap_err();
+        assert!(wrong.to_string().contains("generation 2 is"), "{wrong}");
+        assert_eq!(controller.confirm(2).await.unwrap(), 2);
+        assert!(!tmp.path().join(trial::TRIAL_FILE).exists());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (generation, document) = controller.redacted_spec().unwrap();
+        assert_eq!((generation, document.node_name.as_str()), (2, "variant-2"));
+        assert!(controller.confirm(2).await.is_err());
+        // Applies go on as usual after it.
+        let next = controller.apply(variant(3), ApplyMode::Apply).await.unwrap();
+        assert_eq!(next.generation, 3);
+    }
+
+    #[tokio::test]
+    async fn a_trial_left_by_an_earlier_run_is_reverted_at_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let first = controller(tmp.path());
+            first.apply(variant(1), ApplyMode::Apply).await.unwrap();
+            first.apply(variant(2), ApplyMode::Apply).await.unwrap();
+        }
+        // As if the agent died inside the window of a try of generation 2.
+        let previous = variant(1)
+            .validate(&ValidationContext::default())
+            .unwrap();
+        let trial = Trial {
+            generation: 2,
+            deadline: SystemTime::now() + Duration::from_millis(300),
+            previous,
+        };
+        trial::save(tmp.path(), &trial).unwrap();
+        let restarted = controller(tmp.path());
+        restarted.resume_trial().unwrap();
+        assert_eq!(restarted.status().trial.unwrap().generation, 2);
+        wait_for_generation(&restarted, 3).await;
+        let (_, document) = restarted.redacted_spec().unwrap();
+        assert_eq!(document.node_name, "variant-1");
+    }
 }

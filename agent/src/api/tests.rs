@@ -78,6 +78,7 @@ fn apply_request(document: SpecDocument, mode: pb::ApplyMode) -> pb::ApplyReques
     pb::ApplyRequest {
         spec: Some(document.into()),
         mode: mode.into(),
+        try_timeout: None,
     }
 }
 
@@ -96,10 +97,11 @@ async fn dry_run_then_apply_then_unchanged() {
     assert!(dry.changed);
     let steps: Vec<&str> = dry.plan.iter().map(|p| p.step.as_str()).collect();
     assert_eq!(steps, ["storage", "network", "services", "vip", "addons"]);
+    // ---- network ---- (the network step is implemented)
     assert!(
         dry.plan
             .iter()
-            .all(|p| !p.implemented && !p.actions.is_empty())
+            .all(|p| (p.step == "network") == p.implemented && !p.actions.is_empty())
     );
     assert!(
         !agent.state_dir.join("spec.json").exists(),
@@ -175,6 +177,7 @@ async fn get_spec_redacts_the_token_and_the_redacted_spec_is_refused() {
         .apply(pb::ApplyRequest {
             spec: Some(stored),
             mode: pb::ApplyMode::Apply.into(),
+            try_timeout: None,
         })
         .await
         .unwrap_err();
@@ -207,6 +210,7 @@ async fn an_invalid_spec_names_every_field_and_changes_nothing() {
             .apply(pb::ApplyRequest {
                 spec: Some(bad.clone()),
                 mode: mode.into(),
+                try_timeout: None,
             })
             .await
             .unwrap_err();
@@ -243,6 +247,7 @@ async fn an_invalid_spec_names_every_field_and_changes_nothing() {
         .apply(pb::ApplyRequest {
             spec: None,
             mode: 0,
+            try_timeout: None,
         })
         .await
         .unwrap_err();
@@ -254,7 +259,9 @@ async fn an_invalid_spec_names_every_field_and_changes_nothing() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(try_mode.code(), Code::Unimplemented);
+    // ---- network ----
+    assert_eq!(try_mode.code(), Code::InvalidArgument);
+    assert!(try_mode.message().contains("try_timeout"), "{}", try_mode.message());
     agent.stop().await;
 }
 

@@ -502,3 +502,124 @@ pub(crate) fn is_link_local(ip: IpAddr) -> bool {
 pub fn step(backend: Backend, key: Arc<NodeKey>, wireguard_go: Option<&Path>) -> NetworkStep {
     NetworkStep::new(backend, key, linux::host(backend, wireguard_go))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::{
+        net::fake::{FakeNet, wireguard},
+        reconcile::{Step, StepOutcome},
+        test_support::example_spec,
+    };
+
+    fn spec_with(wg: Wireguard) -> NodeSpec {
+        let mut spec = example_spec("agent");
+        spec.network.wireguard = wg;
+        spec
+    }
+
+    fn step(fake: &FakeNet) -> NetworkStep {
+        NetworkStep::new(Backend::Userspace, Arc::new(NodeKey::generate()), fake.host())
+    }
+
+    #[tokio::test]
+    async fn converges_in_one_pass_then_changes_nothing() {
+        let fake = FakeNet::default();
+        let step = step(&fake);
+        let spec = spec_with(wireguard(3));
+        let outcome = step.converge(&spec).await.unwrap();
+        assert!(matches!(outcome, StepOutcome::Applied { .. }), "{outcome:?}");
+        assert_eq!(
+            fake.take_calls(),
+            [
+                "start wireguard-go",
+                "configure 3 peer(s)",
+                "mtu 1420",
+                "add address 10.100.0.1/24",
+                "up",
+                "add route 10.200.0.0/16",
+            ]
+        );
+        assert_eq!(step.converge(&spec).await.unwrap(), StepOutcome::UpToDate);
+        assert_eq!(fake.take_calls(), ["read device"]);
+        let device = fake.state().device.clone().unwrap();
+        assert_eq!(device.public_key, Some(step.public_key()));
+        assert_eq!(device.peers.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_new_spec_is_planned_against_what_was_written_and_touches_one_peer() {
+        let fake = FakeNet::default();
+        let step = step(&fake);
+        step.converge(&spec_with(wireguard(5))).await.unwrap();
+        // A resync reads the device; the next spec needs no read.
+        step.converge(&spec_with(wireguard(5))).await.unwrap();
+        fake.take_calls();
+        let mut changed = wireguard(5);
+        changed.peers[3].allowed_ips.push("10.100.0.128/25".parse().unwrap());
+        let outcome = step.converge(&spec_with(changed.clone())).await.unwrap();
+        assert_eq!(outcome, StepOutcome::Applied { changes: 1 });
+        assert_eq!(fake.take_calls(), ["configure 1 peer(s)"]);
+        // Drift while the spec stays: the resync reads and heals it.
+        fake.state().device.as_mut().unwrap().peers.clear();
+        let outcome = step.converge(&spec_with(changed)).await.unwrap();
+        assert_eq!(outcome, StepOutcome::Applied { changes: 5 });
+    }
+
+    #[tokio::test]
+    async fn a_failed_apply_forgets_what_was_written() {
+        let fake = FakeNet::default();
+        let step = step(&fake);
+        step.converge(&spec_with(wireguard(2))).await.unwrap();
+        fake.state().fail = Some("configure".into());
+        let error = step.converge(&spec_with(wireguard(3))).await.unwrap_err();
+        assert!(error.to_string().contains("add peer node-3"), "{error}");
+        assert!(error.to_string().contains("injected failure"), "{error}");
+        fake.state().fail = None;
+        fake.take_calls();
+        step.converge(&spec_with(wireguard(3))).await.unwrap();
+        assert_eq!(fake.take_calls()[0], "read device");
+    }
+
+    #[tokio::test]
+    async fn status_names_the_peers_the_spec_knows() {
+        let fake = FakeNet::default();
+        let step = step(&fake);
+        let spec = spec_with(wireguard(2));
+        assert_eq!(step.status(None).await, None);
+        step.converge(&spec).await.unwrap();
+        let status = step.status(Some(&spec.network.wireguard)).await.unwrap();
+        assert!(status.up);
+        assert_eq!(status.listen_port, 51820);
+        assert_eq!(status.backend, Backend::Userspace);
+        let names: Vec<&str> = status.peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["node-1", "node-2"]);
+        assert_eq!(status.peers[0].allowed_ips.len(), 2);
+    }
+
+    #[test]
+    fn the_backend_follows_the_host_and_the_boot_config() {
+        let mut caps = crate::host::HostInfo::capabilities(&crate::test_support::FakeHost);
+        caps.kernel_wireguard = false;
+        caps.wireguard_go = None;
+        assert_eq!(choose_backend(BackendChoice::Auto, &caps), Err(BackendError::Neither));
+        caps.wireguard_go = Some("/usr/bin/wireguard-go".into());
+        assert_eq!(choose_backend(BackendChoice::Auto, &caps), Ok(Backend::Userspace));
+        assert_eq!(
+            choose_backend(BackendChoice::Kernel, &caps),
+            Err(BackendError::NoKernelModule)
+        );
+        caps.kernel_wireguard = true;
+        assert_eq!(choose_backend(BackendChoice::Auto, &caps), Ok(Backend::Kernel));
+        assert_eq!(
+            choose_backend(BackendChoice::Userspace, &caps),
+            Ok(Backend::Userspace)
+        );
+        caps.wireguard_go = None;
+        assert_eq!(
+            choose_backend(BackendChoice::Userspace, &caps),
+            Err(BackendError::NoWireguardGo)
+        );
+    }
+}
