@@ -8,10 +8,11 @@ set -euo pipefail
 # agent drives and its root tests use: loop devices, blkid and mkfs
 # (util-linux, btrfs-progs, e2fsprogs, xfsprogs), namespaces and veth
 # (iproute2), userspace WireGuard and wg (wireguard-go, wireguard-tools),
-# containerd with runc, and keepalived for the VIP election.
+# containerd with runc, and keepalived for the VIP election; ping for the
+# WireGuard end-to-end tests.
 packages=(gcc g++ libc6-dev
     util-linux mount e2fsprogs btrfs-progs xfsprogs
-    iproute2 wireguard-go wireguard-tools
+    iproute2 wireguard-go wireguard-tools iputils-ping
     containerd runc keepalived)
 
 missing=()

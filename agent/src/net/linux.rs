@@ -613,7 +613,7 @@ impl Launcher {
         .into_iter()
         .flatten()
         {
-            let span = info_span!("wireguard-go", interface = %interface);
+            let span = info_span!(parent: None, "wireguard-go", interface = %interface);
             tokio::spawn(
                 async move {
                     let mut lines = BufReader::new(pipe).lines();
@@ -693,7 +693,8 @@ impl UserspaceWg for WireguardGo {
         self.inner
             .running()
             .insert(interface.to_string(), child.id());
-        let span = info_span!("wireguard-go", interface = %interface);
+        // Outlives the pass that started it: no parent span.
+        let span = info_span!(parent: None, "wireguard-go", interface = %interface);
         tokio::spawn(
             Arc::clone(&self.inner)
                 .watch(interface.clone(), child)
