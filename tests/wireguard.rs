@@ -627,8 +627,14 @@ fn try_mode_reverts_a_cut_off_unless_confirmed() {
     let mut underlay = Underlay::new();
     let nodes = mesh(&mut underlay, 2);
     let (a, b) = (&nodes[0], &nodes[1]);
+    // With a keepalive, as real meshes have: a peer (re)configured on a
+    // running interface handshakes at once, so node 2 is back as soon as
+    // its peer is.
+    let mut peer = b.peer_of(a, "node-1", &[]);
+    peer["persistent_keepalive"] = json!(25);
+    let good = b.spec("node-2", vec![peer]);
+    b.apply_and_wait(&good);
     assert!(a.ns.reaches(&b.mesh_ip, Duration::from_secs(10)));
-    let good = b.spec("node-2", vec![b.peer_of(a, "node-1", &[])]);
     // Node 2 drops its only peer: it is cut off.
     let cut = b.spec("node-2", vec![]);
 

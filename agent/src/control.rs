@@ -511,7 +511,8 @@ impl Controller {
                     }
                 }
             }
-            .instrument(tracing::info_span!("trial", generation)),
+            // Outlives the request that started it: no parent span.
+            .instrument(tracing::info_span!(parent: None, "trial", generation)),
         );
     }
 
