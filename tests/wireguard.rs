@@ -371,12 +371,20 @@ impl Node {
     }
 }
 
+/// Removes the control socket a killed wireguard-go leaves behind.
+fn remove_socket(interface: &str) {
+    let _ = fs::remove_file(Path::new("/var/run/wireguard").join(format!("{interface}.sock")));
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(mut child) = self.agent.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The namespace (dropped after this) kills wireguard-go; its socket
+        // is left, and removed here.
+        remove_socket(&self.interface);
         if thread::panicking() {
             println!("---- log of {}:\n{}", self.ns.name, self.log());
         }
@@ -593,6 +601,7 @@ impl Node {
 /// The user's own wireguard-go, in the user's namespace.
 struct UserWg {
     child: Child,
+    interface: String,
 }
 
 impl UserWg {
@@ -610,7 +619,10 @@ impl UserWg {
             assert!(Instant::now() < deadline, "wireguard-go did not start");
             thread::sleep(Duration::from_millis(20));
         }
-        Self { child }
+        Self {
+            child,
+            interface: interface.to_owned(),
+        }
     }
 }
 
@@ -618,6 +630,7 @@ impl Drop for UserWg {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        remove_socket(&self.interface);
     }
 }
 
