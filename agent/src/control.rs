@@ -856,4 +856,29 @@ mod tests {
         let (_, document) = restarted.redacted_spec().unwrap();
         assert_eq!(document.node_name, "variant-1");
     }
+
+    #[tokio::test]
+    async fn the_nodes_own_key_is_refused_as_a_peer_and_shown_in_info() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, loaded) = StateStore::open(tmp.path()).unwrap();
+        let network = Arc::new(crate::test_support::network_step());
+        let own = network.public_key();
+        let controller = Controller::new(
+            store,
+            loaded,
+            vec![],
+            Arc::new(StatusBoard::new(&StepName::ORDER)),
+            Arc::new(crate::events::EventBus::default()),
+            Arc::new(crate::test_support::FakeHost),
+        )
+        .with_network(network);
+        let info = controller.info().await.unwrap();
+        assert_eq!(info.wireguard_public_key, Some(own));
+        assert_eq!(info.wireguard_backend, Some(Backend::Userspace));
+        let mut document = variant(1);
+        document.network.wireguard.peers[0].public_key = own.to_string();
+        let error = controller.apply(document, ApplyMode::Apply).await.unwrap_err();
+        assert!(matches!(error, ControlError::Invalid(_)), "{error}");
+        assert!(error.to_string().contains("public_key"), "{error}");
+    }
 }

@@ -401,6 +401,35 @@ fn uapi_update(update: &DeviceUpdate) -> xplatform::set::Device {
     }
 }
 
+/// Sends one `set` in a single write. (The crate's client writes the
+/// message line by line, one syscall and one wake-up of wireguard-go per
+/// line: a 1000-peer update became thousands of them.) The message holds
+/// the private key: it is never logged, and errors quote only the answer.
+fn uapi_set(socket: &Path, message: &xplatform::set::Device) -> Result<(), String> {
+    use std::{
+        fmt::Write as _,
+        io::{BufRead, Write as _},
+    };
+    let mut text = String::with_capacity(64 + message.peers.len() * 160);
+    text.push_str("set=1\n");
+    let _ = write!(text, "{message}");
+    text.push('\n');
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    stream
+        .write_all(text.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    io::BufReader::new(stream)
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    match answer.trim() {
+        "errno=0" => Ok(()),
+        "" => Err("wireguard-go closed the connection without an answer".into()),
+        other => Err(format!("wireguard-go refused the update ({other})")),
+    }
+}
+
 #[async_trait]
 impl WgOps for UapiWg {
     async fn device(&self, interface: &IfName) -> Result<Option<DeviceState>, NetHostError> {
@@ -427,12 +456,7 @@ impl WgOps for UapiWg {
         let socket = self.socket(interface);
         let message = uapi_update(&update);
         drop(update);
-        blocking(interface, "configuring the device", move || {
-            xplatform::Client::create(&socket)
-                .set(message)
-                .map_err(|e| e.to_string())
-        })
-        .await
+        blocking(interface, "configuring the device", move || uapi_set(&socket, &message)).await
     }
 }
 

@@ -391,10 +391,21 @@ impl Capability for NetworkStep {
         // What the device holds after a failure is unknown: read it next time.
         let written = match (&result, observed) {
             (Ok(()), Some(observed)) => {
-                let link = self.host.links.link(&wireguard.interface).await.ok().flatten();
-                link.map(|link| Written {
+                // A link that existed before the pass keeps its index.
+                let index = match &observed.link {
+                    Some(link) => Some(link.index),
+                    None => self
+                        .host
+                        .links
+                        .link(&wireguard.interface)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|l| l.index),
+                };
+                index.map(|link_index| Written {
                     wireguard: wireguard.clone(),
-                    link_index: link.index,
+                    link_index,
                     device: plan::device_after(&observed, changes),
                 })
             }
