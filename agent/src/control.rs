@@ -868,7 +868,7 @@ mod tests {
             loaded,
             vec![],
             Arc::new(StatusBoard::new(&StepName::ORDER)),
-            Arc::new(crate::events::EventBus::default()),
+            Arc::new(EventBus::default()),
             Arc::new(crate::test_support::FakeHost),
         )
         .with_network(network);

@@ -158,6 +158,10 @@ impl LinkOps for FakeNet {
         Ok(self.state().link.clone())
     }
 
+    async fn index(&self, _interface: &IfName) -> Result<Option<u32>, NetHostError> {
+        Ok(self.state().link.as_ref().map(|l| l.index))
+    }
+
     async fn create_wireguard(&self, interface: &IfName) -> Result<(), NetHostError> {
         let mut state = self.call(interface, "create link".into())?;
         state.link = Some(LinkState::default());

@@ -83,6 +83,8 @@ pub trait WgOps: Send + Sync + fmt::Debug {
 pub trait LinkOps: Send + Sync + fmt::Debug {
     /// The link; `None` when there is none of that name.
     async fn link(&self, interface: &IfName) -> Result<Option<LinkState>, NetHostError>;
+    /// The link's index alone (cheap); `None` when there is no such link.
+    async fn index(&self, interface: &IfName) -> Result<Option<u32>, NetHostError>;
     /// Creates a kernel WireGuard link.
     async fn create_wireguard(&self, interface: &IfName) -> Result<(), NetHostError>;
     async fn set_mtu(&self, interface: &IfName, mtu: u32) -> Result<(), NetHostError>;

@@ -195,6 +195,14 @@ impl LinkOps for Rtnetlink {
         Ok(Some(state))
     }
 
+    async fn index(&self, interface: &IfName) -> Result<Option<u32>, NetHostError> {
+        match nix::net::if_::if_nametoindex(interface.as_str()) {
+            Ok(index) => Ok(Some(index)),
+            Err(nix::errno::Errno::ENODEV) => Ok(None),
+            Err(error) => Err(NetHostError::new(interface, "finding the link", error)),
+        }
+    }
+
     async fn create_wireguard(&self, interface: &IfName) -> Result<(), NetHostError> {
         let handle = connect(interface)?;
         handle

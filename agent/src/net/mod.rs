@@ -190,14 +190,14 @@ pub struct NetHost {
     pub userspace: Arc<dyn UserspaceWg>,
 }
 
-/// What the last pass left on the device, so that a new spec is planned
-/// against it without re-reading every peer (a 1-peer change touches one
-/// peer). Resync passes of an unchanged spec always read the host again and
-/// heal drift.
+/// What the last pass left on the link and device, so that a new spec is
+/// planned against it without re-reading every peer (a 1-peer change
+/// touches one peer). It holds while the link keeps its index; resync passes
+/// of an unchanged spec always read the host again and heal drift.
 #[derive(Debug, Clone)]
 struct Written {
     wireguard: Wireguard,
-    link_index: u32,
+    link: LinkState,
     device: DeviceState,
 }
 
@@ -333,34 +333,12 @@ impl Capability for NetworkStep {
     async fn observe(&self, desired: &NodeSpec) -> Result<Observed, StepError> {
         let wireguard = &desired.network.wireguard;
         let interface = &wireguard.interface;
-        let link = self
-            .host
-            .links
-            .link(interface)
-            .await
-            .map_err(|e| observe_error("the link", interface, e))?;
-        let index = link.as_ref().map(|l| l.index);
-        let cached = self
-            .written()
-            .as_ref()
-            .filter(|w| {
-                w.wireguard.interface == *interface
-                    && Some(w.link_index) == index
-                    && w.wireguard != *wireguard
-            })
-            .map(|w| w.device.clone());
-        let device = match (link.is_some(), cached) {
-            (false, _) => None,
-            (true, Some(cached)) => {
-                debug!("a new spec: planned against the device as last written");
-                Some(cached)
+        let (link, device) = match self.written_for(wireguard).await? {
+            Some(written) => {
+                debug!("a new spec: planned against the interface as last written");
+                (Some(written.link), Some(written.device))
             }
-            (true, None) => self
-                .host
-                .wg
-                .device(interface)
-                .await
-                .map_err(|e| observe_error("the WireGuard device", interface, e))?,
+            None => self.read(interface).await?,
         };
         let observed = Observed {
             backend: self.backend,
@@ -379,6 +357,59 @@ impl Capability for NetworkStep {
     }
 
     async fn apply(&self, desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {
+        self.apply_and_remember(desired, changes).await
+    }
+}
+
+impl NetworkStep {
+    /// What the last pass wrote, when `wireguard` is a new spec for the same
+    /// interface and that link is still the one written to.
+    async fn written_for(&self, wireguard: &Wireguard) -> Result<Option<Written>, StepError> {
+        let Some(written) = self
+            .written()
+            .clone()
+            .filter(|w| w.wireguard.interface == wireguard.interface && w.wireguard != *wireguard)
+        else {
+            return Ok(None);
+        };
+        let interface = &wireguard.interface;
+        let index = self
+            .host
+            .links
+            .index(interface)
+            .await
+            .map_err(|e| observe_error("the link", interface, e))?;
+        Ok((index == Some(written.link.index)).then_some(written))
+    }
+
+    /// Reads the link and the device.
+    async fn read(
+        &self,
+        interface: &IfName,
+    ) -> Result<(Option<LinkState>, Option<DeviceState>), StepError> {
+        let link = self
+            .host
+            .links
+            .link(interface)
+            .await
+            .map_err(|e| observe_error("the link", interface, e))?;
+        let device = match link {
+            None => None,
+            Some(_) => self
+                .host
+                .wg
+                .device(interface)
+                .await
+                .map_err(|e| observe_error("the WireGuard device", interface, e))?,
+        };
+        Ok((link, device))
+    }
+
+    async fn apply_and_remember(
+        &self,
+        desired: &NodeSpec,
+        changes: &[Change],
+    ) -> Result<(), StepError> {
         let wireguard = &desired.network.wireguard;
         let observed = self
             .observed
@@ -403,9 +434,12 @@ impl Capability for NetworkStep {
                         .flatten()
                         .map(|l| l.index),
                 };
-                index.map(|link_index| Written {
+                index.map(|index| Written {
                     wireguard: wireguard.clone(),
-                    link_index,
+                    link: LinkState {
+                        index,
+                        ..plan::link_after(&observed, changes)
+                    },
                     device: plan::device_after(&observed, changes),
                 })
             }
@@ -414,9 +448,7 @@ impl Capability for NetworkStep {
         *self.written() = written;
         result
     }
-}
 
-impl NetworkStep {
     /// Makes `changes`; returns the device as it should be afterwards.
     async fn apply_changes(
         &self,

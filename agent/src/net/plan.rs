@@ -251,16 +251,18 @@ fn plan_peers(
             .as_ref()
             .and_then(|e| observed.endpoints.get(e))
             .copied();
-        let allowed: BTreeSet<IpNet> = peer.allowed_ips.iter().copied().collect();
-        let name = peer.name.to_string();
         let key = peer.public_key;
+        let allowed = || -> Vec<IpNet> {
+            let set: BTreeSet<IpNet> = peer.allowed_ips.iter().copied().collect();
+            set.into_iter().collect()
+        };
         match current.get(&key) {
             None => adds.push(Change::Peer(PeerChange::Add {
-                name,
+                name: peer.name.to_string(),
                 key,
                 endpoint,
                 persistent_keepalive: keepalive(peer),
-                allowed_ips: allowed.into_iter().collect(),
+                allowed_ips: allowed(),
             })),
             Some(have) => {
                 // A peer without an endpoint in the spec keeps whatever it
@@ -268,10 +270,17 @@ fn plan_peers(
                 let endpoint = endpoint.filter(|e| have.endpoint != Some(*e));
                 let persistent_keepalive =
                     (have.persistent_keepalive != keepalive(peer)).then_some(keepalive(peer));
-                let allowed_ips = (have.allowed_ips != allowed).then(|| allowed.into_iter().collect());
+                // No allocation in the common, equal case; a spec listing
+                // an IP twice still compares as a set.
+                let same_ips = if have.allowed_ips.len() == peer.allowed_ips.len() {
+                    peer.allowed_ips.iter().all(|net| have.allowed_ips.contains(net))
+                } else {
+                    have.allowed_ips.iter().copied().eq(allowed())
+                };
+                let allowed_ips = (!same_ips).then(allowed);
                 if endpoint.is_some() || persistent_keepalive.is_some() || allowed_ips.is_some() {
                     updates.push(Change::Peer(PeerChange::Update {
-                        name,
+                        name: peer.name.to_string(),
                         key,
                         endpoint,
                         persistent_keepalive,
@@ -282,6 +291,31 @@ fn plan_peers(
         }
     }
     removes.into_iter().chain(updates).chain(adds).collect()
+}
+
+/// The link as it is after `changes` were made to what `observed` saw.
+pub fn link_after(observed: &Observed, changes: &[Change]) -> LinkState {
+    let mut link = observed.link.clone().unwrap_or_default();
+    for change in changes {
+        match change {
+            Change::SetMtu(mtu) => link.mtu = *mtu,
+            Change::SetUp => link.up = true,
+            Change::AddAddress(net) => {
+                link.addresses.insert(*net);
+            }
+            Change::RemoveAddress(net) => {
+                link.addresses.remove(net);
+            }
+            Change::AddRoute(net) => {
+                link.routes.insert(*net);
+            }
+            Change::RemoveRoute(net) => {
+                link.routes.remove(net);
+            }
+            _ => {}
+        }
+    }
+    link
 }
 
 /// The device as it is after `changes` were made to what `observed` saw.
@@ -584,6 +618,34 @@ mod tests {
         let peer = observed.device.as_mut().unwrap().peers.get_mut(&key(1)).unwrap();
         peer.endpoint = None;
         assert!(plan(&desired, &observed).is_empty());
+    }
+
+    #[test]
+    fn an_allowed_ip_listed_twice_still_converges() {
+        let mut desired = wireguard(1);
+        desired.peers[0].allowed_ips.push(net("10.200.0.0/16"));
+        let observed = converged(&desired, Backend::Userspace);
+        assert_eq!(plan(&desired, &observed), vec![]);
+    }
+
+    #[test]
+    fn link_after_follows_the_link_changes() {
+        let desired = wireguard(2);
+        let observed = Observed {
+            backend: Backend::Userspace,
+            own_key: key(0),
+            link: None,
+            device: None,
+            endpoints: endpoints(&desired),
+        };
+        let changes = plan(&desired, &observed);
+        let link = link_after(&observed, &changes);
+        let converged = Observed {
+            link: Some(link),
+            device: Some(device_after(&observed, &changes)),
+            ..observed
+        };
+        assert_eq!(plan(&desired, &converged), vec![]);
     }
 
     #[test]
