@@ -109,10 +109,17 @@ async fn link_index(handle: &Handle, interface: &IfName) -> Result<Option<(u32, 
     Ok(Some((message.header.index, state)))
 }
 
-async fn require_index(handle: &Handle, interface: &IfName) -> Result<u32, NetHostError> {
-    link_index(handle, interface)
-        .await?
-        .map(|(index, _)| index)
+/// The link's index by name (one ioctl, no netlink dump).
+fn index_of(interface: &IfName) -> Result<Option<u32>, NetHostError> {
+    match nix::net::if_::if_nametoindex(interface.as_str()) {
+        Ok(index) => Ok(Some(index)),
+        Err(nix::errno::Errno::ENODEV) => Ok(None),
+        Err(error) => Err(NetHostError::new(interface, "finding the link", error)),
+    }
+}
+
+fn require_index(interface: &IfName) -> Result<u32, NetHostError> {
+    index_of(interface)?
         .ok_or_else(|| NetHostError::new(interface, "finding the link", "no such interface"))
 }
 
@@ -196,11 +203,7 @@ impl LinkOps for Rtnetlink {
     }
 
     async fn index(&self, interface: &IfName) -> Result<Option<u32>, NetHostError> {
-        match nix::net::if_::if_nametoindex(interface.as_str()) {
-            Ok(index) => Ok(Some(index)),
-            Err(nix::errno::Errno::ENODEV) => Ok(None),
-            Err(error) => Err(NetHostError::new(interface, "finding the link", error)),
-        }
+        index_of(interface)
     }
 
     async fn create_wireguard(&self, interface: &IfName) -> Result<(), NetHostError> {
@@ -215,7 +218,7 @@ impl LinkOps for Rtnetlink {
 
     async fn set_mtu(&self, interface: &IfName, mtu: u32) -> Result<(), NetHostError> {
         let handle = connect(interface)?;
-        let index = require_index(&handle, interface).await?;
+        let index = require_index(interface)?;
         handle
             .link()
             .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
@@ -226,7 +229,7 @@ impl LinkOps for Rtnetlink {
 
     async fn set_up(&self, interface: &IfName) -> Result<(), NetHostError> {
         let handle = connect(interface)?;
-        let index = require_index(&handle, interface).await?;
+        let index = require_index(interface)?;
         handle
             .link()
             .set(LinkUnspec::new_with_index(index).up().build())
@@ -237,7 +240,7 @@ impl LinkOps for Rtnetlink {
 
     async fn add_address(&self, interface: &IfName, address: IpNet) -> Result<(), NetHostError> {
         let handle = connect(interface)?;
-        let index = require_index(&handle, interface).await?;
+        let index = require_index(interface)?;
         match handle
             .address()
             .add(index, address.addr(), address.prefix_len())
@@ -251,7 +254,7 @@ impl LinkOps for Rtnetlink {
 
     async fn remove_address(&self, interface: &IfName, address: IpNet) -> Result<(), NetHostError> {
         let handle = connect(interface)?;
-        let index = require_index(&handle, interface).await?;
+        let index = require_index(interface)?;
         let mut found = handle
             .address()
             .get()
@@ -276,7 +279,7 @@ impl LinkOps for Rtnetlink {
 
     async fn add_route(&self, interface: &IfName, destination: IpNet) -> Result<(), NetHostError> {
         let handle = connect(interface)?;
-        let index = require_index(&handle, interface).await?;
+        let index = require_index(interface)?;
         let message = route_message(index, destination)
             .map_err(|e| NetHostError::new(interface, "adding a route", e))?;
         match handle.route().add(message).execute().await {
@@ -287,7 +290,7 @@ impl LinkOps for Rtnetlink {
 
     async fn remove_route(&self, interface: &IfName, destination: IpNet) -> Result<(), NetHostError> {
         let handle = connect(interface)?;
-        let index = require_index(&handle, interface).await?;
+        let index = require_index(interface)?;
         let message = route_message(index, destination)
             .map_err(|e| NetHostError::new(interface, "removing a route", e))?;
         match handle.route().del(message).execute().await {
@@ -413,23 +416,25 @@ fn uapi_update(update: &DeviceUpdate) -> xplatform::set::Device {
 /// message line by line, one syscall and one wake-up of wireguard-go per
 /// line: a 1000-peer update became thousands of them.) The message holds
 /// the private key: it is never logged, and errors quote only the answer.
-fn uapi_set(socket: &Path, message: &xplatform::set::Device) -> Result<(), String> {
-    use std::{
-        fmt::Write as _,
-        io::{BufRead, Write as _},
-    };
+async fn uapi_set(socket: &Path, message: &xplatform::set::Device) -> Result<(), String> {
+    use std::fmt::Write as _;
+
+    use tokio::io::AsyncWriteExt;
     let mut text = String::with_capacity(64 + message.peers.len() * 160);
     text.push_str("set=1\n");
     let _ = write!(text, "{message}");
     text.push('\n');
-    let mut stream =
-        std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| e.to_string())?;
     stream
         .write_all(text.as_bytes())
+        .await
         .map_err(|e| e.to_string())?;
     let mut answer = String::new();
-    io::BufReader::new(stream)
+    BufReader::new(stream)
         .read_line(&mut answer)
+        .await
         .map_err(|e| e.to_string())?;
     match answer.trim() {
         "errno=0" => Ok(()),
@@ -464,7 +469,9 @@ impl WgOps for UapiWg {
         let socket = self.socket(interface);
         let message = uapi_update(&update);
         drop(update);
-        blocking(interface, "configuring the device", move || uapi_set(&socket, &message)).await
+        uapi_set(&socket, &message)
+            .await
+            .map_err(|e| NetHostError::new(interface, "configuring the device", e))
     }
 }
 

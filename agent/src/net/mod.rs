@@ -150,9 +150,20 @@ pub struct Observed {
     pub link: Option<LinkState>,
     /// `None`: no WireGuard device answers under the interface's name.
     pub device: Option<DeviceState>,
-    /// The spec's peer endpoints resolved to socket addresses; a name that
+    /// The spec's peer endpoints that are DNS names, resolved; a name that
     /// does not resolve is missing, and that peer's endpoint is left alone.
+    /// (IP endpoints need no lookup: see [`Observed::endpoint`].)
     pub endpoints: BTreeMap<Endpoint, SocketAddr>,
+}
+
+impl Observed {
+    /// Where `endpoint` points: itself for an IP, the lookup for a name.
+    pub fn endpoint(&self, endpoint: &Endpoint) -> Option<SocketAddr> {
+        match endpoint.host() {
+            Host::Ip(ip) => Some(SocketAddr::new(*ip, endpoint.port())),
+            Host::Name(_) => self.endpoints.get(endpoint).copied(),
+        }
+    }
 }
 
 /// The status of the interface for `GetStatus`.
@@ -293,9 +304,7 @@ impl NetworkStep {
         let mut resolved = BTreeMap::new();
         for endpoint in wireguard.peers.iter().filter_map(|p| p.endpoint.as_ref()) {
             match endpoint.host() {
-                Host::Ip(ip) => {
-                    resolved.insert(endpoint.clone(), SocketAddr::new(*ip, endpoint.port()));
-                }
+                Host::Ip(_) => {}
                 Host::Name(name) => {
                     match tokio::net::lookup_host((name.as_str(), endpoint.port())).await {
                         Ok(mut addrs) => {

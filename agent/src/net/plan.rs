@@ -246,11 +246,7 @@ fn plan_peers(
         removes.push(Change::Peer(PeerChange::Remove { key: *key }));
     }
     for peer in &desired.peers {
-        let endpoint = peer
-            .endpoint
-            .as_ref()
-            .and_then(|e| observed.endpoints.get(e))
-            .copied();
+        let endpoint = peer.endpoint.as_ref().and_then(|e| observed.endpoint(e));
         let key = peer.public_key;
         let allowed = || -> Vec<IpNet> {
             let set: BTreeSet<IpNet> = peer.allowed_ips.iter().copied().collect();
@@ -612,7 +608,8 @@ mod tests {
 
     #[test]
     fn an_unresolved_endpoint_is_not_set() {
-        let desired = wireguard(1);
+        let mut desired = wireguard(1);
+        desired.peers[0].endpoint = Some("node-1.example.net:51820".parse().unwrap());
         let mut observed = converged(&desired, Backend::Userspace);
         observed.endpoints.clear();
         let peer = observed.device.as_mut().unwrap().peers.get_mut(&key(1)).unwrap();
