@@ -217,9 +217,9 @@ pub struct NetworkStep {
     backend: Backend,
     key: Arc<NodeKey>,
     host: NetHost,
-    written: Mutex<Option<Written>>,
+    written: Mutex<Option<Arc<Written>>>,
     /// The last observation, which apply turns into what it wrote.
-    observed: Mutex<Option<(Wireguard, Observed)>>,
+    observed: Mutex<Option<(Wireguard, Arc<Observed>)>>,
 }
 
 impl fmt::Debug for NetworkStep {
@@ -250,7 +250,7 @@ impl NetworkStep {
         self.key.public()
     }
 
-    fn written(&self) -> std::sync::MutexGuard<'_, Option<Written>> {
+    fn written(&self) -> std::sync::MutexGuard<'_, Option<Arc<Written>>> {
         self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -332,36 +332,37 @@ fn observe_error(what: &str, interface: &IfName, error: NetHostError) -> StepErr
 
 #[async_trait]
 impl Capability for NetworkStep {
-    type Observed = Observed;
+    /// Shared with apply, which turns it into what the pass wrote.
+    type Observed = Arc<Observed>;
     type Change = Change;
 
     fn step(&self) -> StepName {
         StepName::Network
     }
 
-    async fn observe(&self, desired: &NodeSpec) -> Result<Observed, StepError> {
+    async fn observe(&self, desired: &NodeSpec) -> Result<Arc<Observed>, StepError> {
         let wireguard = &desired.network.wireguard;
         let interface = &wireguard.interface;
         let (link, device) = match self.written_for(wireguard).await? {
             Some(written) => {
                 debug!("a new spec: planned against the interface as last written");
-                (Some(written.link), Some(written.device))
+                (Some(written.link.clone()), Some(written.device.clone()))
             }
             None => self.read(interface).await?,
         };
-        let observed = Observed {
+        let observed = Arc::new(Observed {
             backend: self.backend,
             own_key: self.key.public(),
             link,
             device,
             endpoints: Self::resolve(wireguard).await,
-        };
+        });
         *self.observed.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((wireguard.clone(), observed.clone()));
+            Some((wireguard.clone(), Arc::clone(&observed)));
         Ok(observed)
     }
 
-    fn plan(desired: &NodeSpec, observed: &Observed) -> reconcile::Plan<Change> {
+    fn plan(desired: &NodeSpec, observed: &Arc<Observed>) -> reconcile::Plan<Change> {
         reconcile::Plan::Changes(plan(&desired.network.wireguard, observed))
     }
 
@@ -373,7 +374,7 @@ impl Capability for NetworkStep {
 impl NetworkStep {
     /// What the last pass wrote, when `wireguard` is a new spec for the same
     /// interface and that link is still the one written to.
-    async fn written_for(&self, wireguard: &Wireguard) -> Result<Option<Written>, StepError> {
+    async fn written_for(&self, wireguard: &Wireguard) -> Result<Option<Arc<Written>>, StepError> {
         let Some(written) = self
             .written()
             .clone()
@@ -443,13 +444,15 @@ impl NetworkStep {
                         .flatten()
                         .map(|l| l.index),
                 };
-                index.map(|index| Written {
-                    wireguard: wireguard.clone(),
-                    link: LinkState {
-                        index,
-                        ..plan::link_after(&observed, changes)
-                    },
-                    device: plan::device_after(&observed, changes),
+                index.map(|index| {
+                    Arc::new(Written {
+                        wireguard: wireguard.clone(),
+                        link: LinkState {
+                            index,
+                            ..plan::link_after(&observed, changes)
+                        },
+                        device: plan::device_after(&observed, changes),
+                    })
                 })
             }
             _ => None,
