@@ -246,7 +246,11 @@ impl Node {
         self.agent = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.ctl(&["info"]).status.success() {
-            assert!(Instant::now() < deadline, "tfagent did not serve:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "tfagent did not serve:\n{}",
+                self.log()
+            );
             thread::sleep(Duration::from_millis(50));
         }
     }
@@ -367,7 +371,10 @@ impl Node {
     }
 
     fn peer_state(&self, key: &str) -> Option<Value> {
-        self.peers().into_iter().find(|(k, _)| k == key).map(|(_, p)| p)
+        self.peers()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, p)| p)
     }
 }
 
@@ -446,14 +453,20 @@ fn three_nodes_mesh_a_user_joins_and_peer_changes_touch_only_that_peer() {
     assert_eq!(wg["backend"], "userspace");
     assert_eq!(wg["up"], true);
     assert_eq!(wg["listen_port"], 51820);
-    assert_eq!(wg["public_key"].as_str(), Some(nodes[0].public_key.as_str()));
+    assert_eq!(
+        wg["public_key"].as_str(),
+        Some(nodes[0].public_key.as_str())
+    );
     let peer2 = nodes[0].peer_state(&nodes[1].public_key).unwrap();
     assert_eq!(peer2["name"], "node-2");
     assert_eq!(peer2["endpoint"], "192.0.2.2:51820");
     assert!(peer2["latest_handshake"].is_string(), "{peer2}");
     assert!(peer2["rx_bytes"].as_u64().unwrap() > 0, "{peer2}");
     let table = nodes[0].ok(&["status"]);
-    assert!(table.contains("node-2") && table.contains("userspace"), "{table}");
+    assert!(
+        table.contains("node-2") && table.contains("userspace"),
+        "{table}"
+    );
     assert!(nodes[0].ok(&["info"]).contains(&nodes[0].public_key));
 
     // A user joins through node 1 (the hub), configured from access-config.
@@ -477,11 +490,16 @@ fn three_nodes_mesh_a_user_joins_and_peer_changes_touch_only_that_peer() {
         .find_map(|l| l.strip_prefix("PrivateKey = "))
         .unwrap()
         .to_owned();
-    assert!(!nodes[0].log().contains(&user_private), "the agent saw the user's key");
+    assert!(
+        !nodes[0].log().contains(&user_private),
+        "the agent saw the user's key"
+    );
     assert!(
         !fs::read_dir(nodes[0].dir.path().join("state"))
             .unwrap()
-            .any(|e| fs::read_to_string(e.unwrap().path()).unwrap_or_default().contains(&user_private)),
+            .any(|e| fs::read_to_string(e.unwrap().path())
+                .unwrap_or_default()
+                .contains(&user_private)),
         "the user's private key was stored"
     );
     assert!(access["peer_entry"].as_str().unwrap().contains(&user_key));
@@ -518,7 +536,11 @@ fn three_nodes_mesh_a_user_joins_and_peer_changes_touch_only_that_peer() {
         .map(|l| format!("{l}\n"))
         .collect();
     fs::write(&conf, stripped).unwrap();
-    assert!(user.exec(&["wg", "setconf", &user_if, conf.to_str().unwrap()]).status.success());
+    assert!(
+        user.exec(&["wg", "setconf", &user_if, conf.to_str().unwrap()])
+            .status
+            .success()
+    );
     user.ip(&["addr", "add", "10.100.0.100/32", "dev", &user_if]);
     user.ip(&["link", "set", &user_if, "mtu", "1420", "up"]);
     user.ip(&["route", "add", "10.100.0.0/24", "dev", &user_if]);
@@ -561,8 +583,14 @@ fn three_nodes_mesh_a_user_joins_and_peer_changes_touch_only_that_peer() {
     let after = nodes[0].peers();
     for ((key, was), (_, now)) in before.iter().zip(&after) {
         if *key == nodes[1].public_key {
-            assert_eq!(now["allowed_ips"], json!(["10.100.0.2/32", "10.102.0.0/16"]));
-            assert_eq!(now["latest_handshake"], was["latest_handshake"], "node-2 re-handshook");
+            assert_eq!(
+                now["allowed_ips"],
+                json!(["10.100.0.2/32", "10.102.0.0/16"])
+            );
+            assert_eq!(
+                now["latest_handshake"], was["latest_handshake"],
+                "node-2 re-handshook"
+            );
         } else {
             assert_eq!(now, was, "an untouched peer changed");
         }
@@ -572,7 +600,11 @@ fn three_nodes_mesh_a_user_joins_and_peer_changes_touch_only_that_peer() {
 
     // Removing node-3 from node 1 removes only it (and its route).
     let before = quiet_peers(&nodes[0]);
-    let without: Vec<Value> = changed.iter().filter(|p| p["name"] != "node-3").cloned().collect();
+    let without: Vec<Value> = changed
+        .iter()
+        .filter(|p| p["name"] != "node-3")
+        .cloned()
+        .collect();
     nodes[0].apply_and_wait(&nodes[0].spec("node-1", without));
     let after = nodes[0].peers();
     assert_eq!(after.len(), 2, "{after:?}");
@@ -581,7 +613,11 @@ fn three_nodes_mesh_a_user_joins_and_peer_changes_touch_only_that_peer() {
         assert_eq!(now, was, "a remaining peer changed");
     }
     assert!(nodes[0].peer_state(&nodes[2].public_key).is_none());
-    assert!(nodes[0].ns.reaches(&nodes[1].mesh_ip, Duration::from_secs(5)));
+    assert!(
+        nodes[0]
+            .ns
+            .reaches(&nodes[1].mesh_ip, Duration::from_secs(5))
+    );
     assert!(!nodes[0].ns.pings(&nodes[2].mesh_ip));
 }
 
@@ -671,23 +707,38 @@ fn try_mode_reverts_a_cut_off_unless_confirmed() {
         thread::sleep(Duration::from_millis(50));
     };
     assert!(reverted["trial"].is_null(), "{reverted}");
-    assert!(reverted["last_trial"].as_str().unwrap().contains("reverted"));
+    assert!(
+        reverted["last_trial"]
+            .as_str()
+            .unwrap()
+            .contains("reverted")
+    );
     b.converged(tried + 1);
     assert!(
         tried_at.elapsed() < timeout + Duration::from_secs(2),
         "the revert took {:?}",
         tried_at.elapsed()
     );
-    assert!(a.ns.reaches(&b.mesh_ip, Duration::from_secs(10)), "node 2 does not answer again");
+    assert!(
+        a.ns.reaches(&b.mesh_ip, Duration::from_secs(10)),
+        "node 2 does not answer again"
+    );
 
     // With Confirm it stays.
     let tried = b.apply(&cut, &["--try", "3s"]);
     b.converged(tried);
     let confirmed = b.ok(&["confirm"]);
-    assert!(confirmed.contains(&format!("generation {tried} confirmed")), "{confirmed}");
+    assert!(
+        confirmed.contains(&format!("generation {tried} confirmed")),
+        "{confirmed}"
+    );
     thread::sleep(timeout + Duration::from_secs(2));
     let status = b.json(&["status"]);
-    assert_eq!(status["desired_generation"].as_u64(), Some(tried), "{status}");
+    assert_eq!(
+        status["desired_generation"].as_u64(),
+        Some(tried),
+        "{status}"
+    );
     assert!(status["trial"].is_null());
     assert!(!a.ns.pings(&b.mesh_ip));
     // And a plain apply brings it back.

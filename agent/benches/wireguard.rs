@@ -55,13 +55,22 @@ fn main() {
 /// whatever still runs in it.
 fn outside() {
     let ns = format!("twbench{}", std::process::id());
-    assert!(Command::new("ip").args(["netns", "add", &ns]).status().unwrap().success());
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = Command::new("ip")
         .args(["netns", "exec", &ns])
         .arg(std::env::current_exe().unwrap())
         .env(INSIDE, &ns)
         .status();
-    let pids = Command::new("ip").args(["netns", "pids", &ns]).output().unwrap();
+    let pids = Command::new("ip")
+        .args(["netns", "pids", &ns])
+        .output()
+        .unwrap();
     for pid in String::from_utf8_lossy(&pids.stdout).lines() {
         if let Ok(pid) = pid.trim().parse() {
             let _ = nix::sys::signal::kill(
@@ -150,7 +159,10 @@ fn wireguard(interface: &str, peers: Vec<Peer>) -> Wireguard {
 
 /// The same configuration as a `wg` config file.
 fn wg_config(own: &NodeKey, port: u16, peers: &[Peer]) -> String {
-    let mut text = format!("[Interface]\nPrivateKey = {}\nListenPort = {port}\n", own.private_base64());
+    let mut text = format!(
+        "[Interface]\nPrivateKey = {}\nListenPort = {port}\n",
+        own.private_base64()
+    );
     for peer in peers {
         let _ = write!(
             text,
@@ -190,13 +202,17 @@ fn ms(d: Duration) -> String {
 }
 
 fn inside() {
-    let _ = Command::new("ip").args(["link", "set", "lo", "up"]).status();
+    let _ = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let own = Arc::new(NodeKey::generate());
     let keys: Vec<NodeKey> = (0..PEERS).map(|_| NodeKey::generate()).collect();
     let all = peers(&keys);
     let mut changed = all.clone();
-    changed[PEERS / 2].allowed_ips.push("10.210.0.0/24".parse().unwrap());
+    changed[PEERS / 2]
+        .allowed_ips
+        .push("10.210.0.0/24".parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let full_conf = dir.path().join("full.conf");
     let changed_conf = dir.path().join("changed.conf");
@@ -262,7 +278,10 @@ fn inside() {
 
         // Both really hold the change.
         let dump = |interface: &str| {
-            let out = Command::new("wg").args(["show", interface, "allowed-ips"]).output().unwrap();
+            let out = Command::new("wg")
+                .args(["show", interface, "allowed-ips"])
+                .output()
+                .unwrap();
             String::from_utf8(out.stdout).unwrap()
         };
         assert!(dump(&ours_if).contains("10.210.0.0/24"));

@@ -90,15 +90,17 @@ pub async fn run(
     let steps = steps(network.clone());
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
-    let controller = Arc::new(Controller::new(
-        store,
-        loaded,
-        steps.clone(),
-        Arc::clone(&status),
-        Arc::clone(&events),
-        Arc::new(LinuxHost),
-    )
-    .with_network(network));
+    let controller = Arc::new(
+        Controller::new(
+            store,
+            loaded,
+            steps.clone(),
+            Arc::clone(&status),
+            Arc::clone(&events),
+            Arc::new(LinuxHost),
+        )
+        .with_network(network),
+    );
     controller.resume_trial()?;
 
     let token = CancellationToken::new();
@@ -182,10 +184,19 @@ mod tests {
         let plans = crate::reconcile::plan_all(&steps, &spec).await;
         let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
         assert!(plans[1].implemented, "{:?}", plans[1]);
-        assert!(plans.iter().enumerate().all(|(i, p)| i == 1 || !p.implemented));
+        assert!(
+            plans
+                .iter()
+                .enumerate()
+                .all(|(i, p)| i == 1 || !p.implemented)
+        );
         assert_eq!(plans[0].actions.len(), spec.storage.volumes.len());
         assert!(plans[0].actions[0].contains("/var/lib/rancher/k3s"));
-        let peers = plans[1].actions.iter().filter(|a| a.starts_with("add peer")).count();
+        let peers = plans[1]
+            .actions
+            .iter()
+            .filter(|a| a.starts_with("add peer"))
+            .count();
         assert_eq!(peers, 5, "{:?}", plans[1]);
         assert!(plans[2].actions[1].starts_with("k3s server (server-init)"));
         assert!(plans[3].actions[0].contains("priority 150"));

@@ -205,9 +205,17 @@ mod tests {
         assert_eq!(config.log_level, "tfagent=debug");
         assert_eq!(config.resync_interval, Duration::from_secs(5));
         assert_eq!(config.socket_allowed_uids, vec![0, 1000]);
-        assert_eq!(config.wireguard_backend, crate::net::BackendChoice::Userspace);
-        let err = parse("wireguard_backend = \"ebpf\"").unwrap_err().to_string();
-        assert!(err.contains("ebpf") || err.contains("wireguard_backend"), "{err}");
+        assert_eq!(
+            config.wireguard_backend,
+            crate::net::BackendChoice::Userspace
+        );
+        let err = parse("wireguard_backend = \"ebpf\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ebpf") || err.contains("wireguard_backend"),
+            "{err}"
+        );
     }
 
     #[test]

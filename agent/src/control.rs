@@ -382,7 +382,12 @@ impl Controller {
                 generation: t.generation,
                 deadline: t.deadline,
             }),
-            last_trial: self.trials.last.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            last_trial: self
+                .trials
+                .last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 
@@ -467,7 +472,11 @@ impl Controller {
             trial.generation = generation;
             self.save_trial(&trial).await?;
         }
-        info!(generation, timeout_secs = timeout.as_secs(), "spec stored on trial");
+        info!(
+            generation,
+            timeout_secs = timeout.as_secs(),
+            "spec stored on trial"
+        );
         self.arm(trial);
         Ok(ApplyOutcome {
             generation,
@@ -496,8 +505,11 @@ impl Controller {
             .deadline
             .duration_since(SystemTime::now())
             .unwrap_or_default();
-        *self.trials.pending.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((trial, cancel.clone()));
+        *self
+            .trials
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((trial, cancel.clone()));
         let committer = Arc::clone(&self.committer);
         let trials = Arc::clone(&self.trials);
         tokio::spawn(
@@ -530,7 +542,12 @@ impl Controller {
     pub async fn confirm(&self, generation: u64) -> Result<u64, ControlError> {
         let _trials = self.trials.lock.lock().await;
         let Some(pending) = self.trials.pending() else {
-            let last = self.trials.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let last = self
+                .trials
+                .last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             return Err(ControlError::Precondition(match last {
                 Some(last) => format!("no spec is on trial ({last})"),
                 None => "no spec is on trial".into(),
@@ -583,7 +600,11 @@ impl Controller {
 }
 
 /// Restores the spec a trial replaced, unless it was confirmed meanwhile.
-async fn revert(committer: &Arc<Committer>, trials: &Trials, generation: u64) -> Result<(), ControlError> {
+async fn revert(
+    committer: &Arc<Committer>,
+    trials: &Trials,
+    generation: u64,
+) -> Result<(), ControlError> {
     let _trials = trials.lock.lock().await;
     let Some(pending) = trials.pending().filter(|t| t.generation == generation) else {
         return Ok(());
@@ -597,7 +618,10 @@ async fn revert(committer: &Arc<Committer>, trials: &Trials, generation: u64) ->
             source,
         })??;
     *trials.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    warn!(generation, reverted_to, "the spec on trial was not confirmed in time; reverted");
+    warn!(
+        generation,
+        reverted_to, "the spec on trial was not confirmed in time; reverted"
+    );
     trials.set_last(format!(
         "generation {generation} was not confirmed in time and was reverted as generation {reverted_to}"
     ));
@@ -782,8 +806,14 @@ mod tests {
             .apply(variant(1), ApplyMode::Try(Duration::from_secs(1)))
             .await
             .unwrap_err();
-        assert!(matches!(refused, ControlError::Precondition(_)), "{refused}");
-        controller.apply(variant(1), ApplyMode::Apply).await.unwrap();
+        assert!(
+            matches!(refused, ControlError::Precondition(_)),
+            "{refused}"
+        );
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
         let outcome = controller
             .apply(variant(2), ApplyMode::Try(Duration::from_millis(500)))
             .await
@@ -792,9 +822,18 @@ mod tests {
         assert!(tmp.path().join(trial::TRIAL_FILE).exists());
         assert_eq!(controller.status().trial.unwrap().generation, 2);
         // Nothing else is applied while a trial runs; the same spec is fine.
-        let busy = controller.apply(variant(3), ApplyMode::Apply).await.unwrap_err();
-        assert!(busy.to_string().contains("generation 2 is on trial"), "{busy}");
-        let again = controller.apply(variant(2), ApplyMode::Apply).await.unwrap();
+        let busy = controller
+            .apply(variant(3), ApplyMode::Apply)
+            .await
+            .unwrap_err();
+        assert!(
+            busy.to_string().contains("generation 2 is on trial"),
+            "{busy}"
+        );
+        let again = controller
+            .apply(variant(2), ApplyMode::Apply)
+            .await
+            .unwrap();
         assert_eq!((again.generation, again.changed), (2, false));
 
         let waited = wait_for_generation(&controller, 3).await;
@@ -803,7 +842,12 @@ mod tests {
         assert_eq!(document.node_name, "variant-1");
         let status = controller.status();
         assert!(status.trial.is_none());
-        assert!(status.last_trial.unwrap().contains("reverted as generation 3"));
+        assert!(
+            status
+                .last_trial
+                .unwrap()
+                .contains("reverted as generation 3")
+        );
         assert!(!tmp.path().join(trial::TRIAL_FILE).exists());
         let late = controller.confirm(2).await.unwrap_err();
         assert!(late.to_string().contains("reverted"), "{late}");
@@ -813,7 +857,10 @@ mod tests {
     async fn a_confirmed_try_stays() {
         let tmp = tempfile::tempdir().unwrap();
         let controller = controller(tmp.path());
-        controller.apply(variant(1), ApplyMode::Apply).await.unwrap();
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
         controller
             .apply(variant(2), ApplyMode::Try(Duration::from_millis(300)))
             .await
@@ -827,7 +874,10 @@ mod tests {
         assert_eq!((generation, document.node_name.as_str()), (2, "variant-2"));
         assert!(controller.confirm(2).await.is_err());
         // Applies go on as usual after it.
-        let next = controller.apply(variant(3), ApplyMode::Apply).await.unwrap();
+        let next = controller
+            .apply(variant(3), ApplyMode::Apply)
+            .await
+            .unwrap();
         assert_eq!(next.generation, 3);
     }
 
@@ -840,9 +890,7 @@ mod tests {
             first.apply(variant(2), ApplyMode::Apply).await.unwrap();
         }
         // As if the agent died inside the window of a try of generation 2.
-        let previous = variant(1)
-            .validate(&ValidationContext::default())
-            .unwrap();
+        let previous = variant(1).validate(&ValidationContext::default()).unwrap();
         let trial = Trial {
             generation: 2,
             deadline: SystemTime::now() + Duration::from_millis(300),
@@ -877,7 +925,10 @@ mod tests {
         assert_eq!(info.wireguard_backend, Some(Backend::Userspace));
         let mut document = variant(1);
         document.network.wireguard.peers[0].public_key = own.to_string();
-        let error = controller.apply(document, ApplyMode::Apply).await.unwrap_err();
+        let error = controller
+            .apply(document, ApplyMode::Apply)
+            .await
+            .unwrap_err();
         assert!(matches!(error, ControlError::Invalid(_)), "{error}");
         assert!(error.to_string().contains("public_key"), "{error}");
     }

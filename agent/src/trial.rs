@@ -129,7 +129,10 @@ mod tests {
             previous: example_spec("agent"),
         };
         save(tmp.path(), &trial).unwrap();
-        let mode = fs::metadata(tmp.path().join(TRIAL_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(tmp.path().join(TRIAL_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(load(tmp.path()).unwrap(), Some(trial));
         clear(tmp.path()).unwrap();

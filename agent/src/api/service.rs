@@ -101,7 +101,9 @@ impl NodeAgent for NodeAgentService {
         &self,
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
-        Ok(Response::new(view::status(self.controller.full_status().await)))
+        Ok(Response::new(view::status(
+            self.controller.full_status().await,
+        )))
     }
 
     // ---- network ----

@@ -261,7 +261,11 @@ async fn an_invalid_spec_names_every_field_and_changes_nothing() {
         .unwrap_err();
     // ---- network ----
     assert_eq!(try_mode.code(), Code::InvalidArgument);
-    assert!(try_mode.message().contains("try_timeout"), "{}", try_mode.message());
+    assert!(
+        try_mode.message().contains("try_timeout"),
+        "{}",
+        try_mode.message()
+    );
     agent.stop().await;
 }
 

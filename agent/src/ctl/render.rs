@@ -72,7 +72,11 @@ fn condition_name(condition: i32) -> String {
     )
 }
 
-pub(super) fn structured<T: Serialize>(out: &mut dyn Write, output: Output, view: &T) -> io::Result<()> {
+pub(super) fn structured<T: Serialize>(
+    out: &mut dyn Write,
+    output: Output,
+    view: &T,
+) -> io::Result<()> {
     match output {
         Output::Yaml => {
             let text = serde_yaml_ng::to_string(view).map_err(io::Error::other)?;

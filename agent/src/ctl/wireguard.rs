@@ -116,7 +116,11 @@ pub fn write_table(
         writeln!(
             out,
             "{:<16} {:<44} {:<22} {:<20} {:>12} {:>12}  {}",
-            if peer.name.is_empty() { "?" } else { &peer.name },
+            if peer.name.is_empty() {
+                "?"
+            } else {
+                &peer.name
+            },
             peer.public_key,
             peer.endpoint.as_deref().unwrap_or("-"),
             peer.latest_handshake.as_deref().unwrap_or("never"),
@@ -231,7 +235,11 @@ pub fn access_config(
                 out.write_all(entry.as_bytes())
             }
             None => {
-                writeln!(out, "# wg-quick config for {} (already a peer in the spec).", view.name)?;
+                writeln!(
+                    out,
+                    "# wg-quick config for {} (already a peer in the spec).",
+                    view.name
+                )?;
                 out.write_all(view.config.as_bytes())
             }
         }

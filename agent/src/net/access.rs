@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use ipnet::IpNet;
 
-use crate::spec::{Wireguard, WgKey};
+use crate::spec::{WgKey, Wireguard};
 
 /// Keepalive the user's side sends, so NAT mappings stay open.
 pub const USER_KEEPALIVE: u16 = 25;
@@ -74,7 +74,10 @@ pub fn render_config(
             let _ = writeln!(text, "PrivateKey = {key}");
         }
         None => {
-            let _ = writeln!(text, "# Fill in your own private key: the node never had it.");
+            let _ = writeln!(
+                text,
+                "# Fill in your own private key: the node never had it."
+            );
             let _ = writeln!(text, "PrivateKey = <your private key>");
         }
     }
@@ -109,7 +112,12 @@ mod tests {
 
     #[test]
     fn the_config_routes_the_mesh_and_the_vip_through_the_hub() {
-        let hub = hub_info(&wireguard(2), Some("10.100.0.254".parse().unwrap()), key(0), "user");
+        let hub = hub_info(
+            &wireguard(2),
+            Some("10.100.0.254".parse().unwrap()),
+            key(0),
+            "user",
+        );
         assert_eq!(hub.existing_peer, None);
         let address = vec!["10.100.0.200/32".parse().unwrap()];
         let text = render_config(&hub, "192.0.2.1:51820", &address, Some("PRIVATE"));
@@ -125,7 +133,10 @@ mod tests {
         let entry = render_peer_entry("user", key(9), &address);
         assert_eq!(
             entry,
-            format!("- name: user\n  public_key: \"{}\"\n  allowed_ips:\n    - 10.100.0.200/32\n", key(9))
+            format!(
+                "- name: user\n  public_key: \"{}\"\n  allowed_ips:\n    - 10.100.0.200/32\n",
+                key(9)
+            )
         );
     }
 

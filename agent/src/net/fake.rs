@@ -80,10 +80,18 @@ impl FakeNet {
         std::mem::take(&mut self.state().calls)
     }
 
-    fn call(&self, interface: &IfName, call: String) -> Result<std::sync::MutexGuard<'_, FakeState>, NetHostError> {
+    fn call(
+        &self,
+        interface: &IfName,
+        call: String,
+    ) -> Result<std::sync::MutexGuard<'_, FakeState>, NetHostError> {
         let mut state = self.state();
         state.calls.push(call.clone());
-        if state.fail.as_ref().is_some_and(|f| call.starts_with(f.as_str())) {
+        if state
+            .fail
+            .as_ref()
+            .is_some_and(|f| call.starts_with(f.as_str()))
+        {
             return Err(NetHostError::new(interface, "fake", "injected failure"));
         }
         Ok(state)
@@ -108,8 +116,15 @@ impl WgOps for FakeNet {
         Ok(state.device.clone())
     }
 
-    async fn configure(&self, interface: &IfName, update: DeviceUpdate) -> Result<(), NetHostError> {
-        let mut state = self.call(interface, format!("configure {} peer(s)", update.peers.len()))?;
+    async fn configure(
+        &self,
+        interface: &IfName,
+        update: DeviceUpdate,
+    ) -> Result<(), NetHostError> {
+        let mut state = self.call(
+            interface,
+            format!("configure {} peer(s)", update.peers.len()),
+        )?;
         let device = state
             .device
             .as_mut()
@@ -183,25 +198,37 @@ impl LinkOps for FakeNet {
 
     async fn add_address(&self, interface: &IfName, address: IpNet) -> Result<(), NetHostError> {
         let mut state = self.call(interface, format!("add address {address}"))?;
-        Self::link_mut(&mut state, interface)?.addresses.insert(address);
+        Self::link_mut(&mut state, interface)?
+            .addresses
+            .insert(address);
         Ok(())
     }
 
     async fn remove_address(&self, interface: &IfName, address: IpNet) -> Result<(), NetHostError> {
         let mut state = self.call(interface, format!("remove address {address}"))?;
-        Self::link_mut(&mut state, interface)?.addresses.remove(&address);
+        Self::link_mut(&mut state, interface)?
+            .addresses
+            .remove(&address);
         Ok(())
     }
 
     async fn add_route(&self, interface: &IfName, destination: IpNet) -> Result<(), NetHostError> {
         let mut state = self.call(interface, format!("add route {destination}"))?;
-        Self::link_mut(&mut state, interface)?.routes.insert(destination);
+        Self::link_mut(&mut state, interface)?
+            .routes
+            .insert(destination);
         Ok(())
     }
 
-    async fn remove_route(&self, interface: &IfName, destination: IpNet) -> Result<(), NetHostError> {
+    async fn remove_route(
+        &self,
+        interface: &IfName,
+        destination: IpNet,
+    ) -> Result<(), NetHostError> {
         let mut state = self.call(interface, format!("remove route {destination}"))?;
-        Self::link_mut(&mut state, interface)?.routes.remove(&destination);
+        Self::link_mut(&mut state, interface)?
+            .routes
+            .remove(&destination);
         Ok(())
     }
 }

@@ -41,7 +41,9 @@ pub enum PeerUpdate {
         /// `Some`: replace the peer's allowed IPs with these.
         allowed_ips: Option<Vec<IpNet>>,
     },
-    Remove { key: WgKey },
+    Remove {
+        key: WgKey,
+    },
 }
 
 /// What one configuration message to the device carries. Peers not named
@@ -56,7 +58,10 @@ pub struct DeviceUpdate {
 impl fmt::Debug for DeviceUpdate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeviceUpdate")
-            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("listen_port", &self.listen_port)
             .field("peers", &self.peers)
             .finish()
@@ -75,7 +80,8 @@ pub trait WgOps: Send + Sync + fmt::Debug {
     /// The device; `None` when no WireGuard device has that name.
     async fn device(&self, interface: &IfName) -> Result<Option<DeviceState>, NetHostError>;
     /// Sends one update.
-    async fn configure(&self, interface: &IfName, update: DeviceUpdate) -> Result<(), NetHostError>;
+    async fn configure(&self, interface: &IfName, update: DeviceUpdate)
+    -> Result<(), NetHostError>;
 }
 
 /// The link, its addresses and routes (rtnetlink).
@@ -93,7 +99,11 @@ pub trait LinkOps: Send + Sync + fmt::Debug {
     async fn remove_address(&self, interface: &IfName, address: IpNet) -> Result<(), NetHostError>;
     /// Adds a route through the link, marked as the agent's.
     async fn add_route(&self, interface: &IfName, destination: IpNet) -> Result<(), NetHostError>;
-    async fn remove_route(&self, interface: &IfName, destination: IpNet) -> Result<(), NetHostError>;
+    async fn remove_route(
+        &self,
+        interface: &IfName,
+        destination: IpNet,
+    ) -> Result<(), NetHostError>;
 }
 
 /// Runs wireguard-go for an interface. The direct implementation starts it

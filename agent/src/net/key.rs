@@ -24,7 +24,9 @@ pub enum KeyError {
     Write { path: PathBuf, source: io::Error },
     /// The file is there but holds no key; never overwritten, so a key is
     /// not lost to a mistake.
-    #[error("the WireGuard key {path} is not a base64 32-byte key; move it away to generate a new one")]
+    #[error(
+        "the WireGuard key {path} is not a base64 32-byte key; move it away to generate a new one"
+    )]
     Malformed { path: PathBuf },
 }
 
@@ -138,7 +140,10 @@ mod tests {
             "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo="
         );
         // A readable key file is tightened.
-        let mode = fs::metadata(tmp.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(tmp.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -146,7 +151,9 @@ mod tests {
     fn a_malformed_key_is_refused_never_replaced_and_never_echoed() {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join(KEY_FILE), "c2VjcmV0LWlzaA==").unwrap();
-        let error = NodeKey::load_or_generate(tmp.path()).unwrap_err().to_string();
+        let error = NodeKey::load_or_generate(tmp.path())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not a base64 32-byte key"), "{error}");
         assert!(!error.contains("c2VjcmV0"), "{error}");
         assert_eq!(

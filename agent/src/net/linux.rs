@@ -80,7 +80,10 @@ fn is_errno(error: &rtnetlink::Error, errno: i32) -> bool {
 }
 
 /// The link's index, or `None` when it does not exist.
-async fn link_index(handle: &Handle, interface: &IfName) -> Result<Option<(u32, LinkState)>, NetHostError> {
+async fn link_index(
+    handle: &Handle,
+    interface: &IfName,
+) -> Result<Option<(u32, LinkState)>, NetHostError> {
     let mut links = handle
         .link()
         .get()
@@ -123,7 +126,10 @@ fn require_index(interface: &IfName) -> Result<u32, NetHostError> {
         .ok_or_else(|| NetHostError::new(interface, "finding the link", "no such interface"))
 }
 
-fn route_message(index: u32, destination: IpNet) -> Result<rtnetlink::packet_route::route::RouteMessage, String> {
+fn route_message(
+    index: u32,
+    destination: IpNet,
+) -> Result<rtnetlink::packet_route::route::RouteMessage, String> {
     Ok(RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(destination.addr(), destination.prefix_len())
         .map_err(|e| e.to_string())?
@@ -288,7 +294,11 @@ impl LinkOps for Rtnetlink {
         }
     }
 
-    async fn remove_route(&self, interface: &IfName, destination: IpNet) -> Result<(), NetHostError> {
+    async fn remove_route(
+        &self,
+        interface: &IfName,
+        destination: IpNet,
+    ) -> Result<(), NetHostError> {
         let handle = connect(interface)?;
         let index = require_index(interface)?;
         let message = route_message(index, destination)
@@ -304,9 +314,8 @@ impl LinkOps for Rtnetlink {
 
 fn public_of(private: [u8; 32]) -> Option<WgKey> {
     // An all-zero key is "no key".
-    (private != [0; 32]).then(|| {
-        WgKey::from_bytes(PublicKey::from(&StaticSecret::from(private)).to_bytes())
-    })
+    (private != [0; 32])
+        .then(|| WgKey::from_bytes(PublicKey::from(&StaticSecret::from(private)).to_bytes()))
 }
 
 /// The device as the shared `get` types show it.
@@ -465,7 +474,11 @@ impl WgOps for UapiWg {
         .await
     }
 
-    async fn configure(&self, interface: &IfName, update: DeviceUpdate) -> Result<(), NetHostError> {
+    async fn configure(
+        &self,
+        interface: &IfName,
+        update: DeviceUpdate,
+    ) -> Result<(), NetHostError> {
         let socket = self.socket(interface);
         let message = uapi_update(&update);
         drop(update);
@@ -498,7 +511,11 @@ impl WgOps for KernelWg {
         .await
     }
 
-    async fn configure(&self, interface: &IfName, update: DeviceUpdate) -> Result<(), NetHostError> {
+    async fn configure(
+        &self,
+        interface: &IfName,
+        update: DeviceUpdate,
+    ) -> Result<(), NetHostError> {
         let name = interface.to_string();
         blocking(interface, "configuring the device", move || {
             use wireguard_uapi::set;
@@ -514,11 +531,7 @@ impl WgOps for KernelWg {
                     } => (
                         *key,
                         p,
-                        allowed_ips
-                            .iter()
-                            .flatten()
-                            .map(IpNet::addr)
-                            .collect(),
+                        allowed_ips.iter().flatten().map(IpNet::addr).collect(),
                     ),
                 })
                 .collect();
@@ -532,8 +545,7 @@ impl WgOps for KernelWg {
                 .collect();
             let keys: Vec<[u8; 32]> = peers_owned.iter().map(|(k, _, _)| *k.as_bytes()).collect();
             let mut peers = Vec::with_capacity(peers_owned.len());
-            for (((_, peer, addrs), key), endpoint) in
-                peers_owned.iter().zip(&keys).zip(&endpoints)
+            for (((_, peer, addrs), key), endpoint) in peers_owned.iter().zip(&keys).zip(&endpoints)
             {
                 let mut set_peer = set::Peer::from_public_key(key);
                 match peer {
@@ -646,8 +658,14 @@ impl Launcher {
                 )
             })?;
         for pipe in [
-            child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
         ]
         .into_iter()
         .flatten()
@@ -704,8 +722,7 @@ impl Launcher {
                 match self.spawn(&interface).await {
                     Ok(next) => {
                         info!("wireguard-go started again; the next pass reconfigures it");
-                        self.running()
-                            .insert(interface.to_string(), next.id());
+                        self.running().insert(interface.to_string(), next.id());
                         child = next;
                         backoff = Duration::from_secs(1);
                         break;

@@ -80,9 +80,13 @@ pub enum BackendChoice {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BackendError {
-    #[error("the boot config forces the kernel WireGuard backend, but the host has no wireguard module")]
+    #[error(
+        "the boot config forces the kernel WireGuard backend, but the host has no wireguard module"
+    )]
     NoKernelModule,
-    #[error("the boot config forces the userspace WireGuard backend, but wireguard-go is not on PATH")]
+    #[error(
+        "the boot config forces the userspace WireGuard backend, but wireguard-go is not on PATH"
+    )]
     NoWireguardGo,
     #[error("no WireGuard backend: the host has neither the wireguard module nor wireguard-go")]
     Neither,
@@ -462,11 +466,7 @@ impl NetworkStep {
     }
 
     /// Makes `changes`; returns the device as it should be afterwards.
-    async fn apply_changes(
-        &self,
-        network: &Network,
-        changes: &[Change],
-    ) -> Result<(), StepError> {
+    async fn apply_changes(&self, network: &Network, changes: &[Change]) -> Result<(), StepError> {
         let wireguard = &network.wireguard;
         let interface = &wireguard.interface;
         let failed = |change: &Change, error: NetHostError| StepError::Apply {
@@ -527,14 +527,22 @@ impl NetworkStep {
         Ok(())
     }
 
-    async fn send_update(&self, interface: &IfName, update: DeviceUpdate) -> Result<(), NetHostError> {
+    async fn send_update(
+        &self,
+        interface: &IfName,
+        update: DeviceUpdate,
+    ) -> Result<(), NetHostError> {
         if update.is_empty() {
             return Ok(());
         }
         self.host.wg.configure(interface, update).await
     }
 
-    async fn apply_link_change(&self, interface: &IfName, change: &Change) -> Result<(), NetHostError> {
+    async fn apply_link_change(
+        &self,
+        interface: &IfName,
+        change: &Change,
+    ) -> Result<(), NetHostError> {
         let links = &self.host.links;
         match change {
             Change::SetMtu(mtu) => links.set_mtu(interface, *mtu).await,
@@ -575,7 +583,11 @@ mod tests {
     }
 
     fn step(fake: &FakeNet) -> NetworkStep {
-        NetworkStep::new(Backend::Userspace, Arc::new(NodeKey::generate()), fake.host())
+        NetworkStep::new(
+            Backend::Userspace,
+            Arc::new(NodeKey::generate()),
+            fake.host(),
+        )
     }
 
     #[tokio::test]
@@ -584,7 +596,10 @@ mod tests {
         let step = step(&fake);
         let spec = spec_with(wireguard(3));
         let outcome = step.converge(&spec).await.unwrap();
-        assert!(matches!(outcome, StepOutcome::Applied { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, StepOutcome::Applied { .. }),
+            "{outcome:?}"
+        );
         assert_eq!(
             fake.take_calls(),
             [
@@ -612,7 +627,9 @@ mod tests {
         step.converge(&spec_with(wireguard(5))).await.unwrap();
         fake.take_calls();
         let mut changed = wireguard(5);
-        changed.peers[3].allowed_ips.push("10.100.0.128/25".parse().unwrap());
+        changed.peers[3]
+            .allowed_ips
+            .push("10.100.0.128/25".parse().unwrap());
         let outcome = step.converge(&spec_with(changed.clone())).await.unwrap();
         assert_eq!(outcome, StepOutcome::Applied { changes: 1 });
         assert_eq!(fake.take_calls(), ["configure 1 peer(s)"]);
@@ -658,15 +675,24 @@ mod tests {
         let mut caps = crate::host::HostInfo::capabilities(&crate::test_support::FakeHost);
         caps.kernel_wireguard = false;
         caps.wireguard_go = None;
-        assert_eq!(choose_backend(BackendChoice::Auto, &caps), Err(BackendError::Neither));
+        assert_eq!(
+            choose_backend(BackendChoice::Auto, &caps),
+            Err(BackendError::Neither)
+        );
         caps.wireguard_go = Some("/usr/bin/wireguard-go".into());
-        assert_eq!(choose_backend(BackendChoice::Auto, &caps), Ok(Backend::Userspace));
+        assert_eq!(
+            choose_backend(BackendChoice::Auto, &caps),
+            Ok(Backend::Userspace)
+        );
         assert_eq!(
             choose_backend(BackendChoice::Kernel, &caps),
             Err(BackendError::NoKernelModule)
         );
         caps.kernel_wireguard = true;
-        assert_eq!(choose_backend(BackendChoice::Auto, &caps), Ok(Backend::Kernel));
+        assert_eq!(
+            choose_backend(BackendChoice::Auto, &caps),
+            Ok(Backend::Kernel)
+        );
         assert_eq!(
             choose_backend(BackendChoice::Userspace, &caps),
             Ok(Backend::Userspace)

@@ -21,7 +21,9 @@ pub enum Change {
     /// Create the WireGuard link (kernel backend).
     CreateLink,
     /// Give the device the node's private key; shows only the public one.
-    SetPrivateKey { public_key: WgKey },
+    SetPrivateKey {
+        public_key: WgKey,
+    },
     SetListenPort(u16),
     Peer(PeerChange),
     SetMtu(u32),
@@ -51,7 +53,9 @@ pub enum PeerChange {
         /// Replaces the peer's allowed IPs.
         allowed_ips: Option<Vec<IpNet>>,
     },
-    Remove { key: WgKey },
+    Remove {
+        key: WgKey,
+    },
 }
 
 impl PeerChange {
@@ -129,7 +133,11 @@ impl fmt::Display for PeerChange {
                 persistent_keepalive,
                 allowed_ips,
             } => {
-                write!(f, "add peer {name} ({key}): allowed IPs {}", join(allowed_ips))?;
+                write!(
+                    f,
+                    "add peer {name} ({key}): allowed IPs {}",
+                    join(allowed_ips)
+                )?;
                 if let Some(endpoint) = endpoint {
                     write!(f, ", endpoint {endpoint}")?;
                 }
@@ -228,8 +236,16 @@ pub fn plan(desired: &Wireguard, observed: &Observed) -> Vec<Change> {
         changes.push(Change::SetUp);
     }
     let routes = wanted_routes(desired);
-    changes.extend(link.routes.difference(&routes).map(|r| Change::RemoveRoute(*r)));
-    changes.extend(routes.difference(&link.routes).map(|r| Change::AddRoute(*r)));
+    changes.extend(
+        link.routes
+            .difference(&routes)
+            .map(|r| Change::RemoveRoute(*r)),
+    );
+    changes.extend(
+        routes
+            .difference(&link.routes)
+            .map(|r| Change::AddRoute(*r)),
+    );
     changes
 }
 
@@ -269,7 +285,9 @@ fn plan_peers(
                 // No allocation in the common, equal case; a spec listing
                 // an IP twice still compares as a set.
                 let same_ips = if have.allowed_ips.len() == peer.allowed_ips.len() {
-                    peer.allowed_ips.iter().all(|net| have.allowed_ips.contains(net))
+                    peer.allowed_ips
+                        .iter()
+                        .all(|net| have.allowed_ips.contains(net))
                 } else {
                     have.allowed_ips.iter().copied().eq(allowed())
                 };
@@ -456,7 +474,10 @@ mod tests {
         let changes = plan(&desired, &observed);
         let text: Vec<String> = changes.iter().map(ToString::to_string).collect();
         assert_eq!(text[0], "start wireguard-go for the interface");
-        assert!(text[1].starts_with("set the node's private key (public key "), "{text:?}");
+        assert!(
+            text[1].starts_with("set the node's private key (public key "),
+            "{text:?}"
+        );
         assert_eq!(text[2], "set listen port 51820");
         assert!(text[3].starts_with("add peer node-1 ("), "{text:?}");
         assert!(text[3].contains("allowed IPs 10.100.0.2/32"), "{text:?}");
@@ -584,7 +605,10 @@ mod tests {
         assert_eq!(text.len(), 7, "{text:?}");
         assert!(text[0].starts_with("set the node's private key"));
         assert_eq!(text[1], "set listen port 51820");
-        assert!(text[2].ends_with("endpoint 192.0.2.2:51820, keepalive 25s"), "{text:?}");
+        assert!(
+            text[2].ends_with("endpoint 192.0.2.2:51820, keepalive 25s"),
+            "{text:?}"
+        );
         assert_eq!(
             &text[3..],
             [
@@ -601,7 +625,13 @@ mod tests {
         let mut desired = wireguard(1);
         desired.peers[0].endpoint = None;
         let mut observed = converged(&desired, Backend::Userspace);
-        let peer = observed.device.as_mut().unwrap().peers.get_mut(&key(1)).unwrap();
+        let peer = observed
+            .device
+            .as_mut()
+            .unwrap()
+            .peers
+            .get_mut(&key(1))
+            .unwrap();
         peer.endpoint = Some("203.0.113.9:4444".parse().unwrap());
         assert!(plan(&desired, &observed).is_empty());
     }
@@ -612,7 +642,13 @@ mod tests {
         desired.peers[0].endpoint = Some("node-1.example.net:51820".parse().unwrap());
         let mut observed = converged(&desired, Backend::Userspace);
         observed.endpoints.clear();
-        let peer = observed.device.as_mut().unwrap().peers.get_mut(&key(1)).unwrap();
+        let peer = observed
+            .device
+            .as_mut()
+            .unwrap()
+            .peers
+            .get_mut(&key(1))
+            .unwrap();
         peer.endpoint = None;
         assert!(plan(&desired, &observed).is_empty());
     }
@@ -648,7 +684,9 @@ mod tests {
     #[test]
     fn routes_skip_connected_networks_and_default_routes() {
         let mut desired = wireguard(0);
-        desired.peers.push(peer(7, &["10.100.0.9/32", "0.0.0.0/0", "10.50.0.0/16"]));
+        desired
+            .peers
+            .push(peer(7, &["10.100.0.9/32", "0.0.0.0/0", "10.50.0.0/16"]));
         assert_eq!(
             wanted_routes(&desired),
             BTreeSet::from([net("10.50.0.0/16")])
@@ -666,8 +704,16 @@ mod tests {
         let changes = plan(&after, &observed);
         assert_eq!(peer_changes(&changes).len(), 2, "{changes:?}");
         let device = device_after(&observed, &changes);
-        assert!(device.peers[&key(2)].allowed_ips.contains(&net("10.200.0.0/16")));
-        assert!(!device.peers[&key(1)].allowed_ips.contains(&net("10.200.0.0/16")));
+        assert!(
+            device.peers[&key(2)]
+                .allowed_ips
+                .contains(&net("10.200.0.0/16"))
+        );
+        assert!(
+            !device.peers[&key(1)]
+                .allowed_ips
+                .contains(&net("10.200.0.0/16"))
+        );
     }
 
     fn arb_wireguard() -> impl Strategy<Value = Wireguard> {
@@ -682,7 +728,8 @@ mod tests {
                 for id in ids {
                     let mut p = peer(id, &[&format!("10.100.0.{id}/32")]);
                     if id % 3 == 0 {
-                        p.allowed_ips.push(format!("10.{id}.0.0/16").parse().unwrap());
+                        p.allowed_ips
+                            .push(format!("10.{id}.0.0/16").parse().unwrap());
                     }
                     p.persistent_keepalive = keepalive.and_then(NonZeroU16::new);
                     if id % 2 == 0 {
