@@ -674,7 +674,7 @@ impl Drop for UserWg {
 fn try_mode_reverts_a_cut_off_unless_confirmed() {
     require_root!();
     let mut underlay = Underlay::new();
-    let nodes = mesh(&mut underlay, 2);
+    let mut nodes = mesh(&mut underlay, 2);
     let (a, b) = (&nodes[0], &nodes[1]);
     // With a keepalive, as real meshes have: a peer (re)configured on a
     // running interface handshakes at once, so node 2 is back as soon as
@@ -744,4 +744,40 @@ fn try_mode_reverts_a_cut_off_unless_confirmed() {
     // And a plain apply brings it back.
     b.apply_and_wait(&good);
     assert!(a.ns.reaches(&b.mesh_ip, Duration::from_secs(10)));
+
+    // An agent that dies inside the window still reverts once restarted
+    // (and adopts the wireguard-go it started).
+    let tried_at = Instant::now();
+    let tried = nodes[1].apply(&cut, &["--try", "4s"]);
+    nodes[1].converged(tried);
+    nodes[1].crash_and_restart();
+    loop {
+        let status = nodes[1].json(&["status"]);
+        if status["desired_generation"].as_u64() == Some(tried + 1) {
+            break;
+        }
+        assert!(
+            tried_at.elapsed() < Duration::from_secs(4 + 2),
+            "no revert after the restart: {status}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    nodes[1].converged(tried + 1);
+    assert!(
+        nodes[0]
+            .ns
+            .reaches(&nodes[1].mesh_ip, Duration::from_secs(10)),
+        "node 2 does not answer after the revert"
+    );
+}
+
+impl Node {
+    /// SIGKILL, as a crash would, then start the agent again.
+    fn crash_and_restart(&mut self) {
+        let mut child = self.agent.take().unwrap();
+        // `ip netns exec` execs tfagent: the child is the agent itself.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.spawn();
+    }
 }
