@@ -468,6 +468,19 @@ fn three_nodes_mesh_a_user_joins_and_peer_changes_touch_only_that_peer() {
         "{table}"
     );
     assert!(nodes[0].ok(&["info"]).contains(&nodes[0].public_key));
+    // The private key stays in its 0600 file: not in logs, status or info.
+    let key_file = nodes[0].dir.path().join("state/wireguard.key");
+    let private = fs::read_to_string(&key_file).unwrap().trim().to_owned();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&key_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    for text in [
+        nodes[0].log(),
+        table.clone(),
+        nodes[0].ok(&["info", "-o", "json"]),
+    ] {
+        assert!(!text.contains(&private), "the private key leaked");
+    }
 
     // A user joins through node 1 (the hub), configured from access-config.
     let access = nodes[0].json(&[

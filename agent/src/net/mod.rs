@@ -619,6 +619,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_kernel_backend_creates_the_link_and_configures_it_the_same_way() {
+        let fake = FakeNet::default();
+        let step = NetworkStep::new(Backend::Kernel, Arc::new(NodeKey::generate()), fake.host());
+        let spec = spec_with(wireguard(2));
+        step.converge(&spec).await.unwrap();
+        assert_eq!(
+            fake.take_calls(),
+            [
+                "create link",
+                "configure 2 peer(s)",
+                "mtu 1420",
+                "add address 10.100.0.1/24",
+                "up",
+                "add route 10.200.0.0/16",
+            ]
+        );
+        assert_eq!(step.converge(&spec).await.unwrap(), StepOutcome::UpToDate);
+        assert_eq!(step.backend(), Backend::Kernel);
+    }
+
+    #[tokio::test]
     async fn a_new_spec_is_planned_against_what_was_written_and_touches_one_peer() {
         let fake = FakeNet::default();
         let step = step(&fake);
