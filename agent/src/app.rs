@@ -175,7 +175,7 @@ mod tests {
     use crate::test_support::example_spec;
 
     #[tokio::test]
-    async fn every_step_of_this_build_says_it_cannot_act_and_what_is_asked() {
+    async fn every_step_says_what_is_asked_and_only_network_acts() {
         let steps = steps(Arc::new(crate::test_support::network_step()));
         let names: Vec<StepName> = steps.iter().map(|s| s.name()).collect();
         assert_eq!(names, StepName::ORDER);
