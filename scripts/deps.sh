@@ -9,12 +9,13 @@ cd "$(dirname "$0")/.."
 # agent drives and its root tests use: loop devices, blkid and mkfs
 # (util-linux, btrfs-progs, e2fsprogs, xfsprogs), namespaces and veth
 # (iproute2), userspace WireGuard and wg (wireguard-go, wireguard-tools),
-# containerd with runc, and keepalived for the VIP election. The tests read
+# containerd with runc, keepalived for the VIP election, ping for the
+# WireGuard end-to-end tests. The tests read
 # the metrics endpoint with curl and check its text with the Prometheus
 # project's own OpenMetrics parser (python3-prometheus-client).
 packages=(gcc g++ libc6-dev
     util-linux mount e2fsprogs btrfs-progs xfsprogs
-    iproute2 wireguard-go wireguard-tools
+    iproute2 wireguard-go wireguard-tools iputils-ping
     containerd runc keepalived
     curl python3-prometheus-client)
 

@@ -12,7 +12,7 @@ use crate::{
     config::{BootConfig, RemoteApi},
     control::{Controller, RemoteApiInfo},
     events::EventBus,
-    host::LinuxHost,
+    host::{HostInfo, LinuxHost},
     metrics::{self, Metrics, MetricsError, ReconcileMetrics},
     net,
     reconcile::{Reconciler, StatusBoard, Step, StepName},
@@ -28,6 +28,13 @@ pub enum AppError {
     Serve(#[from] ServeError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    // ---- network ----
+    #[error(transparent)]
+    Key(#[from] net::KeyError),
+    #[error(transparent)]
+    Backend(#[from] net::BackendError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
     /// A task the agent cannot run without died; the supervisor (zinit,
     /// systemd) restarts the agent.
     #[error("the {task} task crashed: {source}")]
@@ -38,12 +45,16 @@ pub enum AppError {
 }
 
 /// The steps in reconcile order.
-pub fn steps(storage: &storage::Storage, services: supervise::Services) -> Vec<Arc<dyn Step>> {
+pub fn steps(
+    storage: &storage::Storage,
+    network: Arc<dyn Step>,
+    services: supervise::Services,
+) -> Vec<Arc<dyn Step>> {
     // Add-on manifests go where this node's k3s reads them.
     let k3s = addons::K3sPaths::under(&services.paths().k3s_data_dir);
     let steps: Vec<Arc<dyn Step>> = vec![
         Arc::new(storage.clone()),
-        Arc::new(net::step()),
+        network,
         Arc::new(services),
         Arc::new(vip::step()),
         Arc::new(addons::AddonsStep::new(k3s)),
@@ -108,9 +119,28 @@ pub async fn run(
             info!(services = ?resumed, "adopted the services still running");
         }
     }
+    let key = Arc::new(net::NodeKey::load_or_generate(store.dir())?);
+    let capabilities = LinuxHost.capabilities();
+    let backend = match net::choose_backend(config.wireguard_backend, &capabilities) {
+        Ok(backend) => backend,
+        // With neither, the network step fails and says why; the agent
+        // still serves.
+        Err(net::BackendError::Neither) => {
+            warn!("the host has neither the wireguard module nor wireguard-go");
+            net::Backend::Userspace
+        }
+        Err(error) => return Err(error.into()),
+    };
+    info!(%backend, public_key = %key.public(), "WireGuard");
+    let network = Arc::new(net::step(
+        backend,
+        key,
+        capabilities.wireguard_go.as_deref(),
+    ));
     let storage = storage::Storage::linux(&config.state_dir, config.allowed_devices.clone());
     let steps = steps(
         &storage,
+        network.clone(),
         supervise::Services::new(supervisor.clone(), config.services.clone()),
     );
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
@@ -124,12 +154,14 @@ pub async fn run(
         Arc::new(LinuxHost),
     )
     .with_storage(storage)
+    .with_network(network)
     .with_supervisor(supervisor.clone())
     .with_remote_api(remote_info.clone());
     if let Some(dirs) = config.services.persisted_dirs() {
         controller = controller.with_service_dirs(dirs);
     }
     let controller = Arc::new(controller);
+    controller.resume_trial()?;
 
     let tracker = TaskTracker::new();
     if let (Some(info), Some(files)) = (remote_info, config.remote_api.clone()) {
@@ -251,7 +283,7 @@ mod tests {
         let plans = crate::reconcile::plan_all(&steps, &spec).await;
         let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
         for (index, plan) in plans.iter().enumerate() {
-            assert_eq!(plan.implemented, index != 1 && index != 3, "{plan:?}");
+            assert_eq!(plan.implemented, index != 3, "{plan:?}");
         }
         // On this host the example's pool and disk are absent: storage
         // refuses, before any change.
@@ -261,7 +293,12 @@ mod tests {
             "{:?}",
             plans[0]
         );
-        assert!(plans[1].actions[0].contains("5 peer(s)"), "{:?}", plans[1]);
+        let peers = plans[1]
+            .actions
+            .iter()
+            .filter(|a| a.starts_with("add peer"))
+            .count();
+        assert_eq!(peers, 5, "{:?}", plans[1]);
         assert_eq!(plans[2].actions.len(), 5, "{:?}", plans[2]);
         assert_eq!(plans[2].actions[3], "start containerd");
         assert!(plans[3].actions[0].contains("priority 150"));

@@ -65,6 +65,8 @@ struct RawConfig {
     tls_client_ca: Option<PathBuf>,
     // ---- services ----
     services: RawServices,
+    // ---- network ----
+    wireguard_backend: crate::net::BackendChoice,
 }
 
 /// `[services]`: where the supervised services keep their files (defaults
@@ -220,6 +222,10 @@ pub struct BootConfig {
     pub services: ServicePaths,
     /// Whether each service gets its own cgroup.
     pub service_cgroups: bool,
+    // ---- network ----
+    /// `auto` (kernel module when present, else wireguard-go), `kernel` or
+    /// `userspace`.
+    pub wireguard_backend: crate::net::BackendChoice,
 }
 
 impl fmt::Debug for BootConfig {
@@ -237,6 +243,7 @@ impl fmt::Debug for BootConfig {
             .field("allowed_devices", &self.allowed_devices)
             .field("services", &self.services)
             .field("service_cgroups", &self.service_cgroups)
+            .field("wireguard_backend", &self.wireguard_backend)
             .finish()
     }
 }
@@ -256,6 +263,7 @@ impl Default for BootConfig {
             allowed_devices: None,
             services: ServicePaths::default(),
             service_cgroups: true,
+            wireguard_backend: crate::net::BackendChoice::Auto,
         }
     }
 }
@@ -393,6 +401,7 @@ impl BootConfig {
             allowed_devices: raw.allowed_devices,
             services,
             service_cgroups,
+            wireguard_backend: raw.wireguard_backend,
         })
     }
 }
@@ -428,6 +437,7 @@ mod tests {
             tls_key = "/etc/tfagent/node-key.pem"
             tls_client_ca = "/etc/tfagent/clients-ca.pem"
             allowed_devices = ["/dev/disk/by-id/nvme-*"]
+            wireguard_backend = "userspace"
             "#,
         )
         .unwrap();
@@ -451,6 +461,17 @@ mod tests {
         assert_eq!(
             config.allowed_devices,
             Some(vec!["/dev/disk/by-id/nvme-*".to_owned()])
+        );
+        assert_eq!(
+            config.wireguard_backend,
+            crate::net::BackendChoice::Userspace
+        );
+        let err = parse("wireguard_backend = \"ebpf\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ebpf") || err.contains("wireguard_backend"),
+            "{err}"
         );
     }
 

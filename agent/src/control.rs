@@ -2,9 +2,14 @@
 //! answers reads about the spec, status, host and events. The gRPC layer in
 //! `api/` is a thin shell over it.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use tokio::sync::{Mutex, broadcast, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, info, warn};
 
 use crate::{
@@ -16,6 +21,12 @@ use crate::{
     state::{Desired, Loaded, RefusedSpec, StateError, StateStore},
     storage::{self, DiskInfo, StorageError, VolumeStatus},
     supervise::{ServiceStatus, SuperviseError, Supervisor},
+};
+// ---- network ----
+use crate::{
+    net::{Backend, InterfaceStatus, NetworkStep, access::HubInfo},
+    spec::WgKey,
+    trial::{self, Trial, TrialError},
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -41,14 +52,24 @@ pub enum ControlError {
     Service(#[from] SuperviseError),
     #[error("this agent supervises no services")]
     NoSupervisor,
+    // ---- network ----
+    /// The request cannot be served in the agent's current state (a trial
+    /// pending, nothing to confirm, no spec to fall back to).
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the try-mode record: {0}")]
+    Trial(#[from] TrialError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyMode {
     Apply,
     DryRun,
-    /// Roll back unless confirmed; arrives with the network capability.
-    Try,
+    /// Apply, and roll back to the previous spec unless confirmed within
+    /// the timeout.
+    Try(Duration),
 }
 
 /// The plan of one step as `Apply` reports it.
@@ -79,6 +100,9 @@ pub struct NodeInfo {
     pub remote_api: Option<RemoteApiInfo>,
     /// What each add-on needs and whether the node has it.
     pub addons: Vec<AddonPrerequisites>,
+    // ---- network ----
+    pub wireguard_public_key: Option<WgKey>,
+    pub wireguard_backend: Option<Backend>,
 }
 
 /// One look at the host.
@@ -107,6 +131,18 @@ pub struct NodeStatus {
     pub steps: Vec<StepStatus>,
     /// Supervised services, in start order.
     pub services: Vec<ServiceStatus>,
+    // ---- network ----
+    pub wireguard: Option<InterfaceStatus>,
+    pub trial: Option<TrialStatus>,
+    /// What became of the last trial that ended, one line.
+    pub last_trial: Option<String>,
+}
+
+/// A spec on trial, as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrialStatus {
+    pub generation: u64,
+    pub deadline: SystemTime,
 }
 
 #[derive(Debug)]
@@ -123,6 +159,33 @@ pub struct Controller {
     supervisor: Option<Supervisor>,
     /// The services' data dirs, which storage persists by default.
     service_dirs: Option<ServiceDirs>,
+    // ---- network ----
+    network: Option<Arc<NetworkStep>>,
+    trials: Arc<Trials>,
+}
+
+/// The spec on trial, if any, and how to call its revert off.
+#[derive(Debug)]
+struct Trials {
+    state_dir: PathBuf,
+    /// Serialises trial starts, confirmations, reverts and plain applies.
+    lock: Mutex<()>,
+    pending: std::sync::Mutex<Option<(Trial, CancellationToken)>>,
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl Trials {
+    fn pending(&self) -> Option<Trial> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(t, _)| t.clone())
+    }
+
+    fn set_last(&self, text: String) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+    }
 }
 
 /// Stores accepted specs. Runs in its own task so that a caller who goes
@@ -204,6 +267,7 @@ impl Controller {
                 "the stored spec was refused; waiting for a new one"
             );
         }
+        let state_dir = store.dir().to_owned();
         Self {
             committer: Arc::new(Committer {
                 store,
@@ -220,6 +284,13 @@ impl Controller {
             storage: None,
             supervisor: None,
             service_dirs: None,
+            network: None,
+            trials: Arc::new(Trials {
+                state_dir,
+                lock: Mutex::new(()),
+                pending: std::sync::Mutex::new(None),
+                last: std::sync::Mutex::new(None),
+            }),
         }
     }
 
@@ -288,6 +359,12 @@ impl Controller {
         Ok(self.supervisor()?.restart(service)?)
     }
 
+    /// Gives the controller the network step (public key, live status).
+    pub fn with_network(mut self, network: Arc<NetworkStep>) -> Self {
+        self.network = Some(network);
+        self
+    }
+
     /// The desired spec as the reconciler follows it.
     pub fn watch_desired(&self) -> watch::Receiver<Option<Arc<Desired>>> {
         self.committer.desired.subscribe()
@@ -323,7 +400,7 @@ impl Controller {
     ) -> Result<ValidationContext, ControlError> {
         let probe = self.probe_host().await?;
         let mut context = ValidationContext {
-            own_public_key: None,
+            own_public_key: self.network.as_ref().map(|n| n.public_key()),
             kernel_filesystems: Some(probe.capabilities.filesystems),
             addon_host: Some(prereq::availability(&probe.addons)),
             service_dirs: self.service_dirs.clone(),
@@ -346,9 +423,6 @@ impl Controller {
         document: SpecDocument,
         mode: ApplyMode,
     ) -> Result<ApplyOutcome, ControlError> {
-        if mode == ApplyMode::Try {
-            return Err(ControlError::Unsupported("apply mode `try`"));
-        }
         let context = self.validation_context(&document).await?;
         let spec = match document.validate(&context) {
             Ok(spec) => spec,
@@ -368,13 +442,25 @@ impl Controller {
             });
         }
 
-        let commit = Arc::clone(&self.committer).commit(spec);
-        let (generation, changed) = tokio::spawn(commit.instrument(Span::current()))
-            .await
-            .map_err(|source| ControlError::Internal {
-                what: "storing the spec",
-                source,
-            })??;
+        let _trials = self.trials.lock.lock().await;
+        if let Some(pending) = self.trials.pending() {
+            if self.current().is_some_and(|c| c.spec == spec) {
+                // The spec on trial, again: nothing to do, still on trial.
+                return Ok(ApplyOutcome {
+                    generation: pending.generation,
+                    changed: false,
+                    plan,
+                });
+            }
+            return Err(ControlError::Precondition(format!(
+                "generation {} is on trial: confirm it (tfagentctl confirm) or wait for its revert before applying another spec",
+                pending.generation
+            )));
+        }
+        if let ApplyMode::Try(timeout) = mode {
+            return self.start_trial(spec, timeout, plan).await;
+        }
+        let (generation, changed) = self.commit(spec).await?;
         Ok(ApplyOutcome {
             generation,
             changed,
@@ -424,7 +510,30 @@ impl Controller {
                 .as_ref()
                 .map(Supervisor::status)
                 .unwrap_or_default(),
+            wireguard: None,
+            trial: self.trials.pending().map(|t| TrialStatus {
+                generation: t.generation,
+                deadline: t.deadline,
+            }),
+            last_trial: self
+                .trials
+                .last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
+    }
+
+    /// [`Self::status`] with the live state of the WireGuard interface.
+    pub async fn full_status(&self) -> NodeStatus {
+        let mut status = self.status();
+        if let Some(network) = &self.network {
+            let current = self.current();
+            status.wireguard = network
+                .status(current.as_ref().map(|d| &d.spec.network.wireguard))
+                .await;
+        }
+        status
     }
 
     pub async fn info(&self) -> Result<NodeInfo, ControlError> {
@@ -437,12 +546,221 @@ impl Controller {
             capabilities: probe.capabilities,
             started_at: self.started_at,
             remote_api: self.remote_api.clone(),
+            wireguard_public_key: self.network.as_ref().map(|n| n.public_key()),
+            wireguard_backend: self.network.as_ref().map(|n| n.backend()),
         })
     }
 
     pub fn subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
         self.committer.events.subscribe()
     }
+
+    async fn commit(&self, spec: NodeSpec) -> Result<(u64, bool), ControlError> {
+        let commit = Arc::clone(&self.committer).commit(spec);
+        tokio::spawn(commit.instrument(Span::current()))
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "storing the spec",
+                source,
+            })?
+    }
+}
+
+// ---- network ----
+impl Controller {
+    /// Stores `spec` on trial: the current spec is kept, and restored unless
+    /// [`Self::confirm`] arrives within `timeout`. The trial lock is held.
+    async fn start_trial(
+        &self,
+        spec: NodeSpec,
+        timeout: Duration,
+        plan: Vec<PlannedStep>,
+    ) -> Result<ApplyOutcome, ControlError> {
+        if timeout.is_zero() || timeout > trial::MAX_TRY_TIMEOUT {
+            return Err(ControlError::BadRequest(format!(
+                "try_timeout: must be between 1s and {}s",
+                trial::MAX_TRY_TIMEOUT.as_secs()
+            )));
+        }
+        let Some(current) = self.current() else {
+            return Err(ControlError::Precondition(
+                "try mode needs a stored spec to fall back to: apply one first".into(),
+            ));
+        };
+        if current.spec == spec {
+            return Ok(ApplyOutcome {
+                generation: current.generation,
+                changed: false,
+                plan,
+            });
+        }
+        // Recorded before the spec is stored: a crash in between reverts to
+        // what is still current, which changes nothing.
+        let mut trial = Trial {
+            generation: current.generation + 1,
+            deadline: SystemTime::now() + timeout,
+            previous: current.spec.clone(),
+        };
+        self.save_trial(&trial).await?;
+        let (generation, changed) = self.commit(spec).await?;
+        if generation != trial.generation {
+            trial.generation = generation;
+            self.save_trial(&trial).await?;
+        }
+        info!(
+            generation,
+            timeout_secs = timeout.as_secs(),
+            "spec stored on trial"
+        );
+        self.arm(trial);
+        Ok(ApplyOutcome {
+            generation,
+            changed,
+            plan,
+        })
+    }
+
+    async fn save_trial(&self, trial: &Trial) -> Result<(), ControlError> {
+        let dir = self.trials.state_dir.clone();
+        let trial = trial.clone();
+        tokio::task::spawn_blocking(move || trial::save(&dir, &trial))
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "saving the trial",
+                source,
+            })?
+            .map_err(ControlError::from)
+    }
+
+    /// Records `trial` as pending and starts its revert timer.
+    fn arm(&self, trial: Trial) {
+        let cancel = CancellationToken::new();
+        let generation = trial.generation;
+        let wait = trial
+            .deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        *self
+            .trials
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((trial, cancel.clone()));
+        let committer = Arc::clone(&self.committer);
+        let trials = Arc::clone(&self.trials);
+        tokio::spawn(
+            async move {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = tokio::time::sleep(wait) => {
+                        if let Err(error) = revert(&committer, &trials, generation).await {
+                            warn!(%error, "cannot revert the spec on trial; retried at the next start");
+                        }
+                    }
+                }
+            }
+            // Outlives the request that started it: no parent span.
+            .instrument(tracing::info_span!(parent: None, "trial", generation)),
+        );
+    }
+
+    /// Takes up a trial persisted by an earlier run: its revert runs at its
+    /// deadline, at once when that has passed.
+    pub fn resume_trial(&self) -> Result<(), ControlError> {
+        if let Some(trial) = trial::load(&self.trials.state_dir)? {
+            info!(generation = trial.generation, "a spec is still on trial");
+            self.arm(trial);
+        }
+        Ok(())
+    }
+
+    /// Keeps the spec on trial as `generation`.
+    pub async fn confirm(&self, generation: u64) -> Result<u64, ControlError> {
+        let _trials = self.trials.lock.lock().await;
+        let Some(pending) = self.trials.pending() else {
+            let last = self
+                .trials
+                .last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            return Err(ControlError::Precondition(match last {
+                Some(last) => format!("no spec is on trial ({last})"),
+                None => "no spec is on trial".into(),
+            }));
+        };
+        if pending.generation != generation {
+            return Err(ControlError::Precondition(format!(
+                "generation {generation} is not on trial; generation {} is",
+                pending.generation
+            )));
+        }
+        let dir = self.trials.state_dir.clone();
+        tokio::task::spawn_blocking(move || trial::clear(&dir))
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "clearing the trial",
+                source,
+            })??;
+        if let Some((_, cancel)) = self
+            .trials
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            cancel.cancel();
+        }
+        info!(generation, "spec on trial confirmed");
+        self.trials
+            .set_last(format!("generation {generation} was confirmed"));
+        Ok(generation)
+    }
+
+    /// What a user's wg-quick config needs from this node.
+    pub fn access_hub(&self, name: &str) -> Result<HubInfo, ControlError> {
+        let network = self
+            .network
+            .as_ref()
+            .ok_or(ControlError::Unsupported("WireGuard"))?;
+        let current = self.current().ok_or_else(|| {
+            ControlError::Precondition("no spec is stored: the mesh is not configured".into())
+        })?;
+        Ok(crate::net::access::hub_info(
+            &current.spec.network.wireguard,
+            current.spec.cluster.vip,
+            network.public_key(),
+            name,
+        ))
+    }
+}
+
+/// Restores the spec a trial replaced, unless it was confirmed meanwhile.
+async fn revert(
+    committer: &Arc<Committer>,
+    trials: &Trials,
+    generation: u64,
+) -> Result<(), ControlError> {
+    let _trials = trials.lock.lock().await;
+    let Some(pending) = trials.pending().filter(|t| t.generation == generation) else {
+        return Ok(());
+    };
+    let (reverted_to, _) = Arc::clone(committer).commit(pending.previous).await?;
+    let dir = trials.state_dir.clone();
+    tokio::task::spawn_blocking(move || trial::clear(&dir))
+        .await
+        .map_err(|source| ControlError::Internal {
+            what: "clearing the trial",
+            source,
+        })??;
+    *trials.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    warn!(
+        generation,
+        reverted_to, "the spec on trial was not confirmed in time; reverted"
+    );
+    trials.set_last(format!(
+        "generation {generation} was not confirmed in time and was reverted as generation {reverted_to}"
+    ));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -603,5 +921,150 @@ mod tests {
             let on_disk = crate::state::read_stored(tmp.path()).unwrap();
             assert_eq!(on_disk.as_ref(), Some(memory.as_ref()), "after attempt {n}");
         }
+    }
+
+    // ---- network ----
+    async fn wait_for_generation(controller: &Controller, generation: u64) -> Duration {
+        let start = std::time::Instant::now();
+        while controller.current().map(|c| c.generation) != Some(generation) {
+            assert!(start.elapsed() < Duration::from_secs(10), "no revert");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        start.elapsed()
+    }
+
+    #[tokio::test]
+    async fn a_try_without_confirm_is_reverted_at_its_deadline() {
+        let tmp = tempfile::tempdir().unwrap();
+        let controller = controller(tmp.path());
+        let refused = controller
+            .apply(variant(1), ApplyMode::Try(Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, ControlError::Precondition(_)),
+            "{refused}"
+        );
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
+        let outcome = controller
+            .apply(variant(2), ApplyMode::Try(Duration::from_millis(500)))
+            .await
+            .unwrap();
+        assert_eq!((outcome.generation, outcome.changed), (2, true));
+        assert!(tmp.path().join(trial::TRIAL_FILE).exists());
+        assert_eq!(controller.status().trial.unwrap().generation, 2);
+        // Nothing else is applied while a trial runs; the same spec is fine.
+        let busy = controller
+            .apply(variant(3), ApplyMode::Apply)
+            .await
+            .unwrap_err();
+        assert!(
+            busy.to_string().contains("generation 2 is on trial"),
+            "{busy}"
+        );
+        let again = controller
+            .apply(variant(2), ApplyMode::Apply)
+            .await
+            .unwrap();
+        assert_eq!((again.generation, again.changed), (2, false));
+
+        let waited = wait_for_generation(&controller, 3).await;
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+        let (_, document) = controller.redacted_spec().unwrap();
+        assert_eq!(document.node_name, "variant-1");
+        let status = controller.status();
+        assert!(status.trial.is_none());
+        assert!(
+            status
+                .last_trial
+                .unwrap()
+                .contains("reverted as generation 3")
+        );
+        assert!(!tmp.path().join(trial::TRIAL_FILE).exists());
+        let late = controller.confirm(2).await.unwrap_err();
+        assert!(late.to_string().contains("reverted"), "{late}");
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_try_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let controller = controller(tmp.path());
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
+        controller
+            .apply(variant(2), ApplyMode::Try(Duration::from_millis(300)))
+            .await
+            .unwrap();
+        let wrong = controller.confirm(1).await.unwrap_err();
+        assert!(wrong.to_string().contains("generation 2 is"), "{wrong}");
+        assert_eq!(controller.confirm(2).await.unwrap(), 2);
+        assert!(!tmp.path().join(trial::TRIAL_FILE).exists());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (generation, document) = controller.redacted_spec().unwrap();
+        assert_eq!((generation, document.node_name.as_str()), (2, "variant-2"));
+        assert!(controller.confirm(2).await.is_err());
+        // Applies go on as usual after it.
+        let next = controller
+            .apply(variant(3), ApplyMode::Apply)
+            .await
+            .unwrap();
+        assert_eq!(next.generation, 3);
+    }
+
+    #[tokio::test]
+    async fn a_trial_left_by_an_earlier_run_is_reverted_at_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let first = controller(tmp.path());
+            first.apply(variant(1), ApplyMode::Apply).await.unwrap();
+            first.apply(variant(2), ApplyMode::Apply).await.unwrap();
+        }
+        // As if the agent died inside the window of a try of generation 2.
+        let previous = variant(1).validate(&ValidationContext::default()).unwrap();
+        let trial = Trial {
+            generation: 2,
+            deadline: SystemTime::now() + Duration::from_millis(300),
+            previous,
+        };
+        trial::save(tmp.path(), &trial).unwrap();
+        let restarted = controller(tmp.path());
+        restarted.resume_trial().unwrap();
+        assert_eq!(restarted.status().trial.unwrap().generation, 2);
+        wait_for_generation(&restarted, 3).await;
+        let (_, document) = restarted.redacted_spec().unwrap();
+        assert_eq!(document.node_name, "variant-1");
+    }
+
+    #[tokio::test]
+    async fn the_nodes_own_key_is_refused_as_a_peer_and_shown_in_info() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, loaded) = StateStore::open(tmp.path()).unwrap();
+        let network = Arc::new(crate::test_support::network_step());
+        let own = network.public_key();
+        let controller = Controller::new(
+            store,
+            loaded,
+            vec![],
+            Arc::new(StatusBoard::new(&StepName::ORDER)),
+            Arc::new(EventBus::default()),
+            Arc::new(crate::test_support::FakeHost),
+        )
+        .with_network(network);
+        let info = controller.info().await.unwrap();
+        assert_eq!(info.wireguard_public_key, Some(own));
+        assert_eq!(info.wireguard_backend, Some(Backend::Userspace));
+        let mut document = variant(1);
+        document.network.wireguard.peers[0].public_key = own.to_string();
+        let error = controller
+            .apply(document, ApplyMode::Apply)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ControlError::Invalid(_)), "{error}");
+        assert!(error.to_string().contains("public_key"), "{error}");
     }
 }

@@ -18,6 +18,8 @@ pub mod spec;
 pub mod state;
 pub mod storage;
 pub mod supervise;
+// ---- network ----
+pub mod trial;
 pub mod vip;
 
 #[cfg(test)]

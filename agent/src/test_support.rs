@@ -92,6 +92,7 @@ pub fn steps_with(
     );
     app::steps(
         storage,
+        Arc::new(network_step()),
         supervise::Services::new(supervisor, supervise::ServicePaths::under(dir)),
     )
 }
@@ -110,5 +111,15 @@ pub fn controller(state_dir: &Path) -> Arc<Controller> {
             Arc::new(FakeHost),
         )
         .with_storage(storage),
+    )
+}
+
+// ---- network ----
+/// A network step over a fake host, with a fixed-seed-free fresh key.
+pub fn network_step() -> crate::net::NetworkStep {
+    crate::net::NetworkStep::new(
+        crate::net::Backend::Userspace,
+        Arc::new(crate::net::NodeKey::generate()),
+        crate::net::fake::FakeNet::default().host(),
     )
 }

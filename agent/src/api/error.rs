@@ -31,6 +31,10 @@ impl From<ControlError> for Status {
             }
             ControlError::Service(_) => Status::failed_precondition(error.to_string()),
             ControlError::NoSupervisor => Status::failed_precondition(error.to_string()),
+            // ---- network ----
+            ControlError::Precondition(_) => Status::failed_precondition(error.to_string()),
+            ControlError::BadRequest(_) => Status::invalid_argument(error.to_string()),
+            ControlError::Trial(_) => Status::internal(error.to_string()),
         }
     }
 }

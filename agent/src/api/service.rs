@@ -54,7 +54,15 @@ impl NodeAgent for NodeAgentService {
         let mode = match pb::ApplyMode::try_from(request.mode) {
             Ok(pb::ApplyMode::Unspecified | pb::ApplyMode::Apply) => ApplyMode::Apply,
             Ok(pb::ApplyMode::DryRun) => ApplyMode::DryRun,
-            Ok(pb::ApplyMode::Try) => ApplyMode::Try,
+            Ok(pb::ApplyMode::Try) => {
+                let timeout = request
+                    .try_timeout
+                    .and_then(|d| std::time::Duration::try_from(d).ok())
+                    .ok_or_else(|| {
+                        Status::invalid_argument("try_timeout: required with mode try")
+                    })?;
+                ApplyMode::Try(timeout)
+            }
             Err(_) => {
                 return Err(Status::invalid_argument(format!(
                     "mode: unknown apply mode {}",
@@ -93,7 +101,7 @@ impl NodeAgent for NodeAgentService {
         &self,
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
-        let mut status = view::status(self.controller.status());
+        let mut status = view::status(self.controller.full_status().await);
         // ---- storage ----
         // The storage step reports the same failure; the rest of the status
         // is still worth serving.
@@ -114,6 +122,34 @@ impl NodeAgent for NodeAgentService {
         Ok(Response::new(pb::ListDisksResponse {
             disks: disks.into_iter().map(view::disk).collect(),
         }))
+    }
+
+    // ---- network ----
+    #[instrument(name = "rpc.confirm", skip_all)]
+    async fn confirm(
+        &self,
+        request: Request<pb::ConfirmRequest>,
+    ) -> Result<Response<pb::ConfirmResponse>, Status> {
+        let generation = self
+            .controller
+            .confirm(request.into_inner().generation)
+            .await?;
+        Ok(Response::new(pb::ConfirmResponse { generation }))
+    }
+
+    #[instrument(name = "rpc.wireguard_access_config", skip_all)]
+    async fn wireguard_access_config(
+        &self,
+        request: Request<pb::WireguardAccessConfigRequest>,
+    ) -> Result<Response<pb::WireguardAccessConfigResponse>, Status> {
+        let name = request.into_inner().name;
+        if name.parse::<crate::spec::NodeName>().is_err() {
+            return Err(Status::invalid_argument(
+                "name: must be a lower-case DNS name such as `user`",
+            ));
+        }
+        let hub = self.controller.access_hub(&name)?;
+        Ok(Response::new(view::access_hub(&name, hub)))
     }
 
     type WatchEventsStream = EventStream;

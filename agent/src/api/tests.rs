@@ -82,6 +82,7 @@ fn apply_request(document: SpecDocument, mode: pb::ApplyMode) -> pb::ApplyReques
     pb::ApplyRequest {
         spec: Some(document.into()),
         mode: mode.into(),
+        try_timeout: None,
     }
 }
 
@@ -109,7 +110,7 @@ async fn dry_run_then_apply_then_unchanged() {
         .filter(|p| p.implemented)
         .map(|p| p.step.as_str())
         .collect();
-    assert_eq!(implemented, ["storage", "services", "addons"]);
+    assert_eq!(implemented, ["storage", "network", "services", "addons"]);
     assert!(
         !agent.state_dir.join("spec.json").exists(),
         "a dry run stores nothing"
@@ -184,6 +185,7 @@ async fn get_spec_redacts_the_token_and_the_redacted_spec_is_refused() {
         .apply(pb::ApplyRequest {
             spec: Some(stored),
             mode: pb::ApplyMode::Apply.into(),
+            try_timeout: None,
         })
         .await
         .unwrap_err();
@@ -216,6 +218,7 @@ async fn an_invalid_spec_names_every_field_and_changes_nothing() {
             .apply(pb::ApplyRequest {
                 spec: Some(bad.clone()),
                 mode: mode.into(),
+                try_timeout: None,
             })
             .await
             .unwrap_err();
@@ -252,6 +255,7 @@ async fn an_invalid_spec_names_every_field_and_changes_nothing() {
         .apply(pb::ApplyRequest {
             spec: None,
             mode: 0,
+            try_timeout: None,
         })
         .await
         .unwrap_err();
@@ -263,7 +267,13 @@ async fn an_invalid_spec_names_every_field_and_changes_nothing() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(try_mode.code(), Code::Unimplemented);
+    // ---- network ----
+    assert_eq!(try_mode.code(), Code::InvalidArgument);
+    assert!(
+        try_mode.message().contains("try_timeout"),
+        "{}",
+        try_mode.message()
+    );
     agent.stop().await;
 }
 

@@ -131,6 +131,7 @@ fn dry_run() -> pb::ApplyRequest {
     pb::ApplyRequest {
         spec: Some(example_document("agent").into()),
         mode: pb::ApplyMode::DryRun.into(),
+        try_timeout: None,
     }
 }
 

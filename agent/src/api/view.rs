@@ -15,6 +15,8 @@ use crate::{
     storage::{DiskInfo, VolumeStatus},
     supervise::{ExitInfo, ServiceState, ServiceStatus},
 };
+// ---- network ----
+use crate::net::{InterfaceStatus, access::HubInfo};
 
 pub fn timestamp(time: SystemTime) -> Timestamp {
     Timestamp::from(time)
@@ -49,6 +51,14 @@ pub fn info(info: NodeInfo) -> pb::NodeInfo {
                 lacks: p.lacks,
             })
             .collect(),
+        wireguard_public_key: info
+            .wireguard_public_key
+            .map(|k| k.to_string())
+            .unwrap_or_default(),
+        wireguard_backend: info
+            .wireguard_backend
+            .map(|b| b.to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -109,6 +119,12 @@ pub fn status(status: NodeStatus) -> pb::NodeStatus {
             .unwrap_or_default(),
         volumes: Vec::new(),
         services: status.services.into_iter().map(service_status).collect(),
+        wireguard: status.wireguard.map(wireguard_status),
+        trial: status.trial.map(|t| pb::TrialStatus {
+            generation: t.generation,
+            deadline: Some(timestamp(t.deadline)),
+        }),
+        last_trial: status.last_trial.unwrap_or_default(),
     }
 }
 
@@ -146,6 +162,46 @@ fn service_status(service: ServiceStatus) -> pb::ServiceStatus {
         probe_message: service.message,
         adopted: service.adopted,
         depends_on: service.depends_on.iter().map(ToString::to_string).collect(),
+    }
+}
+
+// ---- network ----
+fn wireguard_status(status: InterfaceStatus) -> pb::WireguardStatus {
+    pb::WireguardStatus {
+        interface: status.interface,
+        backend: status.backend.to_string(),
+        up: status.up,
+        listen_port: status.listen_port.into(),
+        public_key: status.public_key.to_string(),
+        peers: status
+            .peers
+            .into_iter()
+            .map(|p| pb::WireguardPeerStatus {
+                name: p.name,
+                public_key: p.public_key.to_string(),
+                endpoint: p.endpoint.map(|e| e.to_string()).unwrap_or_default(),
+                latest_handshake: p.last_handshake.map(timestamp),
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+                allowed_ips: p.allowed_ips.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+        error: status.error.unwrap_or_default(),
+    }
+}
+
+pub fn access_hub(name: &str, hub: HubInfo) -> pb::WireguardAccessConfigResponse {
+    pb::WireguardAccessConfigResponse {
+        public_key: hub.public_key.to_string(),
+        listen_port: hub.listen_port.into(),
+        mtu: hub.mtu,
+        allowed_ips: hub.allowed_ips.iter().map(ToString::to_string).collect(),
+        existing_peer: hub.existing_peer.map(|(key, allowed)| pb::WireguardPeer {
+            name: name.to_owned(),
+            public_key: key.to_string(),
+            allowed_ips: allowed.iter().map(ToString::to_string).collect(),
+            ..Default::default()
+        }),
     }
 }
 

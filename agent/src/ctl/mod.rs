@@ -3,6 +3,8 @@
 
 mod certs;
 mod render;
+// ---- network ----
+mod wireguard;
 
 use std::{
     fmt, fs,
@@ -74,6 +76,21 @@ pub enum Command {
         /// Show the plan only; nothing is stored or changed.
         #[arg(long)]
         dry_run: bool,
+        /// Apply on trial: the previous spec comes back unless `tfagentctl
+        /// confirm` follows within this time (e.g. 60s, 5m).
+        #[arg(long = "try", value_name = "TIMEOUT", value_parser = humantime::parse_duration, conflicts_with = "dry_run")]
+        try_timeout: Option<std::time::Duration>,
+    },
+    /// Keep the spec applied with `apply --try`.
+    Confirm {
+        /// The generation on trial (default: the one status shows).
+        #[arg(long)]
+        generation: Option<u64>,
+    },
+    /// WireGuard helpers.
+    Wg {
+        #[command(subcommand)]
+        what: WgCommand,
     },
     /// Show stored state.
     Get {
@@ -137,6 +154,24 @@ pub enum CertsCommand {
         /// The addresses clients dial the node at.
         #[arg(long = "address")]
         addresses: Vec<std::net::IpAddr>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WgCommand {
+    /// A wg-quick config for a person who reaches the mesh through this
+    /// node; a new person gets a key pair made here (never sent to the
+    /// agent) and the peer entry to add to the spec.
+    AccessConfig {
+        /// The person's peer name.
+        #[arg(long, alias = "peer", default_value = "user")]
+        name: String,
+        /// Their address on the mesh, e.g. 10.100.0.200/32 (for a new peer).
+        #[arg(long)]
+        address: Option<String>,
+        /// This node as the person reaches it: HOST[:PORT].
+        #[arg(long)]
+        endpoint: String,
     },
 }
 
@@ -290,23 +325,67 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
                 .into_inner();
             render::disks(out, output, style, &reply.disks).map_err(write_err)?;
         }
-        Command::Apply { dry_run, .. } => {
+        Command::Apply {
+            dry_run,
+            try_timeout,
+            ..
+        } => {
             let Some(document) = document else {
                 return Err(CtlError::new("no spec was read"));
             };
             let mode = if dry_run {
                 pb::ApplyMode::DryRun
+            } else if try_timeout.is_some() {
+                pb::ApplyMode::Try
             } else {
                 pb::ApplyMode::Apply
+            };
+            let try_timeout = match try_timeout.map(prost_types::Duration::try_from) {
+                None => None,
+                Some(Ok(timeout)) => Some(timeout),
+                Some(Err(_)) => return Err(CtlError::new("--try: too long")),
             };
             let reply = client
                 .apply(pb::ApplyRequest {
                     spec: Some(document.into()),
                     mode: mode.into(),
+                    try_timeout,
                 })
                 .await?
                 .into_inner();
             render::applied(out, output, style, dry_run, &reply).map_err(write_err)?;
+        }
+        // ---- network ----
+        Command::Confirm { generation } => {
+            let generation = match generation {
+                Some(generation) => generation,
+                None => client
+                    .get_status(pb::GetStatusRequest {})
+                    .await?
+                    .into_inner()
+                    .trial
+                    .map(|t| t.generation)
+                    .ok_or_else(|| CtlError::new("no spec is on trial"))?,
+            };
+            let reply = client
+                .confirm(pb::ConfirmRequest { generation })
+                .await?
+                .into_inner();
+            writeln!(out, "generation {} confirmed", reply.generation).map_err(write_err)?;
+        }
+        Command::Wg {
+            what:
+                WgCommand::AccessConfig {
+                    name,
+                    address,
+                    endpoint,
+                },
+        } => {
+            let reply = client
+                .wireguard_access_config(pb::WireguardAccessConfigRequest { name: name.clone() })
+                .await?
+                .into_inner();
+            wireguard::access_config(out, output, &name, address.as_deref(), &endpoint, reply)?;
         }
         Command::Get {
             what: GetWhat::Spec,

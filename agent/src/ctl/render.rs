@@ -44,7 +44,7 @@ impl Style {
     }
 }
 
-fn time(ts: Option<&Timestamp>) -> Option<String> {
+pub(super) fn time(ts: Option<&Timestamp>) -> Option<String> {
     let ts = ts?;
     let secs = u64::try_from(ts.seconds).ok()?;
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
@@ -72,7 +72,11 @@ pub(super) fn condition_name(condition: i32) -> String {
     )
 }
 
-fn structured<T: Serialize>(out: &mut dyn Write, output: Output, view: &T) -> io::Result<()> {
+pub(super) fn structured<T: Serialize>(
+    out: &mut dyn Write,
+    output: Output,
+    view: &T,
+) -> io::Result<()> {
     match output {
         Output::Yaml => {
             let text = serde_yaml_ng::to_string(view).map_err(io::Error::other)?;
@@ -101,6 +105,9 @@ struct InfoView {
     #[serde(skip_serializing_if = "Option::is_none")]
     remote_api: Option<RemoteApiView>,
     addons: Vec<AddonView>,
+    // ---- network ----
+    wireguard_public_key: Option<String>,
+    wireguard_backend: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -157,6 +164,8 @@ pub fn info(out: &mut dyn Write, output: Output, info: &pb::NodeInfo) -> io::Res
                 lacks: p.lacks.clone(),
             })
             .collect(),
+        wireguard_public_key: Some(info.wireguard_public_key.clone()).filter(|k| !k.is_empty()),
+        wireguard_backend: Some(info.wireguard_backend.clone()).filter(|b| !b.is_empty()),
     };
     if output != Output::Table {
         return structured(out, output, &view);
@@ -189,6 +198,15 @@ pub fn info(out: &mut dyn Write, output: Output, info: &pb::NodeInfo) -> io::Res
             } else {
                 pools.join(", ")
             },
+        ),
+        // ---- network ----
+        (
+            "wireguard key",
+            view.wireguard_public_key.clone().unwrap_or_default(),
+        ),
+        (
+            "wireguard via",
+            view.wireguard_backend.clone().unwrap_or_default(),
         ),
     ];
     for (key, value) in rows {
@@ -239,6 +257,13 @@ struct StatusView {
     // ---- services ----
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<ServiceView>,
+    // ---- network ----
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trial: Option<super::wireguard::TrialView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_trial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wireguard: Option<super::wireguard::WireguardView>,
 }
 
 // ---- services ----
@@ -351,6 +376,9 @@ pub fn status(
             .collect(),
         volumes: status.volumes.iter().map(volume_view).collect(),
         services: status.services.iter().map(service_view).collect(),
+        trial: super::wireguard::trial_view(status),
+        last_trial: Some(status.last_trial.clone()).filter(|t| !t.is_empty()),
+        wireguard: super::wireguard::wireguard_view(status),
     };
     if output != Output::Table {
         return structured(out, output, &view);
@@ -410,6 +438,12 @@ pub fn status(
             )?;
         }
     }
+    super::wireguard::write_table(
+        out,
+        view.trial.as_ref(),
+        view.last_trial.as_deref(),
+        view.wireguard.as_ref(),
+    )?;
     services_table(out, style, &view.services)
 }
 

@@ -160,6 +160,11 @@ impl StateStore {
         Ok((store, loaded))
     }
 
+    /// The state dir (the network step keeps its key and trial there).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn spec_path(&self) -> PathBuf {
         self.dir.join(SPEC_FILE)
     }

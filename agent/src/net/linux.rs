@@ -1,0 +1,778 @@
+//! The Linux implementations of the network host traits: rtnetlink for the
+//! link, generic netlink (kernel) or the UAPI socket (wireguard-go) for the
+//! device, and a direct launcher of wireguard-go.
+
+use std::{
+    collections::HashMap,
+    io,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::{
+    Handle, LinkUnspec, LinkWireguard, RouteMessageBuilder,
+    packet_route::{
+        address::AddressAttribute,
+        link::{LinkAttribute, LinkFlags},
+        route::{RouteAddress, RouteAttribute, RouteProtocol},
+    },
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+};
+use tracing::{Instrument, debug, info, info_span, warn};
+use wireguard_uapi::{get, xplatform};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use super::{
+    Backend, DeviceState, DeviceUpdate, LinkOps, LinkState, NetHost, NetHostError, PeerState,
+    PeerUpdate, UserspaceWg, WgOps, is_link_local,
+};
+use crate::spec::{IfName, WgKey};
+
+/// Where wireguard-go puts its control sockets (host-wide).
+pub const WIREGUARD_SOCKET_DIR: &str = "/var/run/wireguard";
+
+/// The main routing table.
+const RT_TABLE_MAIN: u8 = 254;
+
+/// The real host for `backend`.
+pub fn host(backend: Backend, wireguard_go: Option<&Path>) -> NetHost {
+    let socket_dir = PathBuf::from(WIREGUARD_SOCKET_DIR);
+    let wg: Arc<dyn WgOps> = match backend {
+        Backend::Kernel => Arc::new(KernelWg),
+        Backend::Userspace => Arc::new(UapiWg {
+            socket_dir: socket_dir.clone(),
+        }),
+    };
+    NetHost {
+        wg,
+        links: Arc::new(Rtnetlink),
+        userspace: Arc::new(WireguardGo::new(
+            wireguard_go.map_or_else(|| PathBuf::from("wireguard-go"), Path::to_owned),
+            socket_dir,
+        )),
+    }
+}
+
+// ---------------------------------------------------------------- rtnetlink
+
+/// Link, addresses and routes over rtnetlink.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Rtnetlink;
+
+fn connect(interface: &IfName) -> Result<Handle, NetHostError> {
+    let (connection, handle, _) = rtnetlink::new_connection()
+        .map_err(|e| NetHostError::new(interface, "opening rtnetlink", e))?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+fn is_errno(error: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(error, rtnetlink::Error::NetlinkError(message) if message.raw_code() == -errno)
+}
+
+/// The link's index, or `None` when it does not exist.
+async fn link_index(
+    handle: &Handle,
+    interface: &IfName,
+) -> Result<Option<(u32, LinkState)>, NetHostError> {
+    let mut links = handle
+        .link()
+        .get()
+        .match_name(interface.to_string())
+        .execute();
+    let message = match links.try_next().await {
+        Ok(Some(message)) => message,
+        Ok(None) => return Ok(None),
+        Err(error) if is_errno(&error, libc::ENODEV) => return Ok(None),
+        Err(error) => return Err(NetHostError::new(interface, "reading the link", error)),
+    };
+    let mtu = message
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Mtu(mtu) => Some(*mtu),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let state = LinkState {
+        index: message.header.index,
+        up: message.header.flags.contains(LinkFlags::Up),
+        mtu,
+        ..LinkState::default()
+    };
+    Ok(Some((message.header.index, state)))
+}
+
+/// The link's index by name (one ioctl, no netlink dump).
+fn index_of(interface: &IfName) -> Result<Option<u32>, NetHostError> {
+    match nix::net::if_::if_nametoindex(interface.as_str()) {
+        Ok(index) => Ok(Some(index)),
+        Err(nix::errno::Errno::ENODEV) => Ok(None),
+        Err(error) => Err(NetHostError::new(interface, "finding the link", error)),
+    }
+}
+
+fn require_index(interface: &IfName) -> Result<u32, NetHostError> {
+    index_of(interface)?
+        .ok_or_else(|| NetHostError::new(interface, "finding the link", "no such interface"))
+}
+
+fn route_message(
+    index: u32,
+    destination: IpNet,
+) -> Result<rtnetlink::packet_route::route::RouteMessage, String> {
+    Ok(RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(destination.addr(), destination.prefix_len())
+        .map_err(|e| e.to_string())?
+        .output_interface(index)
+        .protocol(RouteProtocol::Static)
+        .build())
+}
+
+#[async_trait]
+impl LinkOps for Rtnetlink {
+    async fn link(&self, interface: &IfName) -> Result<Option<LinkState>, NetHostError> {
+        let handle = connect(interface)?;
+        let Some((index, mut state)) = link_index(&handle, interface).await? else {
+            return Ok(None);
+        };
+        let mut addresses = handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(message) = addresses
+            .try_next()
+            .await
+            .map_err(|e| NetHostError::new(interface, "reading addresses", e))?
+        {
+            let local = message.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            });
+            let address = message.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = local.or(address).filter(|ip| !is_link_local(*ip))
+                && let Ok(net) = IpNet::new(ip, message.header.prefix_len)
+            {
+                state.addresses.insert(net);
+            }
+        }
+        for family in [
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        ] {
+            let mut routes = handle.route().get(family).execute();
+            while let Some(message) = routes
+                .try_next()
+                .await
+                .map_err(|e| NetHostError::new(interface, "reading routes", e))?
+            {
+                let header = &message.header;
+                if header.table != RT_TABLE_MAIN || header.protocol != RouteProtocol::Static {
+                    continue;
+                }
+                let mut oif = None;
+                let mut destination = None;
+                for attribute in &message.attributes {
+                    match attribute {
+                        RouteAttribute::Oif(index) => oif = Some(*index),
+                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                            destination = Some(IpAddr::V4(*ip));
+                        }
+                        RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                            destination = Some(IpAddr::V6(*ip));
+                        }
+                        _ => {}
+                    }
+                }
+                if oif == Some(index)
+                    && let Some(ip) = destination
+                    && let Ok(net) = IpNet::new(ip, header.destination_prefix_length)
+                {
+                    state.routes.insert(net);
+                }
+            }
+        }
+        Ok(Some(state))
+    }
+
+    async fn index(&self, interface: &IfName) -> Result<Option<u32>, NetHostError> {
+        index_of(interface)
+    }
+
+    async fn create_wireguard(&self, interface: &IfName) -> Result<(), NetHostError> {
+        let handle = connect(interface)?;
+        handle
+            .link()
+            .add(LinkWireguard::new(interface.as_str()).build())
+            .execute()
+            .await
+            .map_err(|e| NetHostError::new(interface, "creating the WireGuard link", e))
+    }
+
+    async fn set_mtu(&self, interface: &IfName, mtu: u32) -> Result<(), NetHostError> {
+        let handle = connect(interface)?;
+        let index = require_index(interface)?;
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+            .execute()
+            .await
+            .map_err(|e| NetHostError::new(interface, "setting the MTU", e))
+    }
+
+    async fn set_up(&self, interface: &IfName) -> Result<(), NetHostError> {
+        let handle = connect(interface)?;
+        let index = require_index(interface)?;
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| NetHostError::new(interface, "bringing the link up", e))
+    }
+
+    async fn add_address(&self, interface: &IfName, address: IpNet) -> Result<(), NetHostError> {
+        let handle = connect(interface)?;
+        let index = require_index(interface)?;
+        match handle
+            .address()
+            .add(index, address.addr(), address.prefix_len())
+            .execute()
+            .await
+        {
+            Err(error) if is_errno(&error, libc::EEXIST) => Ok(()),
+            result => result.map_err(|e| NetHostError::new(interface, "adding an address", e)),
+        }
+    }
+
+    async fn remove_address(&self, interface: &IfName, address: IpNet) -> Result<(), NetHostError> {
+        let handle = connect(interface)?;
+        let index = require_index(interface)?;
+        let mut found = handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(address.addr())
+            .set_prefix_length_filter(address.prefix_len())
+            .execute();
+        while let Some(message) = found
+            .try_next()
+            .await
+            .map_err(|e| NetHostError::new(interface, "finding an address", e))?
+        {
+            handle
+                .address()
+                .del(message)
+                .execute()
+                .await
+                .map_err(|e| NetHostError::new(interface, "removing an address", e))?;
+        }
+        Ok(())
+    }
+
+    async fn add_route(&self, interface: &IfName, destination: IpNet) -> Result<(), NetHostError> {
+        let handle = connect(interface)?;
+        let index = require_index(interface)?;
+        let message = route_message(index, destination)
+            .map_err(|e| NetHostError::new(interface, "adding a route", e))?;
+        match handle.route().add(message).execute().await {
+            Err(error) if is_errno(&error, libc::EEXIST) => Ok(()),
+            result => result.map_err(|e| NetHostError::new(interface, "adding a route", e)),
+        }
+    }
+
+    async fn remove_route(
+        &self,
+        interface: &IfName,
+        destination: IpNet,
+    ) -> Result<(), NetHostError> {
+        let handle = connect(interface)?;
+        let index = require_index(interface)?;
+        let message = route_message(index, destination)
+            .map_err(|e| NetHostError::new(interface, "removing a route", e))?;
+        match handle.route().del(message).execute().await {
+            Err(error) if is_errno(&error, libc::ESRCH) => Ok(()),
+            result => result.map_err(|e| NetHostError::new(interface, "removing a route", e)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- device
+
+fn public_of(private: [u8; 32]) -> Option<WgKey> {
+    // An all-zero key is "no key".
+    (private != [0; 32])
+        .then(|| WgKey::from_bytes(PublicKey::from(&StaticSecret::from(private)).to_bytes()))
+}
+
+/// The device as the shared `get` types show it.
+fn device_state(device: get::Device) -> DeviceState {
+    let public_key = device
+        .public_key
+        .and_then(|k| (k != [0; 32]).then(|| WgKey::from_bytes(k)))
+        .or_else(|| device.private_key.and_then(public_of));
+    let peers = device
+        .peers
+        .into_iter()
+        .map(|peer| {
+            let allowed_ips = peer
+                .allowed_ips
+                .iter()
+                .filter_map(|a| IpNet::new(a.ipaddr, a.cidr_mask).ok())
+                .collect();
+            let last_handshake = (peer.last_handshake_time != Duration::ZERO)
+                .then(|| UNIX_EPOCH + peer.last_handshake_time);
+            (
+                WgKey::from_bytes(peer.public_key),
+                PeerState {
+                    endpoint: peer.endpoint,
+                    allowed_ips,
+                    persistent_keepalive: peer.persistent_keepalive_interval,
+                    last_handshake,
+                    rx_bytes: peer.rx_bytes,
+                    tx_bytes: peer.tx_bytes,
+                },
+            )
+        })
+        .collect();
+    DeviceState {
+        public_key,
+        listen_port: device.listen_port,
+        peers,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    interface: &IfName,
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, NetHostError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| NetHostError::new(interface, what, e))?
+        .map_err(|e| NetHostError::new(interface, what, e))
+}
+
+/// wireguard-go's UAPI socket (the cross-platform protocol).
+#[derive(Debug, Clone)]
+pub struct UapiWg {
+    pub socket_dir: PathBuf,
+}
+
+impl UapiWg {
+    pub fn socket(&self, interface: &IfName) -> PathBuf {
+        self.socket_dir.join(format!("{interface}.sock"))
+    }
+}
+
+fn uapi_update(update: &DeviceUpdate) -> xplatform::set::Device {
+    let peers = update
+        .peers
+        .iter()
+        .map(|peer| match peer {
+            PeerUpdate::Remove { key } => {
+                xplatform::set::Peer::from_public_key(*key.as_bytes()).remove(true)
+            }
+            PeerUpdate::Set {
+                key,
+                update_only,
+                endpoint,
+                persistent_keepalive,
+                allowed_ips,
+            } => {
+                let mut set = xplatform::set::Peer::from_public_key(*key.as_bytes())
+                    .update_only(*update_only);
+                set.endpoint = *endpoint;
+                set.persistent_keepalive_interval = *persistent_keepalive;
+                if let Some(allowed_ips) = allowed_ips {
+                    set = set.replace_allowed_ips(true).allowed_ips(
+                        allowed_ips
+                            .iter()
+                            .map(|net| xplatform::set::AllowedIp {
+                                ipaddr: net.addr(),
+                                cidr_mask: net.prefix_len(),
+                            })
+                            .collect(),
+                    );
+                }
+                set
+            }
+        })
+        .collect();
+    xplatform::set::Device {
+        private_key: update.private_key.as_ref().map(|k| k.private_bytes()),
+        listen_port: update.listen_port,
+        fwmark: None,
+        replace_peers: None,
+        peers,
+    }
+}
+
+/// Sends one `set` in a single write. (The crate's client writes the
+/// message line by line, one syscall and one wake-up of wireguard-go per
+/// line: a 1000-peer update became thousands of them.) The message holds
+/// the private key: it is never logged, and errors quote only the answer.
+async fn uapi_set(socket: &Path, message: &xplatform::set::Device) -> Result<(), String> {
+    use std::fmt::Write as _;
+
+    use tokio::io::AsyncWriteExt;
+    let mut text = String::with_capacity(64 + message.peers.len() * 160);
+    text.push_str("set=1\n");
+    let _ = write!(text, "{message}");
+    text.push('\n');
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(text.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    match answer.trim() {
+        "errno=0" => Ok(()),
+        "" => Err("wireguard-go closed the connection without an answer".into()),
+        other => Err(format!("wireguard-go refused the update ({other})")),
+    }
+}
+
+#[async_trait]
+impl WgOps for UapiWg {
+    async fn device(&self, interface: &IfName) -> Result<Option<DeviceState>, NetHostError> {
+        let socket = self.socket(interface);
+        blocking(interface, "reading the device", move || {
+            match xplatform::Client::create(&socket).get() {
+                Ok(device) => Ok(Some(device_state(device))),
+                // No socket, or a stale one nobody listens on: no device.
+                Err(xplatform::error::GetDeviceError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+    }
+
+    async fn configure(
+        &self,
+        interface: &IfName,
+        update: DeviceUpdate,
+    ) -> Result<(), NetHostError> {
+        let socket = self.socket(interface);
+        let message = uapi_update(&update);
+        drop(update);
+        uapi_set(&socket, &message)
+            .await
+            .map_err(|e| NetHostError::new(interface, "configuring the device", e))
+    }
+}
+
+/// The kernel module over generic netlink.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KernelWg;
+
+#[async_trait]
+impl WgOps for KernelWg {
+    async fn device(&self, interface: &IfName) -> Result<Option<DeviceState>, NetHostError> {
+        let name = interface.to_string();
+        blocking(interface, "reading the device", move || {
+            let mut socket = wireguard_uapi::WgSocket::connect().map_err(|e| e.to_string())?;
+            match socket.get_device(wireguard_uapi::DeviceInterface::from_name(name)) {
+                Ok(device) => Ok(Some(device_state(device))),
+                Err(wireguard_uapi::err::GetDeviceError::AccessError) => {
+                    Err("permission denied".into())
+                }
+                // No such device (or not a WireGuard one).
+                Err(wireguard_uapi::err::GetDeviceError::NlError(_)) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+    }
+
+    async fn configure(
+        &self,
+        interface: &IfName,
+        update: DeviceUpdate,
+    ) -> Result<(), NetHostError> {
+        let name = interface.to_string();
+        blocking(interface, "configuring the device", move || {
+            use wireguard_uapi::set;
+            let private_key = update.private_key.as_ref().map(|k| k.private_bytes());
+            // The netlink types borrow: keep the owned values alive here.
+            let peers_owned: Vec<(WgKey, &PeerUpdate, Vec<IpAddr>)> = update
+                .peers
+                .iter()
+                .map(|p| match p {
+                    PeerUpdate::Remove { key } => (*key, p, Vec::new()),
+                    PeerUpdate::Set {
+                        key, allowed_ips, ..
+                    } => (
+                        *key,
+                        p,
+                        allowed_ips.iter().flatten().map(IpNet::addr).collect(),
+                    ),
+                })
+                .collect();
+            let endpoints: Vec<Option<SocketAddr>> = update
+                .peers
+                .iter()
+                .map(|p| match p {
+                    PeerUpdate::Set { endpoint, .. } => *endpoint,
+                    PeerUpdate::Remove { .. } => None,
+                })
+                .collect();
+            let keys: Vec<[u8; 32]> = peers_owned.iter().map(|(k, _, _)| *k.as_bytes()).collect();
+            let mut peers = Vec::with_capacity(peers_owned.len());
+            for (((_, peer, addrs), key), endpoint) in peers_owned.iter().zip(&keys).zip(&endpoints)
+            {
+                let mut set_peer = set::Peer::from_public_key(key);
+                match peer {
+                    PeerUpdate::Remove { .. } => {
+                        set_peer.flags.push(set::WgPeerF::RemoveMe);
+                    }
+                    PeerUpdate::Set {
+                        update_only,
+                        persistent_keepalive,
+                        allowed_ips,
+                        ..
+                    } => {
+                        if *update_only {
+                            set_peer.flags.push(set::WgPeerF::UpdateOnly);
+                        }
+                        if let Some(endpoint) = endpoint {
+                            set_peer.endpoint = Some(endpoint);
+                        }
+                        set_peer.persistent_keepalive_interval = *persistent_keepalive;
+                        if let Some(nets) = allowed_ips {
+                            set_peer.flags.push(set::WgPeerF::ReplaceAllowedIps);
+                            set_peer.allowed_ips = addrs
+                                .iter()
+                                .zip(nets)
+                                .map(|(addr, net)| set::AllowedIp {
+                                    ipaddr: addr,
+                                    cidr_mask: Some(net.prefix_len()),
+                                })
+                                .collect();
+                        }
+                    }
+                }
+                peers.push(set_peer);
+            }
+            let mut device = set::Device::from_ifname(name);
+            device.private_key = private_key.as_ref();
+            device.listen_port = update.listen_port;
+            device.peers = peers;
+            let mut socket = wireguard_uapi::WgSocket::connect().map_err(|e| e.to_string())?;
+            socket.set_device(device).map_err(|e| e.to_string())
+        })
+        .await
+    }
+}
+
+// ---------------------------------------------------------------- wireguard-go
+
+/// Starts wireguard-go itself, each in its own session (so it outlives the
+/// agent and is adopted at the next start), in the foreground so its exit is
+/// seen, and starts it again with back-off when it dies.
+#[derive(Debug, Clone)]
+pub struct WireguardGo {
+    inner: Arc<Launcher>,
+}
+
+#[derive(Debug)]
+struct Launcher {
+    binary: PathBuf,
+    socket_dir: PathBuf,
+    /// Interfaces whose wireguard-go this agent started and keeps running,
+    /// with the pid of the current process.
+    running: Mutex<HashMap<String, Option<u32>>>,
+}
+
+/// How long a fresh wireguard-go has to open its control socket.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl WireguardGo {
+    pub fn new(binary: PathBuf, socket_dir: PathBuf) -> Self {
+        Self {
+            inner: Arc::new(Launcher {
+                binary,
+                socket_dir,
+                running: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl Launcher {
+    fn socket(&self, interface: &IfName) -> PathBuf {
+        self.socket_dir.join(format!("{interface}.sock"))
+    }
+
+    fn answers(&self, interface: &IfName) -> bool {
+        std::os::unix::net::UnixStream::connect(self.socket(interface)).is_ok()
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<u32>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts one wireguard-go and waits for its socket; returns the child.
+    async fn spawn(&self, interface: &IfName) -> Result<tokio::process::Child, NetHostError> {
+        let mut child = Command::new("setsid")
+            .arg(&self.binary)
+            .arg("-f")
+            .arg(interface.as_str())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| {
+                NetHostError::new(
+                    interface,
+                    "starting wireguard-go",
+                    format!("{}: {e}", self.binary.display()),
+                )
+            })?;
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let span = info_span!(parent: None, "wireguard-go", interface = %interface);
+            tokio::spawn(
+                async move {
+                    let mut lines = BufReader::new(pipe).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        debug!("{line}");
+                    }
+                }
+                .instrument(span),
+            );
+        }
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if self.answers(interface) {
+                return Ok(child);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(NetHostError::new(
+                    interface,
+                    "starting wireguard-go",
+                    format!("it exited at once ({status})"),
+                ));
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.start_kill();
+                return Err(NetHostError::new(
+                    interface,
+                    "starting wireguard-go",
+                    "its control socket did not appear in time",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits on the child; starts it again while the interface is wanted.
+    async fn watch(self: Arc<Self>, interface: IfName, mut child: tokio::process::Child) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let status = child.wait().await;
+            if !self.running().contains_key(interface.as_str()) {
+                return;
+            }
+            warn!(?status, "wireguard-go exited; starting it again");
+            loop {
+                tokio::time::sleep(backoff).await;
+                if !self.running().contains_key(interface.as_str()) {
+                    return;
+                }
+                match self.spawn(&interface).await {
+                    Ok(next) => {
+                        info!("wireguard-go started again; the next pass reconfigures it");
+                        self.running().insert(interface.to_string(), next.id());
+                        child = next;
+                        backoff = Duration::from_secs(1);
+                        break;
+                    }
+                    Err(error) => {
+                        warn!(%error, "cannot start wireguard-go");
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl UserspaceWg for WireguardGo {
+    async fn ensure_running(&self, interface: &IfName) -> Result<(), NetHostError> {
+        if self.inner.answers(interface) {
+            // Ours, or one a previous agent started: adopted as it is.
+            return Ok(());
+        }
+        let child = self.inner.spawn(interface).await?;
+        info!(%interface, pid = child.id(), "started wireguard-go");
+        self.inner
+            .running()
+            .insert(interface.to_string(), child.id());
+        // Outlives the pass that started it: no parent span.
+        let span = info_span!(parent: None, "wireguard-go", interface = %interface);
+        tokio::spawn(
+            Arc::clone(&self.inner)
+                .watch(interface.clone(), child)
+                .instrument(span),
+        );
+        Ok(())
+    }
+
+    async fn stop(&self, interface: &IfName) -> Result<(), NetHostError> {
+        let pid = self.inner.running().remove(interface.as_str()).flatten();
+        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM)
+                .map_err(|e| NetHostError::new(interface, "stopping wireguard-go", e))?;
+        }
+        // wireguard-go removes its socket on exit; a stale one would read as
+        // a device that does not answer.
+        let _ = std::fs::remove_file(self.inner.socket(interface));
+        Ok(())
+    }
+}
+
+/// Seconds since the epoch, for status.
+pub fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
