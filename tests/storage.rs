@@ -105,7 +105,8 @@ impl Drop for Loop {
     }
 }
 
-/// A private mount namespace held open by a `sleep`.
+/// Private mount and network namespaces held open by a `sleep`: the agent's
+/// later steps (WireGuard) never touch the host's network.
 struct Namespace {
     holder: Child,
 }
@@ -113,7 +114,15 @@ struct Namespace {
 impl Namespace {
     fn new() -> Self {
         let holder = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "sleep", "3600"])
+            .args([
+                "--mount",
+                "--net",
+                "--propagation",
+                "private",
+                "--",
+                "sleep",
+                "3600",
+            ])
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
@@ -142,7 +151,7 @@ impl Namespace {
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new("nsenter");
         command
-            .args(["-t", &self.pid(), "-m", "--", program])
+            .args(["-t", &self.pid(), "-m", "-n", "--", program])
             .stdin(Stdio::null());
         command
     }
@@ -211,10 +220,12 @@ impl Agent {
         fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 2\nallowed_devices = [{}]\n",
+                // The services' files stay in the temp dir, without cgroups.
+                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 2\nallowed_devices = [{}]\n[services]\nrun_dir = \"{services}/run\"\ncontainerd_root = \"{services}/containerd\"\nk3s_data_dir = \"{services}/k3s\"\nkubelet_root_dir = \"{services}/kubelet\"\nlog_dir = \"{services}/log\"\ncgroups = false\n",
                 self.dir.join("state").display(),
                 self.socket().display(),
-                allowed.join(", ")
+                allowed.join(", "),
+                services = self.dir.join("services").display(),
             ),
         )
         .unwrap();
@@ -345,6 +356,13 @@ cluster:
 network:
   wireguard:
     addresses: [10.100.0.1/24]
+# Storage is under test: binaries that are not there keep the services
+# step from starting containerd and k3s.
+services:
+  containerd:
+    binary: /nonexistent/containerd
+  k3s:
+    binary: /nonexistent/k3s
 storage:
 {storage}"
     )

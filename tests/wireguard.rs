@@ -224,9 +224,12 @@ impl Node {
         fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 5\nwireguard_backend = \"userspace\"\n",
+                // wireguard-go runs under the supervisor: its records and
+                // logs stay in the temp dir, and no host cgroup is made.
+                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 5\nwireguard_backend = \"userspace\"\n[services]\nrun_dir = \"{services}/run\"\ncontainerd_root = \"{services}/containerd\"\nk3s_data_dir = \"{services}/k3s\"\nkubelet_root_dir = \"{services}/kubelet\"\nlog_dir = \"{services}/log\"\ncgroups = false\n",
                 self.dir.path().join("state").display(),
                 self.socket().display(),
+                services = self.dir.path().join("services").display(),
             ),
         )
         .unwrap();
@@ -293,6 +296,12 @@ impl Node {
             "node_name": name,
             "role": "agent",
             "cluster": {"token": TOKEN, "join_url": "https://10.100.0.250:6443"},
+            // The mesh is under test, not containerd and k3s: binaries that
+            // are not there keep the services step from starting anything.
+            "services": {
+                "containerd": {"binary": "/nonexistent/containerd"},
+                "k3s": {"binary": "/nonexistent/k3s"},
+            },
             "network": {"wireguard": {
                 "interface": self.interface,
                 "listen_port": 51820,

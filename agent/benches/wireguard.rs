@@ -22,6 +22,7 @@ use tfagent::{
     net::{self, Backend, NodeKey},
     reconcile::Step,
     spec::{NodeSpec, Peer, SpecDocument, ValidationContext, Wireguard},
+    supervise::{Supervisor, SupervisorConfig, cgroup::CgroupLayout},
 };
 
 const PEERS: usize = 1000;
@@ -237,10 +238,26 @@ fn inside() {
         // start is not what is measured.
         let _ours_wg = Wg::start(&ours_if);
         let _theirs_wg = Wg::start(&wg_if);
+        // wireguard-go already runs: the supervised launcher uses it as it is.
+        let supervisor = Supervisor::new(
+            SupervisorConfig {
+                record_dir: dir.path().join("records"),
+                log_dir: dir.path().join("logs"),
+                cgroups: CgroupLayout::None,
+                cgroup_parent: "unused".into(),
+            },
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let userspace = Arc::new(net::SupervisedWireguardGo::new(
+            supervisor,
+            Path::new("wireguard-go"),
+            Path::new(net::linux::WIREGUARD_SOCKET_DIR),
+            Arc::new(tokio::sync::Notify::new()),
+        ));
         let step = net::NetworkStep::new(
             Backend::Userspace,
             Arc::clone(&own),
-            net::linux::host(Backend::Userspace, None),
+            net::linux::host(Backend::Userspace, userspace),
         );
 
         let start = Instant::now();

@@ -132,10 +132,13 @@ pub async fn run(
         Err(error) => return Err(error.into()),
     };
     info!(%backend, public_key = %key.public(), "WireGuard");
+    let reconcile_now = Arc::new(tokio::sync::Notify::new());
     let network = Arc::new(net::step(
         backend,
         key,
         capabilities.wireguard_go.as_deref(),
+        supervisor.clone(),
+        Arc::clone(&reconcile_now),
     ));
     let storage = storage::Storage::linux(&config.state_dir, config.allowed_devices.clone());
     let steps = steps(
@@ -173,7 +176,8 @@ pub async fn run(
         tracker.spawn(metrics::serve(listener, metrics, token.clone()));
     }
     let reconciler = Reconciler::new(steps, status, events, config.resync_interval)
-        .with_metrics(reconcile_metrics);
+        .with_metrics(reconcile_metrics)
+        .with_trigger(reconcile_now);
     let reconciling = tokio::spawn(
         reconciler
             .run(controller.watch_desired(), token.clone())

@@ -1,14 +1,12 @@
 //! The Linux implementations of the network host traits: rtnetlink for the
 //! link, generic netlink (kernel) or the UAPI socket (wireguard-go) for the
-//! device, and a direct launcher of wireguard-go.
+//! device. wireguard-go itself runs under the supervisor (`supervised`).
 
 use std::{
-    collections::HashMap,
     io,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    process::Stdio,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -23,11 +21,7 @@ use rtnetlink::{
         route::{RouteAddress, RouteAttribute, RouteProtocol},
     },
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
-};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use wireguard_uapi::{get, xplatform};
 use x25519_dalek::{PublicKey, StaticSecret};
 
@@ -43,22 +37,18 @@ pub const WIREGUARD_SOCKET_DIR: &str = "/var/run/wireguard";
 /// The main routing table.
 const RT_TABLE_MAIN: u8 = 254;
 
-/// The real host for `backend`.
-pub fn host(backend: Backend, wireguard_go: Option<&Path>) -> NetHost {
-    let socket_dir = PathBuf::from(WIREGUARD_SOCKET_DIR);
+/// The real host for `backend`; `userspace` runs wireguard-go.
+pub fn host(backend: Backend, userspace: Arc<dyn UserspaceWg>) -> NetHost {
     let wg: Arc<dyn WgOps> = match backend {
         Backend::Kernel => Arc::new(KernelWg),
         Backend::Userspace => Arc::new(UapiWg {
-            socket_dir: socket_dir.clone(),
+            socket_dir: PathBuf::from(WIREGUARD_SOCKET_DIR),
         }),
     };
     NetHost {
         wg,
         links: Arc::new(Rtnetlink),
-        userspace: Arc::new(WireguardGo::new(
-            wireguard_go.map_or_else(|| PathBuf::from("wireguard-go"), Path::to_owned),
-            socket_dir,
-        )),
+        userspace,
     }
 }
 
@@ -588,187 +578,6 @@ impl WgOps for KernelWg {
             socket.set_device(device).map_err(|e| e.to_string())
         })
         .await
-    }
-}
-
-// ---------------------------------------------------------------- wireguard-go
-
-/// Starts wireguard-go itself, each in its own session (so it outlives the
-/// agent and is adopted at the next start), in the foreground so its exit is
-/// seen, and starts it again with back-off when it dies.
-#[derive(Debug, Clone)]
-pub struct WireguardGo {
-    inner: Arc<Launcher>,
-}
-
-#[derive(Debug)]
-struct Launcher {
-    binary: PathBuf,
-    socket_dir: PathBuf,
-    /// Interfaces whose wireguard-go this agent started and keeps running,
-    /// with the pid of the current process.
-    running: Mutex<HashMap<String, Option<u32>>>,
-}
-
-/// How long a fresh wireguard-go has to open its control socket.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-impl WireguardGo {
-    pub fn new(binary: PathBuf, socket_dir: PathBuf) -> Self {
-        Self {
-            inner: Arc::new(Launcher {
-                binary,
-                socket_dir,
-                running: Mutex::new(HashMap::new()),
-            }),
-        }
-    }
-}
-
-impl Launcher {
-    fn socket(&self, interface: &IfName) -> PathBuf {
-        self.socket_dir.join(format!("{interface}.sock"))
-    }
-
-    fn answers(&self, interface: &IfName) -> bool {
-        std::os::unix::net::UnixStream::connect(self.socket(interface)).is_ok()
-    }
-
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<u32>>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts one wireguard-go and waits for its socket; returns the child.
-    async fn spawn(&self, interface: &IfName) -> Result<tokio::process::Child, NetHostError> {
-        let mut child = Command::new("setsid")
-            .arg(&self.binary)
-            .arg("-f")
-            .arg(interface.as_str())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|e| {
-                NetHostError::new(
-                    interface,
-                    "starting wireguard-go",
-                    format!("{}: {e}", self.binary.display()),
-                )
-            })?;
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let span = info_span!(parent: None, "wireguard-go", interface = %interface);
-            tokio::spawn(
-                async move {
-                    let mut lines = BufReader::new(pipe).lines();
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        debug!("{line}");
-                    }
-                }
-                .instrument(span),
-            );
-        }
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        loop {
-            if self.answers(interface) {
-                return Ok(child);
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(NetHostError::new(
-                    interface,
-                    "starting wireguard-go",
-                    format!("it exited at once ({status})"),
-                ));
-            }
-            if tokio::time::Instant::now() > deadline {
-                let _ = child.start_kill();
-                return Err(NetHostError::new(
-                    interface,
-                    "starting wireguard-go",
-                    "its control socket did not appear in time",
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits on the child; starts it again while the interface is wanted.
-    async fn watch(self: Arc<Self>, interface: IfName, mut child: tokio::process::Child) {
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            let status = child.wait().await;
-            if !self.running().contains_key(interface.as_str()) {
-                return;
-            }
-            warn!(?status, "wireguard-go exited; starting it again");
-            loop {
-                tokio::time::sleep(backoff).await;
-                if !self.running().contains_key(interface.as_str()) {
-                    return;
-                }
-                match self.spawn(&interface).await {
-                    Ok(next) => {
-                        info!("wireguard-go started again; the next pass reconfigures it");
-                        self.running().insert(interface.to_string(), next.id());
-                        child = next;
-                        backoff = Duration::from_secs(1);
-                        break;
-                    }
-                    Err(error) => {
-                        warn!(%error, "cannot start wireguard-go");
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl UserspaceWg for WireguardGo {
-    async fn ensure_running(&self, interface: &IfName) -> Result<(), NetHostError> {
-        if self.inner.answers(interface) {
-            // Ours, or one a previous agent started: adopted as it is.
-            return Ok(());
-        }
-        let child = self.inner.spawn(interface).await?;
-        info!(%interface, pid = child.id(), "started wireguard-go");
-        self.inner
-            .running()
-            .insert(interface.to_string(), child.id());
-        // Outlives the pass that started it: no parent span.
-        let span = info_span!(parent: None, "wireguard-go", interface = %interface);
-        tokio::spawn(
-            Arc::clone(&self.inner)
-                .watch(interface.clone(), child)
-                .instrument(span),
-        );
-        Ok(())
-    }
-
-    async fn stop(&self, interface: &IfName) -> Result<(), NetHostError> {
-        let pid = self.inner.running().remove(interface.as_str()).flatten();
-        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM)
-                .map_err(|e| NetHostError::new(interface, "stopping wireguard-go", e))?;
-        }
-        // wireguard-go removes its socket on exit; a stale one would read as
-        // a device that does not answer.
-        let _ = std::fs::remove_file(self.inner.socket(interface));
-        Ok(())
     }
 }
 

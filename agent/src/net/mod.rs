@@ -15,6 +15,7 @@ mod host;
 mod key;
 pub mod linux;
 pub mod plan;
+mod supervised;
 
 #[cfg(test)]
 pub(crate) mod fake;
@@ -31,16 +32,19 @@ use std::{
 use async_trait::async_trait;
 use ipnet::IpNet;
 use serde::Deserialize;
+use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 pub use host::{DeviceUpdate, LinkOps, NetHostError, PeerUpdate, UserspaceWg, WgOps};
 pub use key::{KeyError, NodeKey};
 pub use plan::{Change, PeerChange, plan};
+pub use supervised::{SupervisedWireguardGo, service_name};
 
 use crate::{
     host::HostCapabilities,
     reconcile::{self, Capability, StepError, StepName},
     spec::{Endpoint, Host, IfName, Network, NodeSpec, WgKey, Wireguard},
+    supervise::Supervisor,
 };
 
 /// The WireGuard implementation that carries the interface.
@@ -562,8 +566,23 @@ pub(crate) fn is_link_local(ip: IpAddr) -> bool {
 }
 
 /// The network step over the real host.
-pub fn step(backend: Backend, key: Arc<NodeKey>, wireguard_go: Option<&Path>) -> NetworkStep {
-    NetworkStep::new(backend, key, linux::host(backend, wireguard_go))
+/// The network step on this host. wireguard-go, when the backend needs
+/// it, runs under `supervisor`; `reconfigure` is poked when a restarted
+/// one needs its configuration again.
+pub fn step(
+    backend: Backend,
+    key: Arc<NodeKey>,
+    wireguard_go: Option<&Path>,
+    supervisor: Supervisor,
+    reconfigure: Arc<Notify>,
+) -> NetworkStep {
+    let userspace = Arc::new(SupervisedWireguardGo::new(
+        supervisor,
+        wireguard_go.unwrap_or(Path::new("wireguard-go")),
+        Path::new(linux::WIREGUARD_SOCKET_DIR),
+        reconfigure,
+    ));
+    NetworkStep::new(backend, key, linux::host(backend, userspace))
 }
 
 #[cfg(test)]

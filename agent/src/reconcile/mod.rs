@@ -14,7 +14,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -252,6 +252,9 @@ pub struct Reconciler {
     events: Arc<EventBus>,
     resync: Duration,
     metrics: ReconcileMetrics,
+    /// Asks for a pass now (e.g. a restarted wireguard-go needs its
+    /// configuration again).
+    trigger: Arc<Notify>,
 }
 
 /// First retry delay after a failed step; doubled up to the resync interval.
@@ -270,7 +273,13 @@ impl Reconciler {
             events,
             resync,
             metrics: ReconcileMetrics::default(),
+            trigger: Arc::new(Notify::new()),
         }
+    }
+
+    /// Runs a pass whenever `trigger` is notified, besides the usual ones.
+    pub fn with_trigger(self, trigger: Arc<Notify>) -> Self {
+        Self { trigger, ..self }
     }
 
     /// Counts runs into `metrics` (a handle onto shared counters).
@@ -316,6 +325,7 @@ impl Reconciler {
                     retry = FIRST_RETRY;
                 }
                 _ = tokio::time::sleep(delay) => {}
+                () = self.trigger.notified() => {}
             }
         }
     }
