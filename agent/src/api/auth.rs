@@ -255,6 +255,41 @@ mod tests {
         assert_eq!(methods.len(), count);
     }
 
+    /// The NodeAgent methods the proto defines.
+    fn node_agent_methods() -> Vec<String> {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(tfagent_proto::FILE_DESCRIPTOR_SET)
+            .unwrap_or_default();
+        set.file
+            .iter()
+            .filter(|f| f.package() == "tfagent.v1")
+            .flat_map(|f| f.service.iter())
+            .filter(|s| s.name() == "NodeAgent")
+            .flat_map(|s| s.method.iter())
+            .map(|m| format!("/tfagent.v1.NodeAgent/{}", m.name()))
+            .collect()
+    }
+
+    #[test]
+    fn the_rights_table_matches_the_api() {
+        let methods = node_agent_methods();
+        assert!(methods.len() >= 10, "{methods:?}");
+        // Every method has a row (a new one must be placed deliberately;
+        // one without a row is for admins only)...
+        for method in &methods {
+            assert!(
+                RIGHTS.iter().any(|(m, _)| m == method),
+                "{method} has no row in RIGHTS"
+            );
+        }
+        // ...and every NodeAgent row names a method that exists.
+        for (method, _) in RIGHTS {
+            if method.starts_with("/tfagent.v1.NodeAgent/") {
+                assert!(methods.iter().any(|m| m == method), "{method}");
+            }
+        }
+    }
+
     #[test]
     fn supplementary_groups_are_read_from_proc_status() {
         let status =

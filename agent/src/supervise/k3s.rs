@@ -45,6 +45,10 @@ struct Config {
     service_cidr: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     disable: Vec<String>,
+    /// Where k3s's own local-path provisioner makes volumes (the local-path
+    /// add-on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_local_storage_path: Option<String>,
 }
 
 /// config.yaml for the spec. Pure: the same spec and paths give the same
@@ -81,6 +85,12 @@ pub fn render_config(spec: &NodeSpec, paths: &ServicePaths) -> String {
     if server && spec.addons.ingress_nginx {
         disable.push("traefik".to_owned());
     }
+    // local-path is k3s's bundled provisioner: pointed at the persistent
+    // path when the add-on is on, turned off when it is not.
+    let local_path = spec.addons.local_path.as_ref().filter(|_| server);
+    if server && local_path.is_none() {
+        disable.push("local-storage".to_owned());
+    }
     let config = Config {
         cluster_init: (spec.role == Role::ServerInit).then_some(true),
         server: spec.cluster.join_url.as_ref().map(ToString::to_string),
@@ -95,6 +105,7 @@ pub fn render_config(spec: &NodeSpec, paths: &ServicePaths) -> String {
         cluster_cidr: server.then(|| spec.cluster.cluster_cidr.to_string()),
         service_cidr: server.then(|| spec.cluster.service_cidr.to_string()),
         disable,
+        default_local_storage_path: local_path.map(|l| l.path.to_string()),
     };
     let yaml = serde_yaml_ng::to_string(&config).unwrap_or_default();
     format!("# Rendered by tfagent from the node spec; changes are overwritten.\n{yaml}")
@@ -210,6 +221,29 @@ mod tests {
         spec.addons.metallb = metallb.then_some(example_metallb);
         spec.addons.ingress_nginx = ingress;
         spec
+    }
+
+    #[test]
+    fn the_local_path_addon_drives_k3s_s_own_provisioner() {
+        let paths = ServicePaths::default();
+        let mut spec = example_spec("server-init");
+        let on = render_config(&spec, &paths);
+        assert!(
+            on.contains("default-local-storage-path: /var/lib/rancher/k3s/storage"),
+            "{on}"
+        );
+        assert!(!on.contains("local-storage\n"), "{on}");
+        spec.addons.local_path = None;
+        let off: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&render_config(&spec, &paths)).unwrap();
+        let disabled: Vec<&str> = off["disable"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert!(disabled.contains(&"local-storage"), "{disabled:?}");
+        assert!(off.get("default-local-storage-path").is_none());
     }
 
     #[test]
