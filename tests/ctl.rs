@@ -533,6 +533,12 @@ fn serves_valid_prometheus_metrics_of_status_and_reconcile_runs() {
         "tfagent_step_condition gauge",
         "tfagent_reconcile_runs counter",
         "tfagent_reconcile_duration_seconds histogram",
+        "tfagent_service_state gauge",
+        "tfagent_service_restarts counter",
+        "tfagent_wireguard_peer_handshake_age_seconds gauge",
+        "tfagent_wireguard_peer_receive_bytes counter",
+        "tfagent_volume_mounted gauge",
+        "tfagent_volume_used_bytes gauge",
     ] {
         assert!(
             families.iter().any(|f| f == family),
@@ -543,6 +549,11 @@ fn serves_valid_prometheus_metrics_of_status_and_reconcile_runs() {
     // This host has none of the example's pools: storage refuses.
     assert!(
         text.contains("tfagent_step_condition{step=\"storage\",condition=\"failed\"} 1"),
+        "{text}"
+    );
+    // The example's volumes are refused here: known, not mounted.
+    assert!(
+        text.contains("tfagent_volume_mounted{volume=\"k3s\"} 0"),
         "{text}"
     );
     // Nothing secret: the example's token is not in the metrics.

@@ -120,7 +120,7 @@ pub struct RemoteApiInfo {
     pub client_ca_not_after: SystemTime,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeStatus {
     pub node_name: Option<String>,
     pub role: Option<Role>,

@@ -1,7 +1,8 @@
 //! Prometheus metrics on an HTTP endpoint (off unless the boot config gives
 //! an address). Reconcile runs are counted as they happen; everything else
-//! is read from the agent's status at scrape time, so the figures can never
-//! disagree with `tfagentctl status`.
+//! (steps, services, WireGuard peers, volumes) is read from the agent's
+//! status at scrape time, so the figures can never disagree with
+//! `tfagentctl status`.
 
 use std::{
     convert::Infallible,
@@ -18,7 +19,7 @@ use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
     metrics::{
-        counter::Counter,
+        counter::{ConstCounter, Counter},
         family::Family,
         gauge::ConstGauge,
         histogram::{Histogram, exponential_buckets},
@@ -30,8 +31,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
-    control::{Controller, VERSION},
+    control::{Controller, NodeStatus, VERSION},
+    net::InterfaceStatus,
     reconcile::{Condition, StepName},
+    storage::{VolumeState, VolumeStatus},
+    supervise::{ServiceState, ServiceStatus},
 };
 
 /// The OpenMetrics text format, which Prometheus scrapes natively.
@@ -144,6 +148,18 @@ impl ReconcileMetrics {
 /// Everything the endpoint serves.
 pub struct Metrics {
     registry: Registry,
+    controller: Arc<Controller>,
+    /// What the status collector encodes; taken (async) just before.
+    snapshot: Arc<std::sync::Mutex<Snapshot>>,
+    /// One scrape at a time, so a snapshot is encoded by its own scrape.
+    scrape: tokio::sync::Mutex<()>,
+}
+
+/// The agent's status at one scrape.
+#[derive(Debug, Default)]
+struct Snapshot {
+    status: Option<NodeStatus>,
+    volumes: Vec<VolumeStatus>,
 }
 
 impl fmt::Debug for Metrics {
@@ -156,22 +172,38 @@ impl Metrics {
     pub fn new(reconcile: &ReconcileMetrics, controller: Arc<Controller>) -> Self {
         let mut registry = Registry::default();
         reconcile.register(&mut registry);
-        registry.register_collector(Box::new(StatusCollector { controller }));
-        Self { registry }
+        let snapshot = Arc::new(std::sync::Mutex::new(Snapshot::default()));
+        registry.register_collector(Box::new(StatusCollector {
+            snapshot: Arc::clone(&snapshot),
+        }));
+        Self {
+            registry,
+            controller,
+            snapshot,
+            scrape: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The exposition text of one scrape.
-    pub fn render(&self) -> Result<String, fmt::Error> {
+    pub async fn render(&self) -> Result<String, fmt::Error> {
+        let _one_at_a_time = self.scrape.lock().await;
+        let status = self.controller.full_status().await;
+        // Volumes that cannot be read are left out; status says why.
+        let volumes = self.controller.volumes().await.unwrap_or_default();
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Snapshot {
+            status: Some(status),
+            volumes,
+        };
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
 }
 
-/// Reads the agent's status at each scrape.
+/// Encodes the snapshot its scrape took.
 #[derive(Debug)]
 struct StatusCollector {
-    controller: Arc<Controller>,
+    snapshot: Arc<std::sync::Mutex<Snapshot>>,
 }
 
 fn condition_label(condition: Condition) -> &'static str {
@@ -214,9 +246,190 @@ fn unix_seconds(time: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+fn service_state_label(state: ServiceState) -> &'static str {
+    match state {
+        ServiceState::Waiting => "waiting",
+        ServiceState::Starting => "starting",
+        ServiceState::Ready => "ready",
+        ServiceState::Unready => "unready",
+        ServiceState::BackingOff => "backing_off",
+        ServiceState::CrashLooping => "crash_looping",
+        ServiceState::Stopping => "stopping",
+        ServiceState::Stopped => "stopped",
+        ServiceState::Failed => "failed",
+    }
+}
+
+const SERVICE_STATES: [ServiceState; 9] = [
+    ServiceState::Waiting,
+    ServiceState::Starting,
+    ServiceState::Ready,
+    ServiceState::Unready,
+    ServiceState::BackingOff,
+    ServiceState::CrashLooping,
+    ServiceState::Stopping,
+    ServiceState::Stopped,
+    ServiceState::Failed,
+];
+
+/// One counter family from `(labels, value)` samples.
+fn counters<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, u64)>,
+) -> Result<(), fmt::Error> {
+    let mut family =
+        encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl StatusCollector {
+    fn encode_services(
+        encoder: &mut DescriptorEncoder,
+        services: &[ServiceStatus],
+    ) -> Result<(), fmt::Error> {
+        gauges(
+            encoder,
+            "tfagent_service_state",
+            "Current state of each supervised service",
+            services.iter().flat_map(|service| {
+                SERVICE_STATES.iter().map(move |&state| {
+                    (
+                        vec![
+                            ("service", service.name.to_string()),
+                            ("state", service_state_label(state).to_owned()),
+                        ],
+                        f64::from(u8::from(service.state == state)),
+                    )
+                })
+            }),
+        )?;
+        gauges(
+            encoder,
+            "tfagent_service_ready",
+            "1 while the service's readiness probe passes",
+            services.iter().map(|s| {
+                (
+                    vec![("service", s.name.to_string())],
+                    f64::from(u8::from(s.ready)),
+                )
+            }),
+        )?;
+        counters(
+            encoder,
+            "tfagent_service_restarts",
+            "Restarts of each service since the agent first started it",
+            services
+                .iter()
+                .map(|s| (vec![("service", s.name.to_string())], u64::from(s.restarts))),
+        )
+    }
+
+    fn encode_wireguard(
+        encoder: &mut DescriptorEncoder,
+        wireguard: Option<&InterfaceStatus>,
+    ) -> Result<(), fmt::Error> {
+        let peers = wireguard.map(|w| w.peers.as_slice()).unwrap_or_default();
+        let label = |peer: &crate::net::PeerStatus| {
+            let name = if peer.name.is_empty() {
+                peer.public_key.to_string()
+            } else {
+                peer.name.clone()
+            };
+            vec![("peer", name)]
+        };
+        let now = SystemTime::now();
+        gauges(
+            encoder,
+            "tfagent_wireguard_up",
+            "1 while the WireGuard interface exists and is up",
+            wireguard.map(|w| {
+                (
+                    vec![("interface", w.interface.clone())],
+                    f64::from(u8::from(w.up)),
+                )
+            }),
+        )?;
+        gauges(
+            encoder,
+            "tfagent_wireguard_peer_handshake_age_seconds",
+            "Seconds since each peer's latest handshake (absent before the first)",
+            peers.iter().filter_map(|peer| {
+                let age = now.duration_since(peer.last_handshake?).unwrap_or_default();
+                Some((label(peer), age.as_secs_f64()))
+            }),
+        )?;
+        counters(
+            encoder,
+            "tfagent_wireguard_peer_receive_bytes",
+            "Bytes received from each peer",
+            peers.iter().map(|peer| (label(peer), peer.rx_bytes)),
+        )?;
+        counters(
+            encoder,
+            "tfagent_wireguard_peer_transmit_bytes",
+            "Bytes sent to each peer",
+            peers.iter().map(|peer| (label(peer), peer.tx_bytes)),
+        )
+    }
+
+    fn encode_volumes(
+        encoder: &mut DescriptorEncoder,
+        volumes: &[VolumeStatus],
+    ) -> Result<(), fmt::Error> {
+        let mounted: Vec<&VolumeStatus> = volumes
+            .iter()
+            .filter(|v| v.state == VolumeState::Mounted)
+            .collect();
+        let label = |v: &VolumeStatus| vec![("volume", v.name.clone())];
+        for (name, help, value) in [
+            (
+                "tfagent_volume_size_bytes",
+                "Size of each mounted volume (its quota for a pool volume)",
+                (|v: &VolumeStatus| v.size_bytes) as fn(&VolumeStatus) -> u64,
+            ),
+            (
+                "tfagent_volume_used_bytes",
+                "Bytes used on each mounted volume",
+                |v: &VolumeStatus| v.used_bytes,
+            ),
+            (
+                "tfagent_volume_free_bytes",
+                "Bytes free on each mounted volume",
+                |v: &VolumeStatus| v.free_bytes,
+            ),
+        ] {
+            gauges(
+                encoder,
+                name,
+                help,
+                mounted.iter().map(|v| (label(v), value(v) as f64)),
+            )?;
+        }
+        gauges(
+            encoder,
+            "tfagent_volume_mounted",
+            "1 while each volume of the spec is mounted",
+            volumes.iter().map(|v| {
+                (
+                    label(v),
+                    f64::from(u8::from(v.state == VolumeState::Mounted)),
+                )
+            }),
+        )
+    }
+}
+
 impl Collector for StatusCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let status = self.controller.status();
+        let snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(status) = &snapshot.status else {
+            return Ok(());
+        };
         gauges(
             &mut encoder,
             "tfagent_build_info",
@@ -275,7 +488,9 @@ impl Collector for StatusCollector {
                 )
             }),
         )?;
-        Ok(())
+        Self::encode_services(&mut encoder, &status.services)?;
+        Self::encode_wireguard(&mut encoder, status.wireguard.as_ref())?;
+        Self::encode_volumes(&mut encoder, &snapshot.volumes)
     }
 }
 
@@ -319,7 +534,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
             async move {
                 let service = service_fn(move |request| {
                     let metrics = Arc::clone(&metrics);
-                    async move { Ok::<_, Infallible>(respond(&metrics, &request)) }
+                    async move { Ok::<_, Infallible>(respond(&metrics, &request).await) }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -348,7 +563,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
     connections.wait().await;
 }
 
-fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
+async fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
@@ -373,12 +588,97 @@ fn respond<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> 
             "GET /metrics\n".into(),
         );
     }
-    match metrics.render() {
+    match metrics.render().await {
         Ok(text) => reply(StatusCode::OK, CONTENT_TYPE, text),
         Err(fmt::Error) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
             "text/plain",
             "encoding the metrics failed\n".into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use super::*;
+    use crate::net::{Backend, NodeKey, PeerStatus};
+
+    fn scrape(snapshot: Snapshot) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(StatusCollector {
+            snapshot: Arc::new(std::sync::Mutex::new(snapshot)),
+        }));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn services_peers_and_volumes_are_exported_from_the_status() {
+        let mut containerd = ServiceStatus::new("containerd".parse().unwrap(), Vec::new());
+        containerd.state = ServiceState::CrashLooping;
+        containerd.restarts = 3;
+        let key = NodeKey::generate().public();
+        let wireguard = InterfaceStatus {
+            interface: "tfk3s".into(),
+            backend: Backend::Userspace,
+            public_key: key,
+            up: true,
+            listen_port: 51820,
+            peers: vec![PeerStatus {
+                name: "server-2".into(),
+                public_key: key,
+                endpoint: None,
+                last_handshake: Some(SystemTime::now() - Duration::from_secs(30)),
+                rx_bytes: 4096,
+                tx_bytes: 1024,
+                allowed_ips: Vec::new(),
+            }],
+            error: None,
+        };
+        let status = NodeStatus {
+            services: vec![containerd],
+            wireguard: Some(wireguard),
+            ..NodeStatus::default()
+        };
+        let volume = VolumeStatus {
+            name: "k3s".into(),
+            size_bytes: 50 << 30,
+            used_bytes: 1 << 30,
+            free_bytes: 49 << 30,
+            state: VolumeState::Mounted,
+            ..VolumeStatus::default()
+        };
+        let text = scrape(Snapshot {
+            status: Some(status),
+            volumes: vec![volume],
+        });
+        for line in [
+            "tfagent_service_state{service=\"containerd\",state=\"crash_looping\"} 1",
+            "tfagent_service_state{service=\"containerd\",state=\"ready\"} 0",
+            "tfagent_service_restarts_total{service=\"containerd\"} 3",
+            "tfagent_wireguard_up{interface=\"tfk3s\"} 1",
+            "tfagent_wireguard_peer_receive_bytes_total{peer=\"server-2\"} 4096",
+            "tfagent_wireguard_peer_transmit_bytes_total{peer=\"server-2\"} 1024",
+            "tfagent_volume_size_bytes{volume=\"k3s\"} 53687091200",
+            "tfagent_volume_mounted{volume=\"k3s\"} 1",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        let age = text
+            .lines()
+            .find(|l| l.starts_with("tfagent_wireguard_peer_handshake_age_seconds{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap();
+        assert!((29.0..120.0).contains(&age), "{age}");
+    }
+
+    #[test]
+    fn nothing_is_exported_before_the_first_snapshot() {
+        assert!(!scrape(Snapshot::default()).contains("tfagent_service_state"));
     }
 }
