@@ -140,6 +140,9 @@ impl Namespace {
             assert!(Instant::now() < deadline, "unshare did not start");
             thread::sleep(Duration::from_millis(10));
         }
+        // A /run of its own: wireguard-go's control sockets
+        // (/var/run/wireguard) stay in the namespace.
+        ns.ok("mount", &["-t", "tmpfs", "tfagent-test-run", "/run"]);
         ns
     }
 
@@ -189,6 +192,32 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
+        // The agent's services (wireguard-go) outlive it by design and
+        // would keep the network namespace alive: stop everything in it.
+        if let Ok(netns) = fs::read_link(format!("/proc/{}/ns/net", self.pid())) {
+            for _ in 0..50 {
+                let inside: Vec<i32> = fs::read_dir("/proc")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                    .filter(|pid| pid.to_string() != self.pid())
+                    .filter(|pid| {
+                        fs::read_link(format!("/proc/{pid}/ns/net")).ok() == Some(netns.clone())
+                    })
+                    .collect();
+                if inside.is_empty() {
+                    break;
+                }
+                for pid in inside {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
