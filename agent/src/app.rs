@@ -148,7 +148,7 @@ pub async fn run(
     );
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
-    let mut controller = Controller::new(
+    let controller = Controller::new(
         store,
         loaded,
         steps.clone(),
@@ -159,10 +159,8 @@ pub async fn run(
     .with_storage(storage)
     .with_network(network)
     .with_supervisor(supervisor.clone())
-    .with_remote_api(remote_info.clone());
-    if let Some(dirs) = config.services.persisted_dirs() {
-        controller = controller.with_service_dirs(dirs);
-    }
+    .with_remote_api(remote_info.clone())
+    .with_service_paths(config.services.clone());
     let controller = Arc::new(controller);
     controller.resume_trial()?;
 

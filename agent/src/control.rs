@@ -17,10 +17,10 @@ use crate::{
     events::{Event, EventBus, EventKind},
     host::{HostCapabilities, HostInfo},
     reconcile::{self, StatusBoard, Step, StepName, StepStatus},
-    spec::{NodeSpec, Role, ServiceDirs, SpecDocument, ValidationContext, ValidationErrors},
+    spec::{NodeSpec, Role, SpecDocument, ValidationContext, ValidationErrors},
     state::{Desired, Loaded, RefusedSpec, StateError, StateStore},
     storage::{self, DiskInfo, StorageError, VolumeStatus},
-    supervise::{ServiceStatus, SuperviseError, Supervisor},
+    supervise::{ServicePaths, ServiceStatus, SuperviseError, Supervisor, k3s::kubeconfig_for},
 };
 // ---- network ----
 use crate::{
@@ -157,8 +157,9 @@ pub struct Controller {
     /// Volume status, disks and device admission; `None` in tests without it.
     storage: Option<storage::Storage>,
     supervisor: Option<Supervisor>,
-    /// The services' data dirs, which storage persists by default.
-    service_dirs: Option<ServiceDirs>,
+    /// Where the services keep their files (storage persists their data
+    /// dirs by default; a server's kubeconfig is there).
+    service_paths: Option<ServicePaths>,
     // ---- network ----
     network: Option<Arc<NetworkStep>>,
     trials: Arc<Trials>,
@@ -283,7 +284,7 @@ impl Controller {
             remote_api: None,
             storage: None,
             supervisor: None,
-            service_dirs: None,
+            service_paths: None,
             network: None,
             trials: Arc::new(Trials {
                 state_dir,
@@ -325,13 +326,41 @@ impl Controller {
 
     // ---- services ----
 
-    /// Tells validation where the services keep their data, so storage
-    /// persists those directories by default.
-    pub fn with_service_dirs(self, service_dirs: ServiceDirs) -> Self {
+    /// Where the services keep their files: validation makes storage
+    /// persist their data dirs by default, and `kubeconfig` finds k3s's.
+    pub fn with_service_paths(self, service_paths: ServicePaths) -> Self {
         Self {
-            service_dirs: Some(service_dirs),
+            service_paths: Some(service_paths),
             ..self
         }
+    }
+
+    /// A server's admin kubeconfig, pointing at the VIP (or, without one,
+    /// at this node's WireGuard address). It carries the cluster's admin
+    /// credentials: only admins may call this.
+    pub fn kubeconfig(&self) -> Result<String, ControlError> {
+        let current = self
+            .current()
+            .ok_or_else(|| ControlError::Precondition("no spec has been applied yet".into()))?;
+        let spec = &current.spec;
+        if !spec.role.is_server() {
+            return Err(ControlError::Precondition(format!(
+                "{} is a k3s agent: only servers have an admin kubeconfig",
+                spec.node_name
+            )));
+        }
+        let paths = self
+            .service_paths
+            .as_ref()
+            .ok_or(ControlError::NoSupervisor)?;
+        let address = spec
+            .cluster
+            .vip
+            .or_else(|| spec.network.wireguard.addresses.first().map(|a| a.addr()))
+            .ok_or_else(|| ControlError::Precondition("the spec has no address".into()))?;
+        let server = format!("https://{}", std::net::SocketAddr::new(address, 6443));
+        kubeconfig_for(&paths.k3s_kubeconfig(), &server)
+            .map_err(|e| ControlError::Precondition(e.to_string()))
     }
 
     /// Serves the services of `supervisor` (status, logs, restarts).
@@ -403,7 +432,10 @@ impl Controller {
             own_public_key: self.network.as_ref().map(|n| n.public_key()),
             kernel_filesystems: Some(probe.capabilities.filesystems),
             addon_host: Some(prereq::availability(&probe.addons)),
-            service_dirs: self.service_dirs.clone(),
+            service_dirs: self
+                .service_paths
+                .as_ref()
+                .and_then(ServicePaths::persisted_dirs),
             ..ValidationContext::default()
         };
         if let Some(storage) = &self.storage {
@@ -774,6 +806,40 @@ mod tests {
         let mut document = example_document("agent");
         document.node_name = format!("variant-{n}");
         document
+    }
+
+    #[tokio::test]
+    async fn a_server_serves_its_kubeconfig_at_the_vip_and_an_agent_refuses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = ServicePaths::under(&tmp.path().join("services"));
+        let controller = crate::test_support::unshared_controller(&tmp.path().join("state"))
+            .with_service_paths(paths.clone());
+        let refused = controller.kubeconfig().unwrap_err().to_string();
+        assert!(refused.contains("no spec"), "{refused}");
+
+        controller
+            .apply(example_document("server-init"), ApplyMode::Apply)
+            .await
+            .unwrap();
+        // k3s has not written it yet.
+        let early = controller.kubeconfig().unwrap_err().to_string();
+        assert!(early.contains("k3s up yet"), "{early}");
+        std::fs::create_dir_all(&paths.config_dir).unwrap();
+        std::fs::write(
+            paths.k3s_kubeconfig(),
+            "clusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: default\nusers:\n- name: default\n  user:\n    client-key-data: S0VZ\n",
+        )
+        .unwrap();
+        let text = controller.kubeconfig().unwrap();
+        assert!(text.contains("server: https://10.100.0.250:6443"), "{text}");
+        assert!(text.contains("client-key-data: S0VZ"), "{text}");
+
+        controller
+            .apply(example_document("agent"), ApplyMode::Apply)
+            .await
+            .unwrap();
+        let agent = controller.kubeconfig().unwrap_err().to_string();
+        assert!(agent.contains("only servers"), "{agent}");
     }
 
     #[tokio::test]

@@ -99,19 +99,22 @@ pub fn steps_with(
 
 /// A controller over a state dir, with this build's steps and [`FakeHost`].
 pub fn controller(state_dir: &Path) -> Arc<Controller> {
+    Arc::new(unshared_controller(state_dir))
+}
+
+/// [`controller`] before it is shared, for tests that add to it.
+pub fn unshared_controller(state_dir: &Path) -> Controller {
     let (store, loaded) = StateStore::open(state_dir).unwrap();
     let storage = crate::storage::Storage::linux(state_dir, None);
-    Arc::new(
-        Controller::new(
-            store,
-            loaded,
-            steps_with(&state_dir.with_extension("services"), &storage),
-            Arc::new(StatusBoard::new(&StepName::ORDER)),
-            Arc::new(EventBus::default()),
-            Arc::new(FakeHost),
-        )
-        .with_storage(storage),
+    Controller::new(
+        store,
+        loaded,
+        steps_with(&state_dir.with_extension("services"), &storage),
+        Arc::new(StatusBoard::new(&StepName::ORDER)),
+        Arc::new(EventBus::default()),
+        Arc::new(FakeHost),
     )
+    .with_storage(storage)
 }
 
 // ---- network ----

@@ -42,6 +42,8 @@ const RIGHTS: &[(&str, AccessRole)] = &[
     ("/tfagent.v1.NodeAgent/Apply", AccessRole::Operator),
     ("/tfagent.v1.NodeAgent/Confirm", AccessRole::Operator),
     ("/tfagent.v1.NodeAgent/RestartService", AccessRole::Operator),
+    // The cluster's admin credentials.
+    ("/tfagent.v1.NodeAgent/Kubeconfig", AccessRole::Admin),
     ("/grpc.health.v1.Health/Check", AccessRole::Reader),
     ("/grpc.health.v1.Health/Watch", AccessRole::Reader),
     (

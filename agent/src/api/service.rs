@@ -250,6 +250,15 @@ impl NodeAgent for NodeAgentService {
         self.controller.restart_service(&request.service)?;
         Ok(Response::new(pb::RestartServiceResponse {}))
     }
+
+    #[instrument(name = "rpc.kubeconfig", skip_all)]
+    async fn kubeconfig(
+        &self,
+        _request: Request<pb::KubeconfigRequest>,
+    ) -> Result<Response<pb::KubeconfigResponse>, Status> {
+        let kubeconfig = self.controller.kubeconfig()?;
+        Ok(Response::new(pb::KubeconfigResponse { kubeconfig }))
+    }
 }
 
 /// Lines `Logs` sends when the request does not say.

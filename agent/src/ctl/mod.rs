@@ -134,6 +134,9 @@ pub enum Command {
     },
     /// Print the man page (roff), generated from this command line.
     Man,
+    /// On a server: an admin kubeconfig pointing at the VIP (root/admin
+    /// only: it carries the cluster's admin credentials).
+    Kubeconfig,
     /// Certificates for the remote API.
     Certs {
         #[command(subcommand)]
@@ -414,6 +417,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
                 .into_inner();
             let line = health(&status, live)?;
             writeln!(out, "{line}").map_err(write_err)?;
+        }
+        Command::Kubeconfig => {
+            let reply = client
+                .kubeconfig(pb::KubeconfigRequest {})
+                .await?
+                .into_inner();
+            write!(out, "{}", reply.kubeconfig).map_err(write_err)?;
         }
         Command::Completions { .. } | Command::Man | Command::Certs { .. } => {}
         // ---- services ----

@@ -85,6 +85,12 @@ impl ServicePaths {
         self.config_dir.join("k3s-config.yaml")
     }
 
+    /// The admin kubeconfig k3s writes on a server (0600), which
+    /// `tfagentctl kubeconfig` serves with the VIP as its server.
+    pub fn k3s_kubeconfig(&self) -> PathBuf {
+        self.config_dir.join("kubeconfig.yaml")
+    }
+
     pub fn k3s_token(&self) -> PathBuf {
         self.config_dir.join("k3s-token")
     }
