@@ -2548,20 +2548,26 @@ fn persist_defaults_cover_what_no_volume_does() {
                 "/var/lib/tfagent-containerd".to_owned(),
                 Propagation::Private
             ),
-            (
-                "/var/cache/modules/tfagent".to_owned(),
-                Propagation::Private
-            ),
         ]
     );
-    // The state dir validation is told of replaces the default.
+    // The agent's own state dir is never bind-mounted, by default or when
+    // asked.
     let ctx = ValidationContext {
         state_dir: Some("/srv/tfagent".parse().unwrap()),
         ..ValidationContext::default()
     };
     let spec = with_volumes(vec![pool_volume()]).validate(&ctx).unwrap();
     let persist = spec.storage.persist.clone().unwrap();
-    assert_eq!(persist.paths.last().unwrap().path.as_str(), "/srv/tfagent");
+    assert!(persist.paths.iter().all(|p| p.path.as_str() != "/srv/tfagent"));
+    let mut asked = spec.to_document();
+    asked.storage.persist.paths.push(asked.storage.persist.paths[0].clone());
+    asked.storage.persist.paths.last_mut().unwrap().path = "/srv".into();
+    let refused = errors_with(&asked, &ctx);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].message.contains("agent's own state dir /srv/tfagent"),
+        "{refused:?}"
+    );
     // Round trip: the explicit defaults validate to the same spec.
     assert_eq!(
         spec.to_document().validate(&ctx).unwrap().storage,

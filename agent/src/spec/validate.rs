@@ -1161,13 +1161,17 @@ impl Checker<'_> {
         let holder = volumes.iter().find(|v| v.name == volume)?;
         let covering = |path: &AbsPath| volumes.iter().find(|v| path.is_within(&v.mount_point));
 
+        // The agent's own state dir is never bind-mounted: the agent holds
+        // it open from its start, before storage runs, so a mount over it
+        // would hide the spec it booted from. It belongs on persistent
+        // storage by the boot config (zOS keeps /var/cache/modules).
+        let state_dir = self
+            .ctx
+            .state_dir
+            .clone()
+            .or_else(|| defaults::STATE_DIR.parse().ok());
         let mut paths: Vec<PersistPath> = Vec::new();
         if doc.paths.is_empty() {
-            let state_dir = self
-                .ctx
-                .state_dir
-                .clone()
-                .or_else(|| defaults::STATE_DIR.parse().ok());
             let local_path = if addons.local_path.path.is_empty() {
                 defaults::LOCAL_PATH_PATH.parse().ok()
             } else {
@@ -1180,7 +1184,6 @@ impl Checker<'_> {
                 Some(longhorn.clone()),
                 Some(dirs.containerd_root.clone()),
                 local_path,
-                state_dir,
             ];
             for path in wanted.into_iter().flatten() {
                 let nested = paths.iter().any(|p: &PersistPath| path.is_within(&p.path));
@@ -1226,6 +1229,18 @@ impl Checker<'_> {
                     format!(
                         "would hide volume {} at {}, which holds the persisted paths",
                         holder.name, holder.mount_point
+                    ),
+                );
+                ok = false;
+            }
+            if let Some(state) = &state_dir
+                && (state.is_within(&path) || path.is_within(state))
+            {
+                self.fail(
+                    &path_field,
+                    format!(
+                        "holds the agent's own state dir {state}, which the agent keeps open: \
+                         point the boot config's state_dir at persistent storage instead"
                     ),
                 );
                 ok = false;

@@ -330,10 +330,20 @@ pub fn device_verdict(
     let found = describe(signatures);
     if volume.format == FormatPolicy::Wipe {
         return match expected {
+            // Exactly what the spec names, and nothing else: wiping erases
+            // every signature, so one it does not name is refused.
+            Some(WipeSignature::Uuid(uuid))
+                if signatures.len() == 1 && signatures[0].uuid.as_deref() == Some(uuid) =>
+            {
+                DeviceVerdict::Format { wipe: true }
+            }
             Some(WipeSignature::Uuid(uuid))
                 if signatures.iter().any(|s| s.uuid.as_deref() == Some(uuid)) =>
             {
-                DeviceVerdict::Format { wipe: true }
+                DeviceVerdict::Refuse(format!(
+                    "{device} holds {found}: more than the {uuid} that wipe_signature names; \
+                     wiping would destroy them all, so it is refused"
+                ))
             }
             Some(expected) => DeviceVerdict::Refuse(format!(
                 "{device} holds {found}, not {expected} that wipe_signature names; \

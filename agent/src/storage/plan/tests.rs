@@ -51,6 +51,12 @@ fn the_format_policy_against_every_kind_of_device() {
     let luks = vec![sig("crypto_LUKS", "crypto", U1)];
     let swap = vec![sig("swap", "other", U1)];
     let raid = vec![sig("linux_raid_member", "raid", U1)];
+    // A partition table with a filesystem inside, as blkid -p sees a disk
+    // formatted over a stale table.
+    let table_and_fs = vec![
+        sig("gpt", "partition table", U2),
+        sig("ext4", "filesystem", U1),
+    ];
     let refused = |v: &DeviceVerdict| matches!(v, DeviceVerdict::Refuse(_));
 
     // (policy, wipe_signature, found, ours, expected: None = refused)
@@ -84,6 +90,9 @@ fn the_format_policy_against_every_kind_of_device() {
         (Wipe, Some(U1), &luks, None, Some(Format { wipe: true })),
         (Wipe, Some(U2), &ext4, None, None),
         (Wipe, Some(U2), &btrfs, None, None),
+        // Naming one of two signatures does not wipe the other with it.
+        (Wipe, Some(U1), &table_and_fs, None, None),
+        (Wipe, Some(U2), &table_and_fs, None, None),
         // After tfagent's own wipe the UUID is new; the stale one in the
         // spec must not make it wipe again, nor refuse its own filesystem.
         (Wipe, Some(U2), &btrfs, Some(U1), Some(Mount)),
