@@ -772,7 +772,19 @@ fn try_mode_reverts_a_cut_off_unless_confirmed() {
     let tried_at = Instant::now();
     let tried = nodes[1].apply(&cut, &["--try", "4s"]);
     nodes[1].converged(tried);
+    let service = format!("wireguard-go-{}", nodes[1].interface);
+    let wireguard_go = |status: &Value| {
+        status["services"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["name"] == service.as_str()))
+            .cloned()
+    };
+    let before = wireguard_go(&nodes[1].json(&["status"])).expect("wireguard-go is supervised");
     nodes[1].crash_and_restart();
+    // The restarted agent supervises the same wireguard-go again at once.
+    let after = wireguard_go(&nodes[1].json(&["status"])).expect("wireguard-go is adopted");
+    assert_eq!(after["pid"], before["pid"], "{after}");
+    assert_eq!(after["adopted"], true, "{after}");
     loop {
         let status = nodes[1].json(&["status"]);
         if status["desired_generation"].as_u64() == Some(tried + 1) {

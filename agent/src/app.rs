@@ -33,8 +33,6 @@ pub enum AppError {
     Key(#[from] net::KeyError),
     #[error(transparent)]
     Backend(#[from] net::BackendError),
-    #[error(transparent)]
-    Control(#[from] crate::control::ControlError),
     /// A task the agent cannot run without died; the supervisor (zinit,
     /// systemd) restarts the agent.
     #[error("the {task} task crashed: {source}")]
@@ -133,13 +131,19 @@ pub async fn run(
     };
     info!(%backend, public_key = %key.public(), "WireGuard");
     let reconcile_now = Arc::new(tokio::sync::Notify::new());
-    let network = Arc::new(net::step(
-        backend,
-        key,
+    let userspace = net::userspace(
         capabilities.wireguard_go.as_deref(),
         supervisor.clone(),
         Arc::clone(&reconcile_now),
-    ));
+    );
+    // A healthy interface gives the network step no reason to touch its
+    // wireguard-go: adopt it now, as the services above.
+    if backend == net::Backend::Userspace
+        && let Some(desired) = &loaded.desired
+    {
+        userspace.adopt(&desired.spec.network.wireguard.interface);
+    }
+    let network = Arc::new(net::step(backend, key, userspace));
     let storage = storage::Storage::linux(&config.state_dir, config.allowed_devices.clone());
     let steps = steps(
         &storage,
@@ -162,7 +166,11 @@ pub async fn run(
     .with_remote_api(remote_info.clone())
     .with_service_paths(config.services.clone());
     let controller = Arc::new(controller);
-    controller.resume_trial()?;
+    // An unreadable trial record must not keep the agent from serving: it
+    // is reported, and the stored spec stands.
+    if let Err(error) = controller.resume_trial() {
+        error!(%error, "cannot resume the spec on trial; keeping the stored spec");
+    }
 
     let tracker = TaskTracker::new();
     if let (Some(info), Some(files)) = (remote_info, config.remote_api.clone()) {

@@ -566,22 +566,27 @@ pub(crate) fn is_link_local(ip: IpAddr) -> bool {
 }
 
 /// The network step over the real host.
-/// The network step on this host. wireguard-go, when the backend needs
-/// it, runs under `supervisor`; `reconfigure` is poked when a restarted
-/// one needs its configuration again.
-pub fn step(
-    backend: Backend,
-    key: Arc<NodeKey>,
+/// How this host runs wireguard-go: under `supervisor`, poking
+/// `reconfigure` when a restarted one needs its configuration again.
+pub fn userspace(
     wireguard_go: Option<&Path>,
     supervisor: Supervisor,
     reconfigure: Arc<Notify>,
-) -> NetworkStep {
-    let userspace = Arc::new(SupervisedWireguardGo::new(
+) -> Arc<SupervisedWireguardGo> {
+    Arc::new(SupervisedWireguardGo::new(
         supervisor,
         wireguard_go.unwrap_or(Path::new("wireguard-go")),
         Path::new(linux::WIREGUARD_SOCKET_DIR),
         reconfigure,
-    ));
+    ))
+}
+
+/// The network step on this host.
+pub fn step(
+    backend: Backend,
+    key: Arc<NodeKey>,
+    userspace: Arc<SupervisedWireguardGo>,
+) -> NetworkStep {
     NetworkStep::new(backend, key, linux::host(backend, userspace))
 }
 

@@ -7,8 +7,9 @@
 //! reconciler for a pass at once, which configures it again.
 
 use std::{
+    collections::HashSet,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -36,6 +37,8 @@ pub struct SupervisedWireguardGo {
     socket_dir: PathBuf,
     /// Poked when a wireguard-go came back and needs its configuration.
     reconfigure: Arc<Notify>,
+    /// Services whose restarts are watched (one watcher each).
+    watched: Arc<Mutex<HashSet<ServiceName>>>,
 }
 
 impl SupervisedWireguardGo {
@@ -50,11 +53,81 @@ impl SupervisedWireguardGo {
             binary: binary.to_owned(),
             socket_dir: socket_dir.to_owned(),
             reconfigure,
+            watched: Arc::default(),
         }
     }
 
     fn socket(&self, interface: &IfName) -> PathBuf {
         self.socket_dir.join(format!("{interface}.sock"))
+    }
+
+    fn definition(&self, interface: &IfName) -> Result<ServiceDef, NetHostError> {
+        let mut def = ServiceDef::new(
+            service_name(interface)?,
+            vec![
+                self.binary.display().to_string(),
+                // Foreground: its exit is the supervisor's to see.
+                "-f".into(),
+                interface.to_string(),
+            ],
+        );
+        def.readiness = Some(ProbePolicy::new(Probe::UnixConnect {
+            path: self.socket(interface),
+        }));
+        Ok(def)
+    }
+
+    /// At agent start: supervises again the wireguard-go an earlier agent
+    /// started for `interface`, if it still runs (a healthy interface gives
+    /// the network step no reason to touch it). Returns whether it did.
+    pub fn adopt(&self, interface: &IfName) -> bool {
+        let Ok(def) = self.definition(interface) else {
+            return false;
+        };
+        let name = def.name.clone();
+        match self.supervisor.resume(def) {
+            Ok(true) => {
+                info!(%interface, service = %name, "adopted the running wireguard-go");
+                self.watch_restarts(&name, interface);
+                true
+            }
+            Ok(false) => false,
+            Err(error) => {
+                warn!(%interface, %error, "cannot adopt wireguard-go");
+                false
+            }
+        }
+    }
+
+    /// Each restart of the service comes back without peers: asks for a
+    /// pass at once, which configures it again. Installed once a service.
+    fn watch_restarts(&self, name: &ServiceName, interface: &IfName) {
+        let first = self
+            .watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone());
+        let Ok(mut status) = self.supervisor.watch(name.as_str()) else {
+            return;
+        };
+        if !first {
+            return;
+        }
+        let reconfigure = Arc::clone(&self.reconfigure);
+        let mut restarts = status.borrow().restarts;
+        tokio::spawn(
+            async move {
+                while status.changed().await.is_ok() {
+                    let now = status.borrow_and_update().clone();
+                    if now.ready && now.restarts != restarts {
+                        restarts = now.restarts;
+                        info!("wireguard-go is back; configuring it again");
+                        reconfigure.notify_one();
+                    }
+                }
+            }
+            .instrument(info_span!(parent: None, "wireguard-go", %interface)),
+        );
     }
 }
 
@@ -81,75 +154,39 @@ pub fn service_name(interface: &IfName) -> Result<ServiceName, NetHostError> {
 #[async_trait]
 impl UserspaceWg for SupervisedWireguardGo {
     async fn ensure_running(&self, interface: &IfName) -> Result<(), NetHostError> {
-        let name = service_name(interface)?;
+        let def = self.definition(interface)?;
+        let name = def.name.clone();
         let failed =
-            |what: &'static str, e: &dyn std::fmt::Display| NetHostError::new(interface, what, e);
+            |e: &dyn std::fmt::Display| NetHostError::new(interface, "starting wireguard-go", e);
         let known = self.supervisor.definition(name.as_str()).is_some();
-        let mut def = ServiceDef::new(
-            name.clone(),
-            vec![
-                self.binary.display().to_string(),
-                // Foreground: its exit is the supervisor's to see.
-                "-f".into(),
-                interface.to_string(),
-            ],
-        );
-        def.readiness = Some(ProbePolicy::new(Probe::UnixConnect {
-            path: self.socket(interface),
-        }));
-        let adopted = !known
-            && self
-                .supervisor
-                .resume(def.clone())
-                .map_err(|e| failed("adopting wireguard-go", &e))?;
-        if !known && !adopted && answers(&self.socket(interface)) {
+        if !known && !self.adopt(interface) && answers(&self.socket(interface)) {
             // Started by someone else (by hand, or an older agent without a
             // record): a second one would fight it for the interface.
             warn!(%interface, "a wireguard-go this agent did not start serves the interface; using it unsupervised");
             return Ok(());
         }
-        self.supervisor
-            .ensure(def)
-            .map_err(|e| failed("starting wireguard-go", &e))?;
+        self.supervisor.ensure(def).map_err(|e| failed(&e))?;
+        // Before waiting: a start that is slow to get ready still has its
+        // later restarts reconfigured.
+        self.watch_restarts(&name, interface);
         let mut status = self
             .supervisor
             .watch(name.as_str())
-            .map_err(|e| failed("starting wireguard-go", &e))?;
+            .map_err(|e| failed(&e))?;
         let ready = tokio::time::timeout(START_TIMEOUT, async {
             status.wait_for(|s| s.ready).await.map(drop)
         })
         .await;
         match ready {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => return Err(failed("starting wireguard-go", &"the supervisor stopped")),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(failed(&"the supervisor stopped")),
             Err(_) => {
                 let message = status.borrow().message.clone();
-                return Err(failed(
-                    "starting wireguard-go",
-                    &format!("its control socket did not answer within 10 s ({message})"),
-                ));
+                Err(failed(&format!(
+                    "its control socket did not answer within 10 s ({message})"
+                )))
             }
         }
-        if !known {
-            info!(%interface, service = %name, "wireguard-go runs under the supervisor");
-            // Each later restart comes back empty: configure it again at once.
-            let reconfigure = Arc::clone(&self.reconfigure);
-            let mut restarts = status.borrow().restarts;
-            tokio::spawn(
-                async move {
-                    while status.changed().await.is_ok() {
-                        let now = status.borrow_and_update().clone();
-                        if now.ready && now.restarts != restarts {
-                            restarts = now.restarts;
-                            info!("wireguard-go is back; configuring it again");
-                            reconfigure.notify_one();
-                        }
-                    }
-                }
-                .instrument(info_span!(parent: None, "wireguard-go", %interface)),
-            );
-        }
-        Ok(())
     }
 
     async fn stop(&self, interface: &IfName) -> Result<(), NetHostError> {

@@ -2558,14 +2558,25 @@ fn persist_defaults_cover_what_no_volume_does() {
     };
     let spec = with_volumes(vec![pool_volume()]).validate(&ctx).unwrap();
     let persist = spec.storage.persist.clone().unwrap();
-    assert!(persist.paths.iter().all(|p| p.path.as_str() != "/srv/tfagent"));
+    assert!(
+        persist
+            .paths
+            .iter()
+            .all(|p| p.path.as_str() != "/srv/tfagent")
+    );
     let mut asked = spec.to_document();
-    asked.storage.persist.paths.push(asked.storage.persist.paths[0].clone());
+    asked
+        .storage
+        .persist
+        .paths
+        .push(asked.storage.persist.paths[0].clone());
     asked.storage.persist.paths.last_mut().unwrap().path = "/srv".into();
     let refused = errors_with(&asked, &ctx);
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(
-        refused[0].message.contains("agent's own state dir /srv/tfagent"),
+        refused[0]
+            .message
+            .contains("agent's own state dir /srv/tfagent"),
         "{refused:?}"
     );
     // Round trip: the explicit defaults validate to the same spec.
