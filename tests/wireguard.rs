@@ -483,12 +483,31 @@ fn three_nodes_mesh_a_user_joins_and_peer_changes_touch_only_that_peer() {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&key_file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
+    // The UAPI socket carries it in hex: look for that form too, and in
+    // wireguard-go's own log.
+    let private_hex: String = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(&private)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let wireguard_go_log = fs::read_to_string(nodes[0].dir.path().join(format!(
+        "services/log/wireguard-go-{}.log",
+        nodes[0].interface
+    )))
+    .expect("wireguard-go logs to its own file");
     for text in [
         nodes[0].log(),
         table.clone(),
         nodes[0].ok(&["info", "-o", "json"]),
+        wireguard_go_log,
+        nodes[0].ok(&["logs", &format!("wireguard-go-{}", nodes[0].interface)]),
     ] {
         assert!(!text.contains(&private), "the private key leaked");
+        assert!(!text.contains(&private_hex), "the private key leaked (hex)");
     }
 
     // A user joins through node 1 (the hub), configured from access-config.
