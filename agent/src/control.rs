@@ -634,7 +634,20 @@ impl Controller {
             previous: current.spec.clone(),
         };
         self.save_trial(&trial).await?;
-        let (generation, changed) = self.commit(spec).await?;
+        let (generation, changed) = match self.commit(spec).await {
+            Ok(committed) => committed,
+            Err(error) => {
+                // Nothing went on trial: a record left behind would revert
+                // a later spec of the same generation.
+                let dir = self.trials.state_dir.clone();
+                if let Ok(Err(clear)) =
+                    tokio::task::spawn_blocking(move || trial::clear(&dir)).await
+                {
+                    warn!(error = %clear, "cannot remove the trial record");
+                }
+                return Err(error);
+            }
+        };
         if generation != trial.generation {
             trial.generation = generation;
             self.save_trial(&trial).await?;
@@ -867,6 +880,28 @@ mod tests {
         let reloaded = crate::state::read_stored(tmp.path()).unwrap().unwrap();
         assert_eq!(reloaded.generation, 16);
         assert_eq!(reloaded.spec.node_name.to_string(), stored.node_name);
+    }
+
+    #[tokio::test]
+    async fn a_try_whose_commit_fails_leaves_no_trial_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let controller = controller(tmp.path());
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
+        let spec = tmp.path().join("spec.json");
+        std::fs::remove_file(&spec).unwrap();
+        std::fs::create_dir(&spec).unwrap();
+        controller
+            .apply(variant(2), ApplyMode::Try(Duration::from_secs(60)))
+            .await
+            .unwrap_err();
+        assert!(
+            trial::load(tmp.path()).unwrap().is_none(),
+            "a record of generation 2 would revert the next spec stored as 2"
+        );
+        assert!(controller.status().trial.is_none());
     }
 
     #[tokio::test]
