@@ -606,13 +606,14 @@ fn helper_agent() {
             let mut text = String::new();
             for status in supervisor.status() {
                 text.push_str(&format!(
-                    "{} {} {} {} {} {}\n",
+                    "{} {} {} {} {} {} {}\n",
                     status.name,
                     status.state,
                     status.pid.unwrap_or(0),
                     status.restarts,
                     status.adopted,
-                    status.ready
+                    status.ready,
+                    status.message.replace('\n', " ")
                 ));
             }
             let (tail, _) = supervisor.logs("ticker", 1).unwrap();
@@ -670,6 +671,8 @@ struct Line {
     restarts: u32,
     adopted: bool,
     ready: bool,
+    /// Why it is in its state (shown when a wait times out).
+    message: String,
 }
 
 fn read_status(dir: &Path) -> Option<(Vec<(String, Line)>, String)> {
@@ -690,6 +693,7 @@ fn read_status(dir: &Path) -> Option<(Vec<(String, Line)>, String)> {
                 restarts: f[3].parse().ok()?,
                 adopted: f[4] == "true",
                 ready: f[5] == "true",
+                message: f.get(6..).map(|m| m.join(" ")).unwrap_or_default(),
             },
         ));
     }

@@ -146,7 +146,10 @@ pub fn prepare(dirs: &[PathBuf]) -> io::Result<Vec<File>> {
 fn create(dir: &Path) -> io::Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        // Made by another service starting at the same time, or by an
+        // earlier start that failed before its cpuset was filled: filled
+        // below either way, or nothing could join it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
     for file in ["cpuset.cpus", "cpuset.mems"] {
@@ -190,6 +193,28 @@ pub fn remove(dirs: &[PathBuf]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_cpuset_made_but_not_filled_is_filled_on_the_next_try() {
+        // As another service's start leaves it, racing this one: the
+        // directory exists, its cpus and mems are still empty.
+        let root = tempfile::tempdir().unwrap();
+        let parent = root.path().join("tfagent");
+        let child = parent.join("k3s");
+        fs::create_dir_all(&child).unwrap();
+        for (file, value) in [("cpuset.cpus", "0-3"), ("cpuset.mems", "0")] {
+            fs::write(root.path().join(file), value).unwrap();
+            fs::write(parent.join(file), "").unwrap();
+            fs::write(child.join(file), "\n").unwrap();
+        }
+        create(&parent).unwrap();
+        create(&child).unwrap();
+        for (file, value) in [("cpuset.cpus", "0-3"), ("cpuset.mems", "0")] {
+            let got = fs::read_to_string(child.join(file)).unwrap();
+            assert_eq!(got, value, "{file}");
+        }
+    }
 
     const ZOS_LIKE: &str = "\
 25 1 0:22 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
