@@ -671,7 +671,8 @@ struct Line {
     restarts: u32,
     adopted: bool,
     ready: bool,
-    /// Why it is in its state (shown when a wait times out).
+    /// Why it is in its state: read only by the timeout's panic message.
+    #[allow(dead_code)]
     message: String,
 }
 
