@@ -639,6 +639,49 @@ fn three_nodes_mesh_a_user_joins_and_peer_changes_touch_only_that_peer() {
     let route = nodes[0].ns.ip(&["route", "show", "10.102.0.0/16"]);
     assert!(route.contains(&nodes[0].interface), "{route}");
 
+    // A network a peer is given that the node already routes elsewhere is
+    // refused, naming the device, until that route goes.
+    nodes[0]
+        .ns
+        .ip(&["route", "add", "10.103.0.0/16", "dev", "lo"]);
+    let mut clash = changed.clone();
+    clash[0]["allowed_ips"] = json!(["10.100.0.2/32", "10.102.0.0/16", "10.103.0.0/16"]);
+    let generation = nodes[0].apply(&nodes[0].spec("node-1", clash), &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = nodes[0].json(&["status"]);
+        let network = status["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "network")
+            .unwrap()
+            .clone();
+        let error = network["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if network["condition"] == "failed" {
+            assert!(
+                error.contains("10.103.0.0/16 already goes through lo"),
+                "{network}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clash was not reported: {network}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    nodes[0]
+        .ns
+        .ip(&["route", "del", "10.103.0.0/16", "dev", "lo"]);
+    nodes[0].converged(generation);
+    let route = nodes[0].ns.ip(&["route", "show", "10.103.0.0/16"]);
+    assert!(route.contains(&nodes[0].interface), "{route}");
+    nodes[0].apply_and_wait(&nodes[0].spec("node-1", changed.clone()));
+
     // Removing node-3 from node 1 removes only it (and its route).
     let before = quiet_peers(&nodes[0]);
     let without: Vec<Value> = changed

@@ -116,6 +116,39 @@ fn require_index(interface: &IfName) -> Result<u32, NetHostError> {
         .ok_or_else(|| NetHostError::new(interface, "finding the link", "no such interface"))
 }
 
+/// The device a main-table route to exactly `destination` goes through.
+async fn route_device(
+    handle: &Handle,
+    destination: IpNet,
+) -> Result<Option<u32>, rtnetlink::Error> {
+    let family = match destination {
+        IpNet::V4(_) => RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+        IpNet::V6(_) => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+    };
+    let mut routes = handle.route().get(family).execute();
+    while let Some(message) = routes.try_next().await? {
+        if message.header.table != RT_TABLE_MAIN
+            || message.header.destination_prefix_length != destination.prefix_len()
+        {
+            continue;
+        }
+        let mut oif = None;
+        let mut to = None;
+        for attribute in &message.attributes {
+            match attribute {
+                RouteAttribute::Oif(index) => oif = Some(*index),
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => to = Some(IpAddr::V4(*ip)),
+                RouteAttribute::Destination(RouteAddress::Inet6(ip)) => to = Some(IpAddr::V6(*ip)),
+                _ => {}
+            }
+        }
+        if to == Some(destination.addr()) && oif.is_some() {
+            return Ok(oif);
+        }
+    }
+    Ok(None)
+}
+
 fn route_message(
     index: u32,
     destination: IpNet,
@@ -278,9 +311,36 @@ impl LinkOps for Rtnetlink {
         let index = require_index(interface)?;
         let message = route_message(index, destination)
             .map_err(|e| NetHostError::new(interface, "adding a route", e))?;
-        match handle.route().add(message).execute().await {
-            Err(error) if is_errno(&error, libc::EEXIST) => Ok(()),
-            result => result.map_err(|e| NetHostError::new(interface, "adding a route", e)),
+        let failed = |e: &dyn std::fmt::Display| NetHostError::new(interface, "adding a route", e);
+        match handle.route().add(message.clone()).execute().await {
+            Err(error) if is_errno(&error, libc::EEXIST) => {
+                // Not one of ours (those are observed and never re-added):
+                // through this link, take it over; through another, the
+                // peer's traffic would leave by that one, so say so.
+                match route_device(&handle, destination)
+                    .await
+                    .map_err(|e| failed(&e))?
+                {
+                    Some(oif) if oif == index => handle
+                        .route()
+                        .add(message)
+                        .replace()
+                        .execute()
+                        .await
+                        .map_err(|e| failed(&e)),
+                    Some(oif) => {
+                        let device = nix::net::if_::if_indextoname(oif)
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_else(|_| format!("index {oif}"));
+                        Err(failed(&format!(
+                            "a route to {destination} already goes through {device}; \
+                             remove it, or take {destination} out of the peer's allowed IPs"
+                        )))
+                    }
+                    None => Ok(()),
+                }
+            }
+            result => result.map_err(|e| failed(&e)),
         }
     }
 
