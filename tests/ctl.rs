@@ -11,8 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
+use common::TFAGENTCTL;
+
 const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
-const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,21 +66,6 @@ impl Daemon {
         self.dir.path().join("state")
     }
 
-    // ---- services ----
-    /// Keeps every file of the supervised services in the temp dir, with no
-    /// cgroups, so a daemon that gets to start them touches nothing of the host.
-    fn services_config(&self) -> String {
-        let dir = self.dir.path().join("services");
-        format!(
-            "[services]\nrun_dir = \"{run}\"\ncontainerd_root = \"{root}\"\nk3s_data_dir = \"{k3s}\"\nkubelet_root_dir = \"{kubelet}\"\nlog_dir = \"{log}\"\ncgroups = false\n",
-            run = dir.join("run").display(),
-            root = dir.join("containerd").display(),
-            k3s = dir.join("k3s").display(),
-            kubelet = dir.join("kubelet").display(),
-            log = dir.join("log").display(),
-        )
-    }
-
     fn spawn(&mut self) {
         let config = self.dir.path().join("tfagent.toml");
         fs::write(
@@ -89,7 +77,7 @@ impl Daemon {
                 self.socket().display(),
                 nix::unistd::geteuid().as_raw(),
                 self.extra_config,
-                self.services_config(),
+                common::services_config(&self.dir.path().join("services")),
             ),
         )
         .unwrap();

@@ -16,8 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
-const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
 const TOKEN: &str = "37a19483e94eed8fa33078987edd509271efdba80b2b9d0a";
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -249,12 +250,11 @@ impl Agent {
         fs::write(
             &config,
             format!(
-                // The services' files stay in the temp dir, without cgroups.
-                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 2\nallowed_devices = [{}]\n[services]\nrun_dir = \"{services}/run\"\ncontainerd_root = \"{services}/containerd\"\nk3s_data_dir = \"{services}/k3s\"\nkubelet_root_dir = \"{services}/kubelet\"\nlog_dir = \"{services}/log\"\ncgroups = false\n",
+                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 2\nallowed_devices = [{}]\n{}",
                 self.dir.join("state").display(),
                 self.socket().display(),
                 allowed.join(", "),
-                services = self.dir.join("services").display(),
+                common::services_config(&self.dir.join("services")),
             ),
         )
         .unwrap();
@@ -296,25 +296,11 @@ impl Agent {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(TFAGENTCTL)
-            .arg("--socket")
-            .arg(self.socket())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        common::tfagentctl(&self.socket(), args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.ctl(args);
-        assert!(
-            output.status.success(),
-            "tfagentctl {args:?}: {}\nlog:\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            self.log()
-        );
-        String::from_utf8(output.stdout).unwrap()
+        common::succeeded(self.ctl(args), args, &self.log())
     }
 
     fn status(&self) -> serde_json::Value {

@@ -20,8 +20,9 @@ use std::{
 
 use serde_json::{Value, json};
 
+mod common;
+
 const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
-const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
 const TOKEN: &str = "37a19483e94eed8fa33078987edd509271efdba80b2b9d0a";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -226,10 +227,10 @@ impl Node {
             format!(
                 // wireguard-go runs under the supervisor: its records and
                 // logs stay in the temp dir, and no host cgroup is made.
-                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 5\nwireguard_backend = \"userspace\"\n[services]\nrun_dir = \"{services}/run\"\ncontainerd_root = \"{services}/containerd\"\nk3s_data_dir = \"{services}/k3s\"\nkubelet_root_dir = \"{services}/kubelet\"\nlog_dir = \"{services}/log\"\ncgroups = false\n",
+                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 5\nwireguard_backend = \"userspace\"\n{}",
                 self.dir.path().join("state").display(),
                 self.socket().display(),
-                services = self.dir.path().join("services").display(),
+                common::services_config(&self.dir.path().join("services")),
             ),
         )
         .unwrap();
@@ -263,25 +264,11 @@ impl Node {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(TFAGENTCTL)
-            .arg("--socket")
-            .arg(self.socket())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        common::tfagentctl(&self.socket(), args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.ctl(args);
-        assert!(
-            output.status.success(),
-            "tfagentctl {args:?}: {}\nagent log:\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            self.log()
-        );
-        String::from_utf8(output.stdout).unwrap()
+        common::succeeded(self.ctl(args), args, &self.log())
     }
 
     fn json(&self, args: &[&str]) -> Value {

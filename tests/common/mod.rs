@@ -1,0 +1,49 @@
+//! What the end-to-end tests share: running tfagentctl against a daemon's
+//! socket, and a `[services]` boot-config table that keeps a daemon's
+//! services inside the test's temp dir.
+// Each test file uses its own part of this.
+#![allow(dead_code)]
+
+use std::{
+    path::Path,
+    process::{Command, Output, Stdio},
+};
+
+pub const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
+
+/// tfagentctl against the agent at `socket`, without colours.
+pub fn tfagentctl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(TFAGENTCTL)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a tfagentctl run that must have succeeded; `log` (the
+/// agent's) is shown when it did not.
+pub fn succeeded(output: Output, args: &[&str], log: &str) -> String {
+    assert!(
+        output.status.success(),
+        "tfagentctl {args:?}: {}\nagent log:\n{log}",
+        String::from_utf8_lossy(&output.stderr),
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Every file of the supervised services under `dir`, and no cgroups, so a
+/// daemon that gets to start them touches nothing of the host. A TOML table:
+/// it goes after the top-level keys.
+pub fn services_config(dir: &Path) -> String {
+    format!(
+        "[services]\nrun_dir = \"{run}\"\ncontainerd_root = \"{root}\"\nk3s_data_dir = \"{k3s}\"\nkubelet_root_dir = \"{kubelet}\"\nlog_dir = \"{log}\"\ncgroups = false\n",
+        run = dir.join("run").display(),
+        root = dir.join("containerd").display(),
+        k3s = dir.join("k3s").display(),
+        kubelet = dir.join("kubelet").display(),
+        log = dir.join("log").display(),
+    )
+}
