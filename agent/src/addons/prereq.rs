@@ -5,7 +5,7 @@
 use std::{collections::BTreeSet, fs, path::PathBuf};
 
 use crate::{
-    host::probe::{ProbeRoot, find_executable, module_listed},
+    host::probe::{KernelModules, ProbeRoot, find_executable},
     spec::AddonHost,
 };
 
@@ -126,16 +126,8 @@ pub fn availability(facts: &AddonHostFacts) -> AddonHost {
 
 /// Reads the facts under `root`.
 pub fn probe(root: &ProbeRoot, filesystems: &BTreeSet<String>) -> AddonHostFacts {
-    let kernel_release = root.read("/proc/sys/kernel/osrelease").trim().to_owned();
-    let module_files = if kernel_release.is_empty() {
-        String::new()
-    } else {
-        let dir = format!("/lib/modules/{kernel_release}");
-        root.read(&format!("{dir}/modules.dep")) + &root.read(&format!("{dir}/modules.builtin"))
-    };
     let iscsi_tcp = module_loaded(&root.read("/proc/modules"), "iscsi_tcp")
-        || root.file("/sys/module/iscsi_tcp").exists()
-        || module_listed(&module_files, "iscsi_tcp");
+        || KernelModules::read(root).present("iscsi_tcp");
     let mut broadcast_interfaces = BTreeSet::new();
     if let Ok(entries) = fs::read_dir(root.file("/sys/class/net")) {
         for entry in entries.flatten() {

@@ -71,24 +71,12 @@ impl ProbeRoot {
 
 /// Probes the host under `root`.
 pub fn probe(root: &ProbeRoot) -> HostCapabilities {
-    let kernel_release = root.read("/proc/sys/kernel/osrelease").trim().to_owned();
+    let modules = KernelModules::read(root);
     let mountinfo = parse_mountinfo(&root.read("/proc/self/mountinfo"));
-    let (modules_dep, modules_builtin) = if kernel_release.is_empty() {
-        (String::new(), String::new())
-    } else {
-        let dir = format!("/lib/modules/{kernel_release}");
-        (
-            root.read(&format!("{dir}/modules.dep")),
-            root.read(&format!("{dir}/modules.builtin")),
-        )
-    };
-    let module_available =
-        |name: &str| module_listed(&modules_dep, name) || module_listed(&modules_builtin, name);
-    let kernel_wireguard =
-        root.file("/sys/module/wireguard").exists() || module_available("wireguard");
+    let kernel_wireguard = modules.present("wireguard");
     let mut filesystems = block_filesystems(&root.read("/proc/filesystems"));
     for loadable in LOADABLE_FILESYSTEMS {
-        if module_available(loadable) {
+        if modules.available(loadable) {
             filesystems.insert(loadable.to_owned());
         }
     }
@@ -101,7 +89,47 @@ pub fn probe(root: &ProbeRoot) -> HostCapabilities {
         cgroup_mode: cgroup_mode(&mountinfo),
         filesystems,
         btrfs_pools: btrfs_pools(&mountinfo),
-        kernel_release,
+        kernel_release: modules.release,
+    }
+}
+
+/// The running kernel's modules, as the files under a probe root list them.
+pub(crate) struct KernelModules<'a> {
+    root: &'a ProbeRoot,
+    /// The running release; empty when unknown.
+    pub(crate) release: String,
+    dep: String,
+    builtin: String,
+}
+
+impl<'a> KernelModules<'a> {
+    pub(crate) fn read(root: &'a ProbeRoot) -> Self {
+        let release = root.read("/proc/sys/kernel/osrelease").trim().to_owned();
+        let (dep, builtin) = if release.is_empty() {
+            (String::new(), String::new())
+        } else {
+            let dir = format!("/lib/modules/{release}");
+            (
+                root.read(&format!("{dir}/modules.dep")),
+                root.read(&format!("{dir}/modules.builtin")),
+            )
+        };
+        Self {
+            root,
+            release,
+            dep,
+            builtin,
+        }
+    }
+
+    /// Built in, or loadable (modules.dep or modules.builtin lists it).
+    pub(crate) fn available(&self, name: &str) -> bool {
+        module_listed(&self.dep, name) || module_listed(&self.builtin, name)
+    }
+
+    /// Loaded (/sys/module), built in or loadable.
+    pub(crate) fn present(&self, name: &str) -> bool {
+        self.root.file(&format!("/sys/module/{name}")).exists() || self.available(name)
     }
 }
 
