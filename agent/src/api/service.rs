@@ -4,7 +4,7 @@ use std::{pin::Pin, sync::Arc};
 
 use futures::Stream;
 use tfagent_proto::v1::{self as pb, node_agent_server::NodeAgent};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{instrument, warn};
@@ -31,7 +31,59 @@ impl NodeAgentService {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+type EventStream = ReplyStream<pb::Event>;
+type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// What a stream does after telling a reader that fell behind.
+enum AfterLag {
+    Continue,
+    End,
+}
+
+/// `recent`, then, with `follow`, what `live` brings, until the agent shuts
+/// down. The broadcast buffer bounds what a slow reader costs; `on_lag`
+/// says what it is told when it fell behind, and whether it goes on.
+fn replay_then_follow<E, T>(
+    recent: Vec<E>,
+    mut live: broadcast::Receiver<E>,
+    follow: bool,
+    shutdown: CancellationToken,
+    view: impl Fn(E) -> T + Send + 'static,
+    on_lag: impl Fn(u64) -> (Result<T, Status>, AfterLag) + Send + 'static,
+) -> ReplyStream<T>
+where
+    E: Clone + Send + 'static,
+    T: Send + 'static,
+{
+    Box::pin(async_stream::stream! {
+        for item in recent {
+            yield Ok(view(item));
+        }
+        if !follow {
+            return;
+        }
+        loop {
+            let received = tokio::select! {
+                () = shutdown.cancelled() => {
+                    yield Err(Status::unavailable("tfagent is shutting down"));
+                    return;
+                }
+                received = live.recv() => received,
+            };
+            match received {
+                Ok(item) => yield Ok(view(item)),
+                Err(RecvError::Closed) => return,
+                Err(RecvError::Lagged(missed)) => {
+                    let (told, after) = on_lag(missed);
+                    yield told;
+                    if let AfterLag::End = after {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
 
 #[tonic::async_trait]
 impl NodeAgent for NodeAgentService {
@@ -160,44 +212,30 @@ impl NodeAgent for NodeAgentService {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let follow = request.into_inner().follow;
-        let (recent, mut live) = self.controller.subscribe();
-        let shutdown = self.shutdown.clone();
-        let stream = async_stream::stream! {
-            for event in recent {
-                yield Ok(view::event(event));
-            }
-            if !follow {
-                return;
-            }
-            loop {
-                let received = tokio::select! {
-                    () = shutdown.cancelled() => {
-                        yield Err(Status::unavailable("tfagent is shutting down"));
-                        return;
-                    }
-                    received = live.recv() => received,
-                };
-                match received {
-                    Ok(event) => yield Ok(view::event(event)),
-                    Err(RecvError::Closed) => return,
-                    // A reader that cannot keep up is cut off rather than
-                    // allowed to grow the agent's memory.
-                    Err(RecvError::Lagged(missed)) => {
-                        warn!(missed, "event watcher fell behind; closing its stream");
-                        yield Err(Status::resource_exhausted(format!(
-                            "the reader fell {missed} events behind; watch again"
-                        )));
-                        return;
-                    }
-                }
-            }
-        };
-        Ok(Response::new(Box::pin(stream)))
+        let (recent, live) = self.controller.subscribe();
+        Ok(Response::new(replay_then_follow(
+            recent,
+            live,
+            follow,
+            self.shutdown.clone(),
+            view::event,
+            // A reader that cannot keep up is cut off rather than allowed to
+            // grow the agent's memory.
+            |missed| {
+                warn!(missed, "event watcher fell behind; closing its stream");
+                (
+                    Err(Status::resource_exhausted(format!(
+                        "the reader fell {missed} events behind; watch again"
+                    ))),
+                    AfterLag::End,
+                )
+            },
+        )))
     }
 
     // ---- services ----
 
-    type LogsStream = Pin<Box<dyn Stream<Item = Result<pb::LogLine, Status>> + Send>>;
+    type LogsStream = ReplyStream<pb::LogLine>;
 
     #[instrument(name = "rpc.logs", skip_all, fields(service))]
     async fn logs(
@@ -210,34 +248,23 @@ impl NodeAgent for NodeAgentService {
             0 => DEFAULT_LOG_TAIL,
             n => usize::try_from(n).unwrap_or(usize::MAX),
         };
-        let (recent, mut live) = self.controller.service_logs(&request.service, tail)?;
-        let follow = request.follow;
-        let shutdown = self.shutdown.clone();
-        let stream = async_stream::stream! {
-            for line in recent {
-                yield Ok(pb::LogLine { line });
-            }
-            if !follow {
-                return;
-            }
-            loop {
-                let received = tokio::select! {
-                    () = shutdown.cancelled() => {
-                        yield Err(Status::unavailable("tfagent is shutting down"));
-                        return;
-                    }
-                    received = live.recv() => received,
-                };
-                match received {
-                    Ok(line) => yield Ok(pb::LogLine { line }),
-                    Err(RecvError::Closed) => return,
-                    Err(RecvError::Lagged(missed)) => {
-                        yield Ok(pb::LogLine { line: format!("[tfagent: {missed} lines skipped: the reader fell behind]") });
-                    }
-                }
-            }
-        };
-        Ok(Response::new(Box::pin(stream)))
+        let (recent, live) = self.controller.service_logs(&request.service, tail)?;
+        Ok(Response::new(replay_then_follow(
+            recent,
+            live,
+            request.follow,
+            self.shutdown.clone(),
+            |line| pb::LogLine { line },
+            // Lines were lost, not the stream: say so and go on.
+            |missed| {
+                (
+                    Ok(pb::LogLine {
+                        line: format!("[tfagent: {missed} lines skipped: the reader fell behind]"),
+                    }),
+                    AfterLag::Continue,
+                )
+            },
+        )))
     }
 
     #[instrument(name = "rpc.restart_service", skip_all, fields(service))]
