@@ -668,8 +668,7 @@ fn a_non_root_uid_is_refused() {
     fs::set_permissions(daemon.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     // A copy of tfagentctl that uid 65534 may run, wherever the checkout is.
     let binary = daemon.dir.path().join("tfagentctl");
-    fs::copy(TFAGENTCTL, &binary).unwrap();
-    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).unwrap();
+    common::copy_executable(TFAGENTCTL, &binary);
     let as_nobody = |args: &[&str]| {
         let mut command = daemon.ctl_command_of(&binary, args);
         command.uid(65534).gid(65534);
@@ -714,8 +713,7 @@ fn members_of_the_reader_group_may_read_and_nothing_more() {
     assert_eq!(mode & 0o777, 0o660, "the socket opens to its group");
     fs::set_permissions(daemon.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let binary = daemon.dir.path().join("tfagentctl");
-    fs::copy(TFAGENTCTL, &binary).unwrap();
-    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).unwrap();
+    common::copy_executable(TFAGENTCTL, &binary);
     let spec = daemon.dir.path().join("spec.yaml");
     fs::copy(example("agent"), &spec).unwrap();
     fs::set_permissions(&spec, fs::Permissions::from_mode(0o644)).unwrap();

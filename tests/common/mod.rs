@@ -47,3 +47,14 @@ pub fn services_config(dir: &Path) -> String {
         log = dir.join("log").display(),
     )
 }
+
+/// Copies the executable `from` to `to` (0755) in a `cp` process: a file
+/// this process held open for writing would be inherited by a child another
+/// test thread forks meanwhile, and executing the copy would then fail with
+/// ETXTBSY ("Text file busy").
+pub fn copy_executable(from: &str, to: &Path) {
+    let copied = Command::new("cp").arg(from).arg(to).status().unwrap();
+    assert!(copied.success(), "cp {from} {}", to.display());
+    let chmod = Command::new("chmod").arg("0755").arg(to).status().unwrap();
+    assert!(chmod.success());
+}
