@@ -47,6 +47,7 @@ pub fn steps(
     storage: &storage::Storage,
     network: Arc<dyn Step>,
     services: supervise::Services,
+    vip: Arc<dyn Step>,
 ) -> Vec<Arc<dyn Step>> {
     // Add-on manifests go where this node's k3s reads them.
     let k3s = addons::K3sPaths::under(&services.paths().k3s_data_dir);
@@ -54,7 +55,7 @@ pub fn steps(
         Arc::new(storage.clone()),
         network,
         Arc::new(services),
-        Arc::new(vip::step()),
+        vip,
         Arc::new(addons::AddonsStep::new(k3s)),
     ];
     debug_assert!(steps.iter().map(|s| s.name()).eq(StepName::ORDER));
@@ -116,6 +117,12 @@ pub async fn run(
         if !resumed.is_empty() {
             info!(services = ?resumed, "adopted the services still running");
         }
+        // A running keepalived keeps the VIP where it is: adopt it too.
+        if let Some((_, def)) = vip::wanted(&desired.spec, &config.vip).keepalived
+            && let Ok(true) = supervisor.resume(def)
+        {
+            info!("adopted the running keepalived");
+        }
     }
     let key = Arc::new(net::NodeKey::load_or_generate(store.dir())?);
     let capabilities = LinuxHost.capabilities();
@@ -145,10 +152,31 @@ pub async fn run(
     }
     let network = Arc::new(net::step(backend, key, userspace));
     let storage = storage::Storage::linux(&config.state_dir, config.allowed_devices.clone());
+    let keepalived_status = supervisor.clone();
+    let (vip_engine, vip_task) = vip::VipEngine::new(
+        vip::engine::EngineParts {
+            files: vip::keepalived::Files::new(&config.vip.dir),
+            router: network.clone(),
+            readiness: config.vip.readiness.clone(),
+            keepalived_pid: Arc::new(move || {
+                keepalived_status
+                    .watch(vip::keepalived::SERVICE)
+                    .ok()
+                    .and_then(|s| s.borrow().pid)
+            }),
+        },
+        token.clone(),
+    );
+    let vip_task = tokio::spawn(vip_task);
     let steps = steps(
         &storage,
         network.clone(),
         supervise::Services::new(supervisor.clone(), config.services.clone()),
+        Arc::new(vip::VipStep::new(
+            config.vip.clone(),
+            supervisor.clone(),
+            vip_engine.clone(),
+        )),
     );
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
@@ -164,7 +192,8 @@ pub async fn run(
     .with_network(network)
     .with_supervisor(supervisor.clone())
     .with_remote_api(remote_info.clone())
-    .with_service_paths(config.services.clone());
+    .with_service_paths(config.services.clone())
+    .with_vip(vip_engine);
     let controller = Arc::new(controller);
     // An unreadable trial record must not keep the agent from serving: it
     // is reported, and the stored spec stands.
@@ -222,6 +251,10 @@ pub async fn run(
     token.cancel();
     tracker.close();
     tracker.wait().await;
+    // A holder hands the VIP over before the agent goes.
+    if vip_task.await.is_err() {
+        error!("the VIP task crashed");
+    }
     // The services keep running; the next agent adopts them.
     supervisor.detached().await;
     served?;

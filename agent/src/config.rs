@@ -67,6 +67,102 @@ struct RawConfig {
     services: RawServices,
     // ---- network ----
     wireguard_backend: crate::net::BackendChoice,
+    // ---- vip ----
+    vip: RawVip,
+}
+
+/// `[vip]`: keepalived, its runtime files, and the apiserver probe the VIP
+/// is gated on (by default k3s's own readiness check).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawVip {
+    keepalived: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    /// `http(s)://HOST:PORT/PATH`.
+    ready_url: Option<String>,
+    ready_ca: Option<PathBuf>,
+    ready_cert: Option<PathBuf>,
+    ready_key: Option<PathBuf>,
+    probe_interval_ms: Option<u64>,
+}
+
+impl RawVip {
+    fn validate(
+        self,
+        services: &ServicePaths,
+        invalid: impl Fn(&'static str, &str) -> ConfigError,
+    ) -> Result<crate::vip::VipSettings, ConfigError> {
+        use crate::supervise::probe::Probe;
+        let mut readiness = crate::vip::default_readiness(services);
+        let Probe::Http(http) = &mut readiness.probe else {
+            unreachable!("k3s's server readiness is an HTTP probe")
+        };
+        if let Some(url) = &self.ready_url {
+            let parsed = parse_url(url).ok_or_else(|| {
+                invalid(
+                    "vip.ready_url",
+                    "must be http(s)://HOST:PORT/PATH, e.g. https://127.0.0.1:6443/readyz",
+                )
+            })?;
+            (http.https, http.host, http.port, http.path) = parsed;
+        }
+        for (field, value) in [
+            ("vip.ready_ca", &self.ready_ca),
+            ("vip.ready_cert", &self.ready_cert),
+            ("vip.ready_key", &self.ready_key),
+            ("vip.keepalived", &self.keepalived),
+            ("vip.dir", &self.dir),
+        ] {
+            if value.as_ref().is_some_and(|p| !p.is_absolute()) {
+                return Err(invalid(field, "must be an absolute path"));
+            }
+        }
+        if let Some(ca) = self.ready_ca {
+            http.ca = Some(ca);
+        }
+        match (self.ready_cert, self.ready_key) {
+            (Some(cert), Some(key)) => http.client_cert = Some((cert, key)),
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "vip.ready_cert",
+                    "ready_cert and ready_key go together",
+                ));
+            }
+        }
+        if let Some(ms) = self.probe_interval_ms {
+            if !(10..=60_000).contains(&ms) {
+                return Err(invalid("vip.probe_interval_ms", "must be 10..=60000"));
+            }
+            readiness.period = Duration::from_millis(ms);
+        }
+        Ok(crate::vip::VipSettings {
+            keepalived: self
+                .keepalived
+                .unwrap_or_else(|| PathBuf::from("/usr/sbin/keepalived")),
+            dir: self.dir.unwrap_or_else(|| services.run_dir.join("vip")),
+            readiness,
+        })
+    }
+}
+
+/// `http(s)://HOST:PORT/PATH` (HOST an IPv6 address in brackets).
+fn parse_url(url: &str) -> Option<(bool, String, u16, String)> {
+    let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        (false, url.strip_prefix("http://")?)
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_owned()),
+        None => (rest, "/".to_owned()),
+    };
+    let (host, port) = authority.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || path.chars().any(char::is_whitespace) {
+        return None;
+    }
+    Some((https, host.to_owned(), port.parse().ok()?, path))
 }
 
 /// `[services]`: where the supervised services keep their files (defaults
@@ -193,7 +289,7 @@ pub struct RemoteApi {
 }
 
 /// Validated boot configuration.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct BootConfig {
     /// Holds the persisted spec and the agent's own state (0700).
     pub state_dir: PathBuf,
@@ -226,6 +322,8 @@ pub struct BootConfig {
     /// `auto` (kernel module when present, else wireguard-go), `kernel` or
     /// `userspace`.
     pub wireguard_backend: crate::net::BackendChoice,
+    // ---- vip ----
+    pub vip: crate::vip::VipSettings,
 }
 
 impl fmt::Debug for BootConfig {
@@ -264,6 +362,9 @@ impl Default for BootConfig {
             services: ServicePaths::default(),
             service_cgroups: true,
             wireguard_backend: crate::net::BackendChoice::Auto,
+            vip: RawVip::default()
+                .validate(&ServicePaths::default(), |_, _| unreachable!())
+                .unwrap_or_else(|_| unreachable!("the defaults are valid")),
         }
     }
 }
@@ -388,6 +489,7 @@ impl BootConfig {
             ));
         }
         let (services, service_cgroups) = raw.services.validate(invalid)?;
+        let vip = raw.vip.validate(&services, invalid)?;
         Ok(Self {
             state_dir,
             socket,
@@ -402,6 +504,7 @@ impl BootConfig {
             services,
             service_cgroups,
             wireguard_backend: raw.wireguard_backend,
+            vip,
         })
     }
 }

@@ -136,6 +136,9 @@ pub struct NodeStatus {
     pub trial: Option<TrialStatus>,
     /// What became of the last trial that ended, one line.
     pub last_trial: Option<String>,
+    // ---- vip ----
+    /// `None` when the spec has no VIP election.
+    pub vip: Option<crate::vip::VipStatus>,
 }
 
 /// A spec on trial, as status shows it.
@@ -163,6 +166,8 @@ pub struct Controller {
     // ---- network ----
     network: Option<Arc<NetworkStep>>,
     trials: Arc<Trials>,
+    // ---- vip ----
+    vip: Option<crate::vip::VipEngine>,
 }
 
 /// The spec on trial, if any, and how to call its revert off.
@@ -285,6 +290,7 @@ impl Controller {
             storage: None,
             supervisor: None,
             service_paths: None,
+            vip: None,
             network: None,
             trials: Arc::new(Trials {
                 state_dir,
@@ -331,6 +337,14 @@ impl Controller {
     pub fn with_service_paths(self, service_paths: ServicePaths) -> Self {
         Self {
             service_paths: Some(service_paths),
+            ..self
+        }
+    }
+
+    /// The VIP engine, for status.
+    pub fn with_vip(self, vip: crate::vip::VipEngine) -> Self {
+        Self {
+            vip: Some(vip),
             ..self
         }
     }
@@ -553,6 +567,11 @@ impl Controller {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            vip: self
+                .vip
+                .as_ref()
+                .map(crate::vip::VipEngine::status)
+                .filter(|s| s.vip.is_some()),
         }
     }
 

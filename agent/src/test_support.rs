@@ -90,10 +90,13 @@ pub fn steps_with(
         },
         tokio_util::sync::CancellationToken::new(),
     );
+    let network = Arc::new(network_step());
+    let vip = vip_step(dir, &supervisor, network.clone());
     app::steps(
         storage,
-        Arc::new(network_step()),
+        network,
         supervise::Services::new(supervisor, supervise::ServicePaths::under(dir)),
+        Arc::new(vip),
     )
 }
 
@@ -115,6 +118,32 @@ pub fn unshared_controller(state_dir: &Path) -> Controller {
         Arc::new(FakeHost),
     )
     .with_storage(storage)
+}
+
+// ---- vip ----
+/// A vip step whose engine never runs (its task is dropped): configuring
+/// it only records the config.
+pub fn vip_step(
+    dir: &Path,
+    supervisor: &supervise::Supervisor,
+    router: Arc<dyn crate::vip::VipRouter>,
+) -> crate::vip::VipStep {
+    let paths = supervise::ServicePaths::under(dir);
+    let settings = crate::vip::VipSettings {
+        keepalived: "/nonexistent/keepalived".into(),
+        dir: dir.join("vip"),
+        readiness: crate::vip::default_readiness(&paths),
+    };
+    let (engine, _task) = crate::vip::VipEngine::new(
+        crate::vip::engine::EngineParts {
+            files: crate::vip::keepalived::Files::new(&settings.dir),
+            router,
+            readiness: settings.readiness.clone(),
+            keepalived_pid: Arc::new(|| None),
+        },
+        tokio_util::sync::CancellationToken::new(),
+    );
+    crate::vip::VipStep::new(settings, supervisor.clone(), engine)
 }
 
 // ---- network ----

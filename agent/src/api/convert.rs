@@ -156,6 +156,7 @@ impl From<pb::VipSpec> for VipDoc {
             virtual_router_id: v.virtual_router_id,
             priority: v.priority,
             advert_interval_ms: v.advert_interval_ms,
+            announce_port: v.announce_port,
             servers: v
                 .servers
                 .into_iter()
@@ -374,6 +375,7 @@ impl From<VipDoc> for pb::VipSpec {
             virtual_router_id: v.virtual_router_id,
             priority: v.priority,
             advert_interval_ms: v.advert_interval_ms,
+            announce_port: v.announce_port,
             servers: v
                 .servers
                 .into_iter()

@@ -125,6 +125,48 @@ pub fn status(status: NodeStatus) -> pb::NodeStatus {
             deadline: Some(timestamp(t.deadline)),
         }),
         last_trial: status.last_trial.unwrap_or_default(),
+        vip: status.vip.map(vip_status),
+    }
+}
+
+// ---- vip ----
+fn vip_status(status: crate::vip::VipStatus) -> pb::VipStatus {
+    let election = status.election.unwrap_or_else(|| crate::vip::election::ElectionStatus {
+        vrrp: crate::vip::VrrpState::Unknown,
+        ledger: Default::default(),
+        holder_name: None,
+        transitions: 0,
+        last_transition: None,
+        last_reason: String::new(),
+        last_failover: None,
+    });
+    pb::VipStatus {
+        vip: status.vip.map(|v| v.to_string()).unwrap_or_default(),
+        server: status.server,
+        election_state: if status.server {
+            election.vrrp.to_string()
+        } else {
+            String::new()
+        },
+        holder: election
+            .holder_name
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        holder_address: election
+            .ledger
+            .holder
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        epoch: election.ledger.epoch,
+        last_transition: election.last_transition.map(timestamp),
+        last_transition_reason: election.last_reason,
+        transitions: election.transitions,
+        last_failover: election
+            .last_failover
+            .and_then(|d| prost_types::Duration::try_from(d).ok()),
+        apiserver_ready: status.apiserver_ready,
+        apiserver_message: status.apiserver_message,
+        error: status.error.unwrap_or_default(),
     }
 }
 

@@ -4,6 +4,7 @@
 mod certs;
 mod render;
 // ---- network ----
+mod vip;
 mod wireguard;
 
 use std::{

@@ -264,6 +264,9 @@ struct StatusView {
     last_trial: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     wireguard: Option<super::wireguard::WireguardView>,
+    // ---- vip ----
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vip: Option<super::vip::VipView>,
 }
 
 // ---- services ----
@@ -379,6 +382,7 @@ pub fn status(
         trial: super::wireguard::trial_view(status),
         last_trial: Some(status.last_trial.clone()).filter(|t| !t.is_empty()),
         wireguard: super::wireguard::wireguard_view(status),
+        vip: super::vip::vip_view(status),
     };
     if output != Output::Table {
         return structured(out, output, &view);
@@ -444,6 +448,7 @@ pub fn status(
         view.last_trial.as_deref(),
         view.wireguard.as_ref(),
     )?;
+    super::vip::write_table(out, view.vip.as_ref())?;
     services_table(out, style, &view.services)
 }
 

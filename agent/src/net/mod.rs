@@ -16,6 +16,7 @@ mod key;
 pub mod linux;
 pub mod plan;
 mod supervised;
+mod vip_route;
 
 #[cfg(test)]
 pub(crate) mod fake;
@@ -39,6 +40,7 @@ pub use host::{DeviceUpdate, LinkOps, NetHostError, PeerUpdate, UserspaceWg, WgO
 pub use key::{KeyError, NodeKey};
 pub use plan::{Change, PeerChange, plan};
 pub use supervised::{SupervisedWireguardGo, service_name};
+pub use vip_route::{VipOverlay, with_vip};
 
 use crate::{
     host::HostCapabilities,
@@ -162,6 +164,8 @@ pub struct Observed {
     /// does not resolve is missing, and that peer's endpoint is left alone.
     /// (IP endpoints need no lookup: see [`Observed::endpoint`].)
     pub endpoints: BTreeMap<Endpoint, SocketAddr>,
+    /// Where the vip engine put the VIP when this was read.
+    pub vip: Option<VipOverlay>,
 }
 
 impl Observed {
@@ -228,6 +232,11 @@ pub struct NetworkStep {
     written: Mutex<Option<Arc<Written>>>,
     /// The last observation, which apply turns into what it wrote.
     observed: Mutex<Option<(Wireguard, Arc<Observed>)>>,
+    /// Where the vip engine put the VIP; every pass plans with it.
+    vip: Mutex<Option<VipOverlay>>,
+    /// Held while a pass or a VIP move changes the device, so one never
+    /// interleaves with the other.
+    apply_lock: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for NetworkStep {
@@ -247,7 +256,13 @@ impl NetworkStep {
             host,
             written: Mutex::new(None),
             observed: Mutex::new(None),
+            vip: Mutex::new(None),
+            apply_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    fn vip_overlay(&self) -> std::sync::MutexGuard<'_, Option<VipOverlay>> {
+        self.vip.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn backend(&self) -> Backend {
@@ -349,7 +364,8 @@ impl Capability for NetworkStep {
     }
 
     async fn observe(&self, desired: &NodeSpec) -> Result<Arc<Observed>, StepError> {
-        let wireguard = &desired.network.wireguard;
+        let vip = *self.vip_overlay();
+        let wireguard = &with_vip(&desired.network.wireguard, vip);
         let interface = &wireguard.interface;
         let (link, device) = match self.written_for(wireguard).await? {
             Some(written) => {
@@ -364,6 +380,7 @@ impl Capability for NetworkStep {
             link,
             device,
             endpoints: Self::resolve(wireguard).await,
+            vip,
         });
         *self.observed.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((wireguard.clone(), Arc::clone(&observed)));
@@ -371,7 +388,8 @@ impl Capability for NetworkStep {
     }
 
     fn plan(desired: &NodeSpec, observed: &Arc<Observed>) -> reconcile::Plan<Change> {
-        reconcile::Plan::Changes(plan(&desired.network.wireguard, observed))
+        let wireguard = with_vip(&desired.network.wireguard, observed.vip);
+        reconcile::Plan::Changes(plan(&wireguard, observed))
     }
 
     async fn apply(&self, desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {
@@ -428,15 +446,30 @@ impl NetworkStep {
         desired: &NodeSpec,
         changes: &[Change],
     ) -> Result<(), StepError> {
-        let wireguard = &desired.network.wireguard;
-        let observed = self
+        let _pass = self.apply_lock.lock().await;
+        let taken = self
             .observed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .take();
+        let planned_vip = taken.as_ref().and_then(|(_, o)| o.vip);
+        let wireguard = &with_vip(&desired.network.wireguard, planned_vip);
+        let observed = taken
             .filter(|(w, _)| w == wireguard)
             .map(|(_, observed)| observed);
         let result = self.apply_changes(&desired.network, changes).await;
+        let current_vip = *self.vip_overlay();
+        if current_vip != planned_vip {
+            // The VIP moved during the pass, which may have put it back:
+            // move it again, and read the device next time.
+            let current = with_vip(&desired.network.wireguard, current_vip);
+            if let Err(error) = self.move_vip(wireguard, &current).await {
+                warn!(%error, "cannot move the VIP again after a pass");
+            }
+            *self.written() = None;
+            return result;
+        }
+
         // What the device holds after a failure is unknown: read it next time.
         let written = match (&result, observed) {
             (Ok(()), Some(observed)) => {

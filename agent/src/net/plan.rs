@@ -420,6 +420,7 @@ mod tests {
             link: None,
             device: None,
             endpoints: endpoints(desired),
+            vip: None,
         };
         let changes = plan(desired, &observed);
         let device = device_after(&observed, &changes);
@@ -470,6 +471,7 @@ mod tests {
             link: None,
             device: None,
             endpoints: endpoints(&desired),
+            vip: None,
         };
         let changes = plan(&desired, &observed);
         let text: Vec<String> = changes.iter().map(ToString::to_string).collect();
@@ -504,6 +506,7 @@ mod tests {
             link: None,
             device: None,
             endpoints: endpoints(&desired),
+            vip: None,
         };
         assert_eq!(plan(&desired, &observed)[0], Change::CreateLink);
         // The link exists but reads as no device: not the kernel's job to start.
@@ -670,6 +673,7 @@ mod tests {
             link: None,
             device: None,
             endpoints: endpoints(&desired),
+            vip: None,
         };
         let changes = plan(&desired, &observed);
         let link = link_after(&observed, &changes);

@@ -162,6 +162,9 @@ pub struct VipDoc {
     /// The servers that may hold the VIP.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<VipServerDoc>,
+    /// UDP port of the agents' holder announcements.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub announce_port: u32,
 }
 
 /// `network.vip.servers[]`.

@@ -86,6 +86,8 @@ pub mod defaults {
     pub const VIP_PRIORITY: u8 = 100;
     /// VRRP advertisement interval.
     pub const VIP_ADVERT_INTERVAL_MS: u32 = 200;
+    /// UDP port of the agents' VIP holder announcements.
+    pub const VIP_ANNOUNCE_PORT: u16 = 51822;
     /// containerd binary.
     pub const CONTAINERD_BINARY: &str = "/usr/bin/containerd";
     /// k3s binary.

@@ -104,6 +104,8 @@ pub struct Vip {
     pub advert_interval_ms: u32,
     /// The servers that may hold the VIP (unique names and addresses).
     pub servers: Vec<VipServer>,
+    /// UDP port of the agents' holder announcements, on the mesh.
+    pub announce_port: u16,
 }
 
 /// A server taking part in the VIP election.
@@ -366,6 +368,7 @@ impl Vip {
                     address: s.address.to_string(),
                 })
                 .collect(),
+            announce_port: u32::from(self.announce_port),
         }
     }
 }

@@ -2075,6 +2075,7 @@ prop_compose! {
                 vip: VipDoc {
                     virtual_router_id: vip.0, priority: vip.1, advert_interval_ms: vip.2,
                     servers: vip.3.into_iter().map(|(name, address)| VipServerDoc { name, address }).collect(),
+                    announce_port: 0,
                 },
             },
             storage: StorageDoc { volumes, ..StorageDoc::default() },
@@ -2271,6 +2272,7 @@ prop_compose! {
             priority,
             advert_interval_ms: advert * 10,
             servers: members,
+            announce_port: 51822,
         });
         NodeSpec {
             node_name,

@@ -891,6 +891,13 @@ impl Checker<'_> {
                 None
             }
         };
+        let announce_port = match doc.announce_port {
+            0 => Some(defaults::VIP_ANNOUNCE_PORT),
+            port => u16::try_from(port).ok(),
+        };
+        if announce_port.is_none() {
+            self.fail(format!("{BASE}.announce_port"), "must be 1..=65535");
+        }
         let servers = self.vip_servers(&doc.servers, node_name, role, wg);
         if !complete {
             return None;
@@ -900,6 +907,7 @@ impl Checker<'_> {
             priority: priority?,
             advert_interval_ms: advert_interval_ms?,
             servers: servers?,
+            announce_port: announce_port?,
         }))
     }
 

@@ -194,7 +194,7 @@ impl Services {
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
-struct FileError {
+pub(crate) struct FileError {
     path: String,
     source: io::Error,
 }
@@ -225,7 +225,7 @@ fn file_state(path: &Path) -> Result<Option<FileState>, FileError> {
 
 /// Writes a file atomically with its mode set from the start (a secret is
 /// never readable by others, not even briefly).
-fn write_file(file: &RenderedFile) -> Result<(), FileError> {
+pub(crate) fn write_file(file: &RenderedFile) -> Result<(), FileError> {
     let error = |source| FileError {
         path: file.path.display().to_string(),
         source,

@@ -1,37 +1,303 @@
-//! VIP: the floating control-plane address over WireGuard — keepalived's
-//! election among the servers, and the mesh-wide move of VIP/32 into the
-//! holder's peer entry.
+//! VIP: the floating control-plane address over WireGuard.
 //!
-//! Not implemented in this build: the step reports what the spec asks of it
-//! and that it cannot carry it out, and changes nothing.
+//! WireGuard is layer 3, so moving an address means two things at once: the
+//! holder has VIP/32 on its interface, and every other node has it in the
+//! allowed IPs of the holder's peer entry. keepalived (VRRPv3, unicast over
+//! the mesh) elects the holder among the servers ([`keepalived`]); the agent
+//! gates it on the local apiserver, hears its state changes, and turns them
+//! into the mesh-wide move with authenticated, epoch-ordered announcements
+//! ([`announce`], [`election`], [`engine`]).
+//!
+//! The step itself renders keepalived's configuration, supervises it on
+//! servers, and (re)configures the engine; the engine does the rest as
+//! things happen, between passes.
+
+pub mod announce;
+pub mod election;
+pub mod engine;
+pub mod keepalived;
+
+use std::{collections::BTreeMap, fmt, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+
+pub use election::VrrpState;
+pub use engine::{EngineConfig, Placement, ReadinessProbe, VipEngine, VipRouter, VipStatus};
+use keepalived::Files;
 
 use crate::{
-    reconcile::{StepName, Unimplemented},
+    reconcile::{Capability, Plan, StepError, StepName},
     spec::NodeSpec,
+    supervise::{RenderedFile, ServiceDef, Supervisor},
 };
 
-/// What the spec asks of this step, one line each (empty: nothing).
-pub fn wants(desired: &NodeSpec) -> Vec<String> {
-    match (&desired.cluster.vip, &desired.network.vip) {
-        (Some(vip), Some(election)) => {
-            let servers: Vec<&str> = election.servers.iter().map(|s| s.name.as_str()).collect();
-            let part = if desired.role.is_server() {
-                format!("take part with priority {}", election.priority)
-            } else {
-                "follow the holder".to_owned()
-            };
-            vec![format!(
-                "VIP {vip} among {} (vrid {}, advert {} ms): {part}",
-                servers.join(", "),
-                election.virtual_router_id,
-                election.advert_interval_ms
-            )]
+/// The boot config's side of the VIP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VipSettings {
+    /// The keepalived binary.
+    pub keepalived: PathBuf,
+    /// keepalived's configuration, FIFO and track file, and the agent's
+    /// election memory: runtime files (tmpfs).
+    pub dir: PathBuf,
+    /// How the local apiserver's readiness is checked.
+    pub readiness: ReadinessProbe,
+}
+
+/// What the spec asks of this node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wanted {
+    pub engine: Option<Arc<EngineConfig>>,
+    /// keepalived's configuration and service, on a server.
+    pub keepalived: Option<(String, ServiceDef)>,
+}
+
+/// What the step reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub wanted: Wanted,
+    pub config_file: Option<String>,
+    pub track_file: bool,
+    pub keepalived: Option<ServiceDef>,
+    pub engine: Option<Arc<EngineConfig>>,
+}
+
+/// One change the step makes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    WriteConfig(String),
+    /// Created "not ready": keepalived starts out of the election until the
+    /// apiserver answers.
+    CreateTrackFile,
+    Keepalived(ServiceDef),
+    StopKeepalived,
+    Engine(Option<Arc<EngineConfig>>),
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::WriteConfig(_) => f.write_str("write keepalived's configuration"),
+            Change::CreateTrackFile => {
+                f.write_str("create keepalived's track file (out of the election until the apiserver is ready)")
+            }
+            Change::Keepalived(_) => f.write_str("run keepalived with the configuration"),
+            Change::StopKeepalived => f.write_str("stop keepalived"),
+            Change::Engine(Some(config)) if config.server => write!(
+                f,
+                "take part in the election of VIP {} and announce it when held",
+                config.vip
+            ),
+            Change::Engine(Some(config)) => {
+                write!(f, "route VIP {} to whichever server holds it", config.vip)
+            }
+            Change::Engine(None) => f.write_str("stop following the VIP"),
         }
-        _ => Vec::new(),
     }
 }
 
-/// The vip step of this build.
-pub fn step() -> Unimplemented {
-    Unimplemented::new(StepName::Vip, wants)
+/// What the spec asks of this node: the engine's config and, on a server,
+/// keepalived's.
+pub fn wanted(spec: &NodeSpec, settings: &VipSettings) -> Wanted {
+    let none = Wanted {
+        engine: None,
+        keepalived: None,
+    };
+    let (Some(vip), Some(election)) = (spec.cluster.vip, &spec.network.vip) else {
+        return none;
+    };
+    let wireguard = &spec.network.wireguard;
+    let server = spec.role.is_server();
+    let own = election.servers.iter().find(|s| s.name == spec.node_name);
+    let address = match (server, own) {
+        (true, Some(own)) => own.address,
+        // A worker announces from (and answers on) its own mesh address.
+        _ => match wireguard
+            .addresses
+            .iter()
+            .map(|a| a.addr())
+            .find(|a| a.is_ipv4() == vip.is_ipv4())
+        {
+            Some(address) => address,
+            None => return none,
+        },
+    };
+    let servers: BTreeMap<IpAddr, _> = election
+        .servers
+        .iter()
+        .map(|s| (s.address, s.name.clone()))
+        .collect();
+    let engine = EngineConfig {
+        node_name: spec.node_name.clone(),
+        address,
+        vip,
+        server,
+        servers,
+        wireguard: wireguard.clone(),
+        announce_port: election.announce_port,
+        token: spec.cluster.token.clone(),
+        master_down: keepalived::master_down(election.advert_interval_ms, election.priority),
+    };
+    let files = Files::new(&settings.dir);
+    let keepalived = server.then(|| {
+        let instance = keepalived::Instance {
+            node_name: &spec.node_name,
+            interface: &wireguard.interface,
+            address,
+            vip,
+            election,
+        };
+        let config = keepalived::render(&instance, &files);
+        let def = keepalived::service(&settings.keepalived, &files, &config);
+        (config, def)
+    });
+    Wanted {
+        engine: Some(Arc::new(engine)),
+        keepalived,
+    }
+}
+
+/// The pure plan.
+pub fn plan(observed: &Observed) -> Vec<Change> {
+    let mut changes = Vec::new();
+    match &observed.wanted.keepalived {
+        Some((config, def)) => {
+            if observed.config_file.as_ref() != Some(config) {
+                changes.push(Change::WriteConfig(config.clone()));
+            }
+            if !observed.track_file {
+                changes.push(Change::CreateTrackFile);
+            }
+            if observed.keepalived.as_ref() != Some(def) {
+                changes.push(Change::Keepalived(def.clone()));
+            }
+        }
+        None if observed.keepalived.is_some() => changes.push(Change::StopKeepalived),
+        None => {}
+    }
+    if observed.engine != observed.wanted.engine {
+        changes.push(Change::Engine(observed.wanted.engine.clone()));
+    }
+    changes
+}
+
+/// The vip capability.
+pub struct VipStep {
+    settings: VipSettings,
+    supervisor: Supervisor,
+    engine: VipEngine,
+}
+
+impl fmt::Debug for VipStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VipStep")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VipStep {
+    pub fn new(settings: VipSettings, supervisor: Supervisor, engine: VipEngine) -> Self {
+        Self {
+            settings,
+            supervisor,
+            engine,
+        }
+    }
+
+    pub fn engine(&self) -> &VipEngine {
+        &self.engine
+    }
+
+    fn files(&self) -> Files {
+        Files::new(&self.settings.dir)
+    }
+}
+
+fn io_error(what: &str, error: std::io::Error) -> StepError {
+    StepError::Observe {
+        what: what.into(),
+        source: Box::new(error),
+    }
+}
+
+#[async_trait]
+impl Capability for VipStep {
+    type Observed = Observed;
+    type Change = Change;
+
+    fn step(&self) -> StepName {
+        StepName::Vip
+    }
+
+    async fn observe(&self, desired: &NodeSpec) -> Result<Observed, StepError> {
+        let files = self.files();
+        let config_file = match std::fs::read_to_string(files.config()) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_error("keepalived's configuration", e)),
+        };
+        Ok(Observed {
+            wanted: wanted(desired, &self.settings),
+            config_file,
+            track_file: files.track().exists(),
+            keepalived: self
+                .supervisor
+                .definition(keepalived::SERVICE)
+                .map(|d| (*d).clone()),
+            engine: self.engine.config(),
+        })
+    }
+
+    fn plan(_desired: &NodeSpec, observed: &Observed) -> Plan<Change> {
+        Plan::Changes(plan(observed))
+    }
+
+    async fn apply(&self, _desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {
+        let files = self.files();
+        for change in changes {
+            let failed = |source: Box<dyn std::error::Error + Send + Sync>| StepError::Apply {
+                change: change.to_string(),
+                source,
+            };
+            match change {
+                Change::WriteConfig(config) => {
+                    let file = RenderedFile {
+                        path: files.config(),
+                        contents: config.clone().into_bytes(),
+                        mode: 0o600,
+                        secret: false,
+                    };
+                    crate::supervise::write_file(&file).map_err(|e| failed(Box::new(e)))?;
+                }
+                Change::CreateTrackFile => {
+                    engine::write_track(&files.track(), false).map_err(|e| failed(Box::new(e)))?;
+                }
+                Change::Keepalived(def) => {
+                    // The FIFO first, so keepalived writes into ours.
+                    engine::make_fifo(&files.fifo()).map_err(|e| failed(Box::new(e)))?;
+                    self.supervisor
+                        .ensure(def.clone())
+                        .map_err(|e| failed(Box::new(e)))?;
+                }
+                Change::StopKeepalived => {
+                    let name = keepalived::SERVICE.parse().unwrap_or_else(|_| unreachable!());
+                    self.supervisor.remove(&name).await;
+                }
+                Change::Engine(config) => self.engine.configure(config.clone()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The apiserver probe the VIP is gated on, by default k3s's own readiness
+/// check of a server.
+pub fn default_readiness(paths: &crate::supervise::ServicePaths) -> ReadinessProbe {
+    let policy = crate::supervise::k3s::readiness(crate::spec::Role::ServerJoin, paths);
+    ReadinessProbe {
+        probe: policy.probe,
+        period: Duration::from_millis(250),
+        timeout: Duration::from_secs(1),
+        threshold: 2,
+    }
 }
