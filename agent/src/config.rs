@@ -105,6 +105,9 @@ impl RawVip {
                 )
             })?;
             (http.https, http.host, http.port, http.path) = parsed;
+            // Another server than k3s's: its files do not apply.
+            http.ca = None;
+            http.client_cert = None;
         }
         for (field, value) in [
             ("vip.ready_ca", &self.ready_ca),

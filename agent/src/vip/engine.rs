@@ -657,6 +657,9 @@ fn load_memory(path: &Path) -> Option<Memory> {
 
 fn save_memory(path: &Path, memory: &Memory) -> io::Result<()> {
     let bytes = serde_json::to_vec(memory).map_err(io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let temp = path.with_extension("tmp");
     std::fs::write(&temp, bytes)?;
     std::fs::rename(temp, path)

@@ -1,0 +1,711 @@
+//! The VIP lab, shared by the end-to-end test and the failover bench:
+//! server and worker namespaces on one underlay bridge, each with its own
+//! tfagent (and, on servers, its keepalived and a stand-in apiserver), a
+//! WireGuard mesh built from specs, and the user's namespace dialling in
+//! through worker-1 as its hub. Everything it starts lives in namespaces it
+//! made, and is killed with them on drop.
+#![allow(dead_code)]
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+pub const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
+pub const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
+const STAND_IN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/stand-in-apiserver.py"
+);
+pub const TOKEN: &str = "5b0e7c9a4f1d2e3c8b6a7f0e1d2c3b4a5f6e7d8c9b0a1f2e";
+pub const VIP: &str = "10.100.0.250";
+const USER_IP: &str = "10.100.0.100";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A short name unique to this process and call.
+pub fn unique(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{tag}{}x{n}", std::process::id() % 1_000_000)
+}
+
+/// Why this machine cannot run the lab, if it cannot.
+pub fn cannot_run() -> Option<&'static str> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root");
+    }
+    for tool in [
+        "ip",
+        "wg",
+        "wireguard-go",
+        "keepalived",
+        "curl",
+        "openssl",
+        "python3",
+    ] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool} || test -x /usr/sbin/{tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some("needs ip, wg, wireguard-go, keepalived, curl, openssl and python3");
+        }
+    }
+    None
+}
+
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+pub fn must(program: &str, args: &[&str]) -> String {
+    let output = run(program, args);
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A network namespace; what runs in it is killed, and it is deleted, on
+/// drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        let name = unique(tag);
+        must("ip", &["netns", "add", &name]);
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend(args);
+        must("ip", &all)
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", self.name.as_str()];
+        all.extend(args);
+        run("ip", &all)
+    }
+
+    pub fn pids(&self) -> Vec<i32> {
+        String::from_utf8_lossy(&run("ip", &["netns", "pids", &self.name]).stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// The pids in the namespace whose command is `comm`.
+    pub fn pids_of(&self, comm: &str) -> Vec<i32> {
+        self.pids()
+            .into_iter()
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+            })
+            .collect()
+    }
+
+    pub fn kill_all(&self) {
+        for _ in 0..100 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                kill(pid);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+pub fn kill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.kill_all();
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// The lab's certificates: a CA and, per server, a stand-in certificate for
+/// 127.0.0.1, its mesh address and the VIP.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn make_ca(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=tfagent lab CA",
+        ],
+    );
+}
+
+fn make_cert(dir: &Path, name: &str, mesh_ip: &str) {
+    let ext = format!("subjectAltName=IP:127.0.0.1,IP:{mesh_ip},IP:{VIP}");
+    fs::write(dir.join(format!("{name}.ext")), &ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+            &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-out", &format!("{name}.pem"), "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+/// One node of the lab.
+pub struct Node {
+    pub name: String,
+    pub server: bool,
+    pub priority: u8,
+    pub index: u8,
+    pub underlay_ip: String,
+    pub mesh_ip: String,
+    pub interface: String,
+    pub public_key: String,
+    pub dir: PathBuf,
+    pub agent: Option<Child>,
+    pub stand_in: Option<Child>,
+    // Dropped last.
+    pub ns: Netns,
+}
+
+impl Node {
+    fn socket(&self) -> PathBuf {
+        self.dir.join("tfagent.sock")
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("tfagent.log")).unwrap_or_default()
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(TFAGENTCTL)
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let output = self.ctl(&all);
+        assert!(
+            output.status.success(),
+            "{} tfagentctl {args:?}: {}\nlog:\n{}",
+            self.name,
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// Starts (or starts again) this node's agent and waits until it serves.
+    pub fn spawn_agent(&mut self) {
+        let config = self.dir.join("tfagent.toml");
+        let services = self.dir.join("services");
+        fs::write(
+            &config,
+            format!(
+                "state_dir = \"{state}\"\nsocket = \"{socket}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 5\nwireguard_backend = \"userspace\"\n\
+                 [services]\nrun_dir = \"{run}\"\ncontainerd_root = \"{s}/containerd\"\nk3s_data_dir = \"{s}/k3s\"\nkubelet_root_dir = \"{s}/kubelet\"\nlog_dir = \"{s}/log\"\ncgroups = false\n\
+                 [vip]\nready_url = \"https://127.0.0.1:6443/readyz\"\nready_ca = \"{ca}\"\nprobe_interval_ms = 100\n",
+                state = self.dir.join("state").display(),
+                socket = self.socket().display(),
+                run = services.join("run").display(),
+                s = services.display(),
+                ca = self.dir.parent().unwrap().join("ca.pem").display(),
+            ),
+        )
+        .unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tfagent.log"))
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns.name, TFAGENT, "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.agent = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.ctl(&["info"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "{}: tfagent did not serve:\n{}",
+                self.name,
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts this server's stand-in apiserver (ready unless told).
+    pub fn spawn_stand_in(&mut self) {
+        let lab = self.dir.parent().unwrap();
+        let log = fs::File::create(self.dir.join("stand-in.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns.name, "python3", STAND_IN, &self.name, "6443"])
+            .arg(lab.join(format!("{}.pem", self.name)))
+            .arg(lab.join(format!("{}.key", self.name)))
+            .arg(self.ready_file())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.stand_in = Some(child);
+    }
+
+    pub fn ready_file(&self) -> PathBuf {
+        self.dir.join("apiserver-ready")
+    }
+
+    /// Makes the stand-in answer /readyz with 200 (true) or 503.
+    pub fn set_ready(&self, ready: bool) {
+        if ready {
+            fs::write(self.ready_file(), "").unwrap();
+        } else {
+            let _ = fs::remove_file(self.ready_file());
+        }
+    }
+
+    /// Stops the agent: SIGKILL, or SIGTERM and a wait (graceful).
+    pub fn stop_agent(&mut self, graceful: bool) {
+        if let Some(mut child) = self.agent.take() {
+            if graceful {
+                let pid = i32::try_from(child.id()).unwrap();
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            } else {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Kill -9 of the agent, keepalived and the stand-in together.
+    pub fn crash(&mut self) {
+        let mut pids: Vec<i32> = self.ns.pids_of("keepalived");
+        pids.extend(self.agent.as_ref().map(|c| i32::try_from(c.id()).unwrap()));
+        pids.extend(self.stand_in.as_ref().map(|c| i32::try_from(c.id()).unwrap()));
+        for pid in pids {
+            kill(pid);
+        }
+        for child in [self.agent.take(), self.stand_in.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.wait();
+        }
+        // keepalived's pid files would make the next one think it runs.
+        let vip_dir = self.dir.join("services/run/vip");
+        for file in ["keepalived.pid", "vrrp.pid"] {
+            let _ = fs::remove_file(vip_dir.join(file));
+        }
+    }
+
+    /// Who this node sends VIP traffic to, as the kernel and WireGuard see
+    /// it: `Some(self)` when the VIP is on its interface, else the peer
+    /// whose allowed IPs hold VIP/32, by public key.
+    pub fn vip_route(&self) -> Option<String> {
+        let addresses = run("ip", &["-n", &self.ns.name, "-o", "addr", "show", "dev", &self.interface]);
+        if String::from_utf8_lossy(&addresses.stdout).contains(&format!("inet {VIP}/32")) {
+            return Some(self.public_key.clone());
+        }
+        let allowed = self.ns.exec(&["wg", "show", &self.interface, "allowed-ips"]);
+        String::from_utf8_lossy(&allowed.stdout).lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            let key = words.next()?;
+            words
+                .any(|w| w == format!("{VIP}/32"))
+                .then(|| key.to_owned())
+        })
+    }
+
+    /// GET https://VIP:6443/ from this namespace: the answering server's
+    /// name.
+    pub fn ask_vip(&self, timeout: Duration) -> Option<String> {
+        let ca = self.dir.parent().unwrap().join("ca.pem");
+        let max = format!("{:.2}", timeout.as_secs_f64());
+        let output = self.ns.exec(&[
+            "curl", "-s", "--max-time", &max, "--cacert", ca.to_str().unwrap(),
+            &format!("https://{VIP}:6443/"),
+        ]);
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for child in [self.agent.take(), self.stand_in.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.ns.kill_all();
+        let _ = fs::remove_file(Path::new("/var/run/wireguard").join(format!("{}.sock", self.interface)));
+        if thread::panicking() {
+            println!("---- log of {}:\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// The user: wireguard-go in its own namespace, peered with the hub.
+pub struct User {
+    pub interface: String,
+    pub ns: Netns,
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        self.ns.kill_all();
+        let _ = fs::remove_file(Path::new("/var/run/wireguard").join(format!("{}.sock", self.interface)));
+    }
+}
+
+/// The whole lab.
+pub struct Lab {
+    pub nodes: Vec<Node>,
+    pub user: Option<User>,
+    pub advert_interval_ms: u32,
+    pub dir: tempfile::TempDir,
+    // Dropped last: the bridge.
+    pub underlay: Netns,
+}
+
+impl Lab {
+    /// `servers` servers (priorities 150, 100, 50, …) and `workers` workers;
+    /// with `user`, the user's namespace dials worker-1.
+    pub fn start(servers: u8, workers: u8, user: bool, advert_interval_ms: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        make_ca(dir.path());
+        let underlay = Netns::new("tvbr");
+        underlay.ip(&["link", "add", "br0", "type", "bridge"]);
+        underlay.ip(&["link", "set", "br0", "up"]);
+        let mut lab = Self {
+            nodes: Vec::new(),
+            user: None,
+            advert_interval_ms,
+            dir,
+            underlay,
+        };
+        let members: Vec<(String, bool, u8)> = (1..=servers)
+            .map(|i| (format!("server-{i}"), true, i))
+            .chain((1..=workers).map(|i| (format!("worker-{i}"), false, 10 + i)))
+            .collect();
+        for (name, server, index) in members {
+            let node = lab.add_node(&name, server, index);
+            lab.nodes.push(node);
+        }
+        if user {
+            lab.add_user();
+        }
+        for i in 0..lab.nodes.len() {
+            let spec = lab.spec(i);
+            lab.apply(i, &spec);
+        }
+        lab
+    }
+
+    fn plug(&self, ns: &Netns, address: &str, port: &str) {
+        self.underlay.ip(&[
+            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
+        self.underlay.ip(&["link", "set", port, "master", "br0", "up"]);
+        ns.ip(&["addr", "add", address, "dev", "eth0"]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+    }
+
+    fn add_node(&mut self, name: &str, server: bool, index: u8) -> Node {
+        let ns = Netns::new("tvn");
+        let underlay_ip = format!("192.0.2.{index}");
+        self.plug(&ns, &format!("{underlay_ip}/24"), &format!("p{index}"));
+        let dir = self.dir.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        if server {
+            make_cert(self.dir.path(), name, &format!("10.100.0.{index}"));
+        }
+        let mut node = Node {
+            name: name.to_owned(),
+            server,
+            priority: if server { 200 - 50 * index.min(3) } else { 0 },
+            index,
+            underlay_ip,
+            mesh_ip: format!("10.100.0.{index}"),
+            interface: unique("tvg"),
+            public_key: String::new(),
+            dir,
+            agent: None,
+            stand_in: None,
+            ns,
+        };
+        if server {
+            node.set_ready(true);
+            node.spawn_stand_in();
+        }
+        node.spawn_agent();
+        node.public_key = node.json(&["info"])["wireguard_public_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        node
+    }
+
+    fn add_user(&mut self) {
+        let ns = Netns::new("tvu");
+        self.plug(&ns, "192.0.2.100/24", "p100");
+        let interface = unique("tvu");
+        let key = must("wg", &["genkey"]);
+        let key_file = self.dir.path().join("user.key");
+        fs::write(&key_file, key.trim()).unwrap();
+        let user = User { interface, ns };
+        let started = Command::new("ip")
+            .args(["netns", "exec", &user.ns.name, "wireguard-go", &user.interface])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(started.status.success(), "wireguard-go: {started:?}");
+        self.user = Some(user);
+        let hub = self.hub();
+        let user = self.user.as_ref().unwrap();
+        let out = user.ns.exec(&[
+            "wg", "set", &user.interface, "private-key", key_file.to_str().unwrap(), "peer",
+            &hub.public_key, "endpoint", &format!("{}:51820", hub.underlay_ip), "allowed-ips",
+            "10.100.0.0/24", "persistent-keepalive", "5",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        user.ns.ip(&["addr", "add", &format!("{USER_IP}/24"), "dev", &user.interface]);
+        user.ns.ip(&["link", "set", &user.interface, "up"]);
+        // The hub forwards between the user and the mesh.
+        let forward = hub.ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        assert!(forward.status.success(), "{forward:?}");
+    }
+
+    /// The user's public key.
+    fn user_key(&self) -> Option<String> {
+        self.user.as_ref().map(|user| {
+            let out = user.ns.exec(&["wg", "show", &user.interface, "public-key"]);
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+    }
+
+    pub fn hub(&self) -> &Node {
+        self.nodes.iter().find(|n| n.name == "worker-1").unwrap()
+    }
+
+    pub fn node(&self, name: &str) -> &Node {
+        self.nodes.iter().find(|n| n.name == name).unwrap()
+    }
+
+    pub fn name_of_key(&self, key: &str) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|n| n.public_key == key)
+            .map(|n| n.name.clone())
+    }
+
+    /// The spec of node `i`.
+    pub fn spec(&self, i: usize) -> Value {
+        let node = &self.nodes[i];
+        let user_key = self.user_key();
+        let mut peers: Vec<Value> = self
+            .nodes
+            .iter()
+            .filter(|other| other.name != node.name)
+            .map(|other| {
+                let mut allowed = vec![format!("{}/32", other.mesh_ip)];
+                if other.name == "worker-1" && user_key.is_some() {
+                    allowed.push(format!("{USER_IP}/32"));
+                }
+                json!({
+                    "name": other.name,
+                    "public_key": other.public_key,
+                    "endpoint": format!("{}:51820", other.underlay_ip),
+                    "allowed_ips": allowed,
+                    "persistent_keepalive": 5,
+                })
+            })
+            .collect();
+        if node.name == "worker-1"
+            && let Some(key) = user_key
+        {
+            peers.push(json!({"name": "user", "public_key": key, "allowed_ips": [format!("{USER_IP}/32")]}));
+        }
+        let servers: Vec<Value> = self
+            .nodes
+            .iter()
+            .filter(|n| n.server)
+            .map(|n| json!({"name": n.name, "address": n.mesh_ip}))
+            .collect();
+        let role = match (node.server, node.index) {
+            (true, 1) => "server-init",
+            (true, _) => "server-join",
+            (false, _) => "agent",
+        };
+        let mut cluster = json!({"token": TOKEN, "vip": VIP});
+        if role != "server-init" {
+            cluster["join_url"] = json!(format!("https://{VIP}:6443"));
+        }
+        let mut vip = json!({
+            "advert_interval_ms": self.advert_interval_ms,
+            "servers": servers,
+        });
+        if node.server {
+            vip["priority"] = json!(node.priority);
+        }
+        json!({
+            "node_name": node.name,
+            "role": role,
+            "cluster": cluster,
+            "services": {
+                "containerd": {"binary": "/nonexistent/containerd"},
+                "k3s": {"binary": "/nonexistent/k3s"},
+            },
+            "network": {
+                "wireguard": {
+                    "interface": node.interface,
+                    "listen_port": 51820,
+                    "addresses": [format!("{}/24", node.mesh_ip)],
+                    "peers": peers,
+                },
+                "vip": vip,
+            },
+        })
+    }
+
+    pub fn apply(&self, i: usize, spec: &Value) {
+        let node = &self.nodes[i];
+        let file = node.dir.join(format!("spec-{}.json", unique("s")));
+        fs::write(&file, serde_json::to_vec(spec).unwrap()).unwrap();
+        let output = node.ctl(&["apply", "-f", file.to_str().unwrap()]);
+        assert!(
+            output.status.success(),
+            "{}: apply: {}\nlog:\n{}",
+            node.name,
+            String::from_utf8_lossy(&output.stderr),
+            node.log()
+        );
+    }
+
+    /// Waits until every running node's vip step converged.
+    pub fn converged(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        for node in self.nodes.iter().filter(|n| n.agent.is_some()) {
+            loop {
+                let status = node.json(&["status"]);
+                let vip = status["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["step"] == "vip")
+                    .cloned()
+                    .unwrap_or_default();
+                if vip["condition"] == "converged" {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: vip did not converge: {status}\nlog:\n{}",
+                    node.name,
+                    node.log()
+                );
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Every running node's VIP route, by node name (holder names).
+    pub fn routes(&self) -> Vec<(String, Option<String>)> {
+        self.nodes
+            .iter()
+            .filter(|n| n.agent.is_some())
+            .map(|n| {
+                let holder = n.vip_route().and_then(|key| self.name_of_key(&key));
+                (n.name.clone(), holder)
+            })
+            .collect()
+    }
+
+    /// Waits until every running node routes the VIP to one holder (a
+    /// running server), and returns it.
+    pub fn agreed_holder(&self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let routes = self.routes();
+            let first = routes[0].1.clone();
+            if let Some(holder) = &first
+                && routes.iter().all(|(_, h)| h.as_ref() == Some(holder))
+                && self.nodes.iter().any(|n| &n.name == holder && n.agent.is_some())
+            {
+                return holder.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed VIP holder: {routes:?}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn index_of(&self, name: &str) -> usize {
+        self.nodes.iter().position(|n| n.name == name).unwrap()
+    }
+}

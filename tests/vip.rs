@@ -1,0 +1,173 @@
+//! The floating VIP end to end (root): three servers and two workers in
+//! namespaces, each with its own tfagent (servers with keepalived and a
+//! stand-in apiserver the test controls), a WireGuard mesh from specs, and
+//! the user dialling in through worker-1. The VIP must answer from a ready
+//! server, move when that server stops being ready or dies, and after a
+//! partition heals every node must route it to one holder.
+
+mod lab;
+
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
+use lab::{Lab, cannot_run};
+
+/// The agents' announce period (the holder claims again this often).
+const ANNOUNCE_PERIOD: Duration = Duration::from_secs(1);
+
+macro_rules! require_root {
+    () => {
+        if let Some(why) = cannot_run() {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// Asks the VIP from `node` until a server other than `not` answers.
+fn answer_from_other(lab: &Lab, node: &str, not: Option<&str>, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    let asker = lab.node(node);
+    loop {
+        if let Some(name) = asker.ask_vip(Duration::from_millis(500))
+            && Some(name.as_str()) != not
+        {
+            return name;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{node}: the VIP did not answer from a server other than {not:?}; routes {:?}",
+            lab.routes()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_vip_answers_from_a_ready_server_moves_on_failure_and_heals_after_a_partition() {
+    require_root!();
+    let mut lab = Lab::start(3, 2, true, 100);
+    lab.converged(Duration::from_secs(60));
+
+    // Every node agrees on one holder, and the VIP answers with its name
+    // from a worker and from the user behind the hub.
+    let holder = lab.agreed_holder(Duration::from_secs(20));
+    assert!(holder.starts_with("server-"), "{holder}");
+    assert_eq!(
+        answer_from_other(&lab, "worker-2", None, Duration::from_secs(10)),
+        holder
+    );
+    let user = lab.user.as_ref().unwrap();
+    let ca = lab.dir.path().join("ca.pem");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = user.ns.exec(&[
+            "curl", "-s", "--max-time", "1", "--cacert", ca.to_str().unwrap(),
+            &format!("https://{}:6443/", lab::VIP),
+        ]);
+        if String::from_utf8_lossy(&out.stdout).trim() == holder {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the user never reached the VIP: {out:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    // Status says who holds it, everywhere.
+    for node in &lab.nodes {
+        let status = node.json(&["status"]);
+        assert_eq!(status["vip"]["holder"], holder.as_str(), "{}: {status}", node.name);
+        assert!(status["vip"]["epoch"].as_u64() >= Some(1), "{status}");
+    }
+    let table = lab.node("worker-2").ctl(&["status"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!("{} held by {holder}", lab::VIP)),
+        "{table}"
+    );
+
+    // The holder's apiserver stops being ready: the VIP moves, and never to
+    // a server that is not ready.
+    let not_ready = holder.clone();
+    lab.node(&not_ready).set_ready(false);
+    let next = answer_from_other(&lab, "worker-2", Some(&not_ready), Duration::from_secs(10));
+    assert_ne!(next, not_ready);
+    let moved = lab.agreed_holder(Duration::from_secs(10));
+    assert_eq!(moved, next);
+    for _ in 0..20 {
+        assert_ne!(
+            lab.node("worker-2").ask_vip(Duration::from_millis(500)).as_deref(),
+            Some(not_ready.as_str()),
+            "the VIP went back to a server whose apiserver is not ready"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let status = lab.node(&not_ready).json(&["status"]);
+    assert_eq!(status["vip"]["election_state"], "fault", "{status}");
+    assert_eq!(status["vip"]["apiserver_ready"], false, "{status}");
+    lab.node(&not_ready).set_ready(true);
+
+    // Kill -9 the holder's agent, keepalived and stand-in together: a new
+    // server answers.
+    let victim = lab.agreed_holder(Duration::from_secs(10));
+    let index = lab.index_of(&victim);
+    lab.nodes[index].crash();
+    let killed = Instant::now();
+    let survivor = answer_from_other(&lab, "worker-2", Some(&victim), Duration::from_secs(10));
+    println!("{victim} killed: {survivor} answered after {:?}", killed.elapsed());
+    assert_ne!(survivor, victim);
+    assert_eq!(lab.agreed_holder(Duration::from_secs(10)), survivor);
+    let status = lab.node("worker-1").json(&["status"]);
+    assert!(status["vip"]["transitions"].as_u64() >= Some(2), "{status}");
+    // It comes back (keepalived started again by its agent) without taking
+    // the VIP: no preemption of a healthy holder.
+    lab.nodes[index].spawn_stand_in();
+    lab.nodes[index].spawn_agent();
+    lab.converged(Duration::from_secs(30));
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(lab.agreed_holder(Duration::from_secs(10)), survivor);
+
+    // Partition the holder from everyone (its underlay link goes down),
+    // then heal; sample every node's route meanwhile.
+    let cut = lab.index_of(&survivor);
+    lab.nodes[cut].ns.ip(&["link", "set", "eth0", "down"]);
+    let others = answer_from_other(&lab, "worker-2", Some(&survivor), Duration::from_secs(10));
+    assert_ne!(others, survivor);
+    lab.nodes[cut].ns.ip(&["link", "set", "eth0", "up"]);
+    let healed = Instant::now();
+    let mut split_since: Option<Instant> = None;
+    let mut longest_split = Duration::ZERO;
+    let mut last = Vec::new();
+    while healed.elapsed() < Duration::from_secs(8) {
+        let routes = lab.routes();
+        let mut holders: Vec<&Option<String>> = routes.iter().map(|(_, h)| h).collect();
+        holders.dedup();
+        holders.sort();
+        holders.dedup();
+        let split = holders.len() > 1;
+        match (split, split_since) {
+            (true, None) => split_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                longest_split = longest_split.max(since.elapsed());
+                split_since = None;
+            }
+            _ => {}
+        }
+        last = routes;
+        thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(since) = split_since {
+        longest_split = longest_split.max(since.elapsed());
+    }
+    // One announce period, plus one sampling round of six namespaces.
+    assert!(
+        longest_split <= ANNOUNCE_PERIOD + Duration::from_millis(400),
+        "nodes routed the VIP to different holders for {longest_split:?} after the heal; last {last:?}"
+    );
+    println!("after the heal: longest split {longest_split:?}; routes {last:?}");
+    let final_holder = lab.agreed_holder(Duration::from_secs(5));
+    assert_eq!(
+        answer_from_other(&lab, "worker-2", None, Duration::from_secs(10)),
+        final_holder
+    );
+}
