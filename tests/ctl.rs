@@ -180,7 +180,9 @@ fn apply_dry_run_apply_again_and_survive_a_restart() {
     let dry = daemon.ok(&["apply", "-f", spec, "--dry-run"]);
     assert!(dry.contains("dry run"), "{dry}");
     assert!(
-        dry.contains("plan:") && dry.contains("storage") && dry.contains("not implemented"),
+        dry.contains("plan:")
+            && dry.contains("storage")
+            && dry.contains("run keepalived with the configuration"),
         "{dry}"
     );
     assert_eq!(daemon.json(&["status"])["desired_generation"], 0);

@@ -5,6 +5,8 @@
 //! server, move when that server stops being ready or dies, and after a
 //! partition heals every node must route it to one holder.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 mod lab;
 
 use std::{
@@ -64,19 +66,32 @@ fn the_vip_answers_from_a_ready_server_moves_on_failure_and_heals_after_a_partit
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let out = user.ns.exec(&[
-            "curl", "-s", "--max-time", "1", "--cacert", ca.to_str().unwrap(),
+            "curl",
+            "-s",
+            "--max-time",
+            "1",
+            "--cacert",
+            ca.to_str().unwrap(),
             &format!("https://{}:6443/", lab::VIP),
         ]);
         if String::from_utf8_lossy(&out.stdout).trim() == holder {
             break;
         }
-        assert!(Instant::now() < deadline, "the user never reached the VIP: {out:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the user never reached the VIP: {out:?}"
+        );
         thread::sleep(Duration::from_millis(100));
     }
     // Status says who holds it, everywhere.
     for node in &lab.nodes {
         let status = node.json(&["status"]);
-        assert_eq!(status["vip"]["holder"], holder.as_str(), "{}: {status}", node.name);
+        assert_eq!(
+            status["vip"]["holder"],
+            holder.as_str(),
+            "{}: {status}",
+            node.name
+        );
         assert!(status["vip"]["epoch"].as_u64() >= Some(1), "{status}");
     }
     let table = lab.node("worker-2").ctl(&["status"]);
@@ -96,7 +111,9 @@ fn the_vip_answers_from_a_ready_server_moves_on_failure_and_heals_after_a_partit
     assert_eq!(moved, next);
     for _ in 0..20 {
         assert_ne!(
-            lab.node("worker-2").ask_vip(Duration::from_millis(500)).as_deref(),
+            lab.node("worker-2")
+                .ask_vip(Duration::from_millis(500))
+                .as_deref(),
             Some(not_ready.as_str()),
             "the VIP went back to a server whose apiserver is not ready"
         );
@@ -114,7 +131,10 @@ fn the_vip_answers_from_a_ready_server_moves_on_failure_and_heals_after_a_partit
     lab.nodes[index].crash();
     let killed = Instant::now();
     let survivor = answer_from_other(&lab, "worker-2", Some(&victim), Duration::from_secs(10));
-    println!("{victim} killed: {survivor} answered after {:?}", killed.elapsed());
+    println!(
+        "{victim} killed: {survivor} answered after {:?}",
+        killed.elapsed()
+    );
     assert_ne!(survivor, victim);
     assert_eq!(lab.agreed_holder(Duration::from_secs(10)), survivor);
     let status = lab.node("worker-1").json(&["status"]);

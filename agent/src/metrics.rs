@@ -377,6 +377,77 @@ impl StatusCollector {
         )
     }
 
+    fn encode_vip(
+        encoder: &mut DescriptorEncoder,
+        vip: Option<&crate::vip::VipStatus>,
+    ) -> Result<(), fmt::Error> {
+        use crate::vip::VrrpState;
+        let Some(election) = vip.and_then(|v| v.election.as_ref()) else {
+            return Ok(());
+        };
+        let no_labels = Vec::<(&str, String)>::new;
+        let holder = election
+            .holder_name
+            .as_ref()
+            .map(ToString::to_string)
+            .or_else(|| election.ledger.holder.map(|a| a.to_string()));
+        gauges(
+            encoder,
+            "tfagent_vip_holder",
+            "1 for the server this node routes the VIP to (absent before any claim)",
+            holder.map(|h| (vec![("holder", h)], 1.0)),
+        )?;
+        gauges(
+            encoder,
+            "tfagent_vip_epoch",
+            "Epoch of the newest VIP claim this node took",
+            [(no_labels(), election.ledger.epoch as f64)],
+        )?;
+        counters(
+            encoder,
+            "tfagent_vip_transitions",
+            "Moves of the VIP's route on this node since the agent started",
+            [(no_labels(), election.transitions)],
+        )?;
+        gauges(
+            encoder,
+            "tfagent_vip_last_failover_seconds",
+            "The last failover as the new holder measured it, from the old holder's loss to its claim",
+            election
+                .last_failover
+                .map(|d| (no_labels(), d.as_secs_f64())),
+        )?;
+        if vip.is_some_and(|v| v.server) {
+            gauges(
+                encoder,
+                "tfagent_vip_election_state",
+                "keepalived's state of this server (1 for the current one)",
+                [
+                    VrrpState::Unknown,
+                    VrrpState::Backup,
+                    VrrpState::Master,
+                    VrrpState::Fault,
+                    VrrpState::Stop,
+                ]
+                .into_iter()
+                .map(|state| {
+                    (
+                        vec![("state", state.as_str().to_owned())],
+                        f64::from(u8::from(election.vrrp == state)),
+                    )
+                }),
+            )?;
+            gauges(
+                encoder,
+                "tfagent_vip_apiserver_ready",
+                "1 while the local apiserver the VIP is gated on answers ready",
+                vip.and_then(|v| v.apiserver_ready)
+                    .map(|ready| (no_labels(), f64::from(u8::from(ready)))),
+            )?;
+        }
+        Ok(())
+    }
+
     fn encode_volumes(
         encoder: &mut DescriptorEncoder,
         volumes: &[VolumeStatus],
@@ -490,6 +561,7 @@ impl Collector for StatusCollector {
         )?;
         Self::encode_services(&mut encoder, &status.services)?;
         Self::encode_wireguard(&mut encoder, status.wireguard.as_ref())?;
+        Self::encode_vip(&mut encoder, status.vip.as_ref())?;
         Self::encode_volumes(&mut encoder, &snapshot.volumes)
     }
 }
@@ -639,9 +711,29 @@ mod tests {
             }],
             error: None,
         };
+        let vip = crate::vip::VipStatus {
+            vip: Some("10.100.0.250".parse().unwrap()),
+            server: true,
+            election: Some(crate::vip::election::ElectionStatus {
+                vrrp: crate::vip::VrrpState::Master,
+                ledger: crate::vip::election::Ledger {
+                    epoch: 4,
+                    holder: Some("10.100.0.1".parse().unwrap()),
+                },
+                holder_name: Some("server-1".parse().unwrap()),
+                transitions: 2,
+                last_transition: None,
+                last_reason: String::new(),
+                last_failover: Some(Duration::from_millis(350)),
+            }),
+            apiserver_ready: Some(true),
+            apiserver_message: String::new(),
+            error: None,
+        };
         let status = NodeStatus {
             services: vec![containerd],
             wireguard: Some(wireguard),
+            vip: Some(vip),
             ..NodeStatus::default()
         };
         let volume = VolumeStatus {
@@ -665,6 +757,13 @@ mod tests {
             "tfagent_wireguard_peer_transmit_bytes_total{peer=\"server-2\"} 1024",
             "tfagent_volume_size_bytes{volume=\"k3s\"} 53687091200",
             "tfagent_volume_mounted{volume=\"k3s\"} 1",
+            "tfagent_vip_holder{holder=\"server-1\"} 1",
+            "tfagent_vip_epoch 4",
+            "tfagent_vip_transitions_total 2",
+            "tfagent_vip_last_failover_seconds 0.35",
+            "tfagent_vip_election_state{state=\"master\"} 1",
+            "tfagent_vip_election_state{state=\"backup\"} 0",
+            "tfagent_vip_apiserver_ready 1",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }

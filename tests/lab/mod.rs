@@ -4,7 +4,12 @@
 //! WireGuard mesh built from specs, and the user's namespace dialling in
 //! through worker-1 as its hub. Everything it starts lives in namespaces it
 //! made, and is killed with them on drop.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout
+)]
 
 use std::{
     fs,
@@ -19,9 +24,13 @@ use serde_json::{Value, json};
 
 pub const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
 pub const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
-const STAND_IN: &str = concat!(
+pub const STAND_IN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/fixtures/stand-in-apiserver.py"
+);
+pub const WATCH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/vip-watch.py"
 );
 pub const TOKEN: &str = "5b0e7c9a4f1d2e3c8b6a7f0e1d2c3b4a5f6e7d8c9b0a1f2e";
 pub const VIP: &str = "10.100.0.250";
@@ -167,32 +176,72 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-fn make_ca(dir: &Path) {
+pub fn make_ca(dir: &Path) {
     openssl(
         dir,
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=tfagent lab CA",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tfagent lab CA",
         ],
     );
 }
 
-fn make_cert(dir: &Path, name: &str, mesh_ip: &str) {
-    let ext = format!("subjectAltName=IP:127.0.0.1,IP:{mesh_ip},IP:{VIP}");
+/// A certificate `name.pem` (key `name.key`) for 127.0.0.1 and `ips`,
+/// signed by the lab CA in `dir`.
+pub fn make_cert(dir: &Path, name: &str, ips: &[&str]) {
+    let sans: Vec<String> = std::iter::once("127.0.0.1")
+        .chain(ips.iter().copied())
+        .map(|ip| format!("IP:{ip}"))
+        .collect();
+    let ext = format!("subjectAltName={}", sans.join(","));
     fs::write(dir.join(format!("{name}.ext")), &ext).unwrap();
     openssl(
         dir,
         &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-            &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
             &format!("/CN={name}"),
         ],
     );
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-out", &format!("{name}.pem"), "-extfile",
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
             &format!("{name}.ext"),
         ],
     );
@@ -298,7 +347,15 @@ impl Node {
         let lab = self.dir.parent().unwrap();
         let log = fs::File::create(self.dir.join("stand-in.log")).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name, "python3", STAND_IN, &self.name, "6443"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns.name,
+                "python3",
+                STAND_IN,
+                &self.name,
+                "6443",
+            ])
             .arg(lab.join(format!("{}.pem", self.name)))
             .arg(lab.join(format!("{}.key", self.name)))
             .arg(self.ready_file())
@@ -343,11 +400,18 @@ impl Node {
     pub fn crash(&mut self) {
         let mut pids: Vec<i32> = self.ns.pids_of("keepalived");
         pids.extend(self.agent.as_ref().map(|c| i32::try_from(c.id()).unwrap()));
-        pids.extend(self.stand_in.as_ref().map(|c| i32::try_from(c.id()).unwrap()));
+        pids.extend(
+            self.stand_in
+                .as_ref()
+                .map(|c| i32::try_from(c.id()).unwrap()),
+        );
         for pid in pids {
             kill(pid);
         }
-        for child in [self.agent.take(), self.stand_in.take()].into_iter().flatten() {
+        for child in [self.agent.take(), self.stand_in.take()]
+            .into_iter()
+            .flatten()
+        {
             let mut child = child;
             let _ = child.wait();
         }
@@ -362,18 +426,33 @@ impl Node {
     /// it: `Some(self)` when the VIP is on its interface, else the peer
     /// whose allowed IPs hold VIP/32, by public key.
     pub fn vip_route(&self) -> Option<String> {
-        let addresses = run("ip", &["-n", &self.ns.name, "-o", "addr", "show", "dev", &self.interface]);
+        let addresses = run(
+            "ip",
+            &[
+                "-n",
+                &self.ns.name,
+                "-o",
+                "addr",
+                "show",
+                "dev",
+                &self.interface,
+            ],
+        );
         if String::from_utf8_lossy(&addresses.stdout).contains(&format!("inet {VIP}/32")) {
             return Some(self.public_key.clone());
         }
-        let allowed = self.ns.exec(&["wg", "show", &self.interface, "allowed-ips"]);
-        String::from_utf8_lossy(&allowed.stdout).lines().find_map(|line| {
-            let mut words = line.split_whitespace();
-            let key = words.next()?;
-            words
-                .any(|w| w == format!("{VIP}/32"))
-                .then(|| key.to_owned())
-        })
+        let allowed = self
+            .ns
+            .exec(&["wg", "show", &self.interface, "allowed-ips"]);
+        String::from_utf8_lossy(&allowed.stdout)
+            .lines()
+            .find_map(|line| {
+                let mut words = line.split_whitespace();
+                let key = words.next()?;
+                words
+                    .any(|w| w == format!("{VIP}/32"))
+                    .then(|| key.to_owned())
+            })
     }
 
     /// GET https://VIP:6443/ from this namespace: the answering server's
@@ -382,7 +461,12 @@ impl Node {
         let ca = self.dir.parent().unwrap().join("ca.pem");
         let max = format!("{:.2}", timeout.as_secs_f64());
         let output = self.ns.exec(&[
-            "curl", "-s", "--max-time", &max, "--cacert", ca.to_str().unwrap(),
+            "curl",
+            "-s",
+            "--max-time",
+            &max,
+            "--cacert",
+            ca.to_str().unwrap(),
             &format!("https://{VIP}:6443/"),
         ]);
         output
@@ -395,16 +479,30 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        for child in [self.agent.take(), self.stand_in.take()].into_iter().flatten() {
+        if thread::panicking() {
+            // What the mesh looked like, before it is torn down.
+            let wg = self.ns.exec(&["wg", "show", &self.interface]);
+            let addresses = self.ns.exec(&["ip", "-o", "addr"]);
+            println!(
+                "---- {}: wg show:\n{}\naddresses:\n{}\nlog:\n{}",
+                self.name,
+                String::from_utf8_lossy(&wg.stdout),
+                String::from_utf8_lossy(&addresses.stdout),
+                self.log()
+            );
+        }
+        for child in [self.agent.take(), self.stand_in.take()]
+            .into_iter()
+            .flatten()
+        {
             let mut child = child;
             let _ = child.kill();
             let _ = child.wait();
         }
         self.ns.kill_all();
-        let _ = fs::remove_file(Path::new("/var/run/wireguard").join(format!("{}.sock", self.interface)));
-        if thread::panicking() {
-            println!("---- log of {}:\n{}", self.name, self.log());
-        }
+        let _ = fs::remove_file(
+            Path::new("/var/run/wireguard").join(format!("{}.sock", self.interface)),
+        );
     }
 }
 
@@ -417,7 +515,9 @@ pub struct User {
 impl Drop for User {
     fn drop(&mut self) {
         self.ns.kill_all();
-        let _ = fs::remove_file(Path::new("/var/run/wireguard").join(format!("{}.sock", self.interface)));
+        let _ = fs::remove_file(
+            Path::new("/var/run/wireguard").join(format!("{}.sock", self.interface)),
+        );
     }
 }
 
@@ -469,7 +569,8 @@ impl Lab {
         self.underlay.ip(&[
             "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
         ]);
-        self.underlay.ip(&["link", "set", port, "master", "br0", "up"]);
+        self.underlay
+            .ip(&["link", "set", port, "master", "br0", "up"]);
         ns.ip(&["addr", "add", address, "dev", "eth0"]);
         ns.ip(&["link", "set", "eth0", "up"]);
     }
@@ -481,7 +582,7 @@ impl Lab {
         let dir = self.dir.path().join(name);
         fs::create_dir_all(&dir).unwrap();
         if server {
-            make_cert(self.dir.path(), name, &format!("10.100.0.{index}"));
+            make_cert(self.dir.path(), name, &[&format!("10.100.0.{index}"), VIP]);
         }
         let mut node = Node {
             name: name.to_owned(),
@@ -518,7 +619,13 @@ impl Lab {
         fs::write(&key_file, key.trim()).unwrap();
         let user = User { interface, ns };
         let started = Command::new("ip")
-            .args(["netns", "exec", &user.ns.name, "wireguard-go", &user.interface])
+            .args([
+                "netns",
+                "exec",
+                &user.ns.name,
+                "wireguard-go",
+                &user.interface,
+            ])
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -527,12 +634,28 @@ impl Lab {
         let hub = self.hub();
         let user = self.user.as_ref().unwrap();
         let out = user.ns.exec(&[
-            "wg", "set", &user.interface, "private-key", key_file.to_str().unwrap(), "peer",
-            &hub.public_key, "endpoint", &format!("{}:51820", hub.underlay_ip), "allowed-ips",
-            "10.100.0.0/24", "persistent-keepalive", "5",
+            "wg",
+            "set",
+            &user.interface,
+            "private-key",
+            key_file.to_str().unwrap(),
+            "peer",
+            &hub.public_key,
+            "endpoint",
+            &format!("{}:51820", hub.underlay_ip),
+            "allowed-ips",
+            "10.100.0.0/24",
+            "persistent-keepalive",
+            "5",
         ]);
         assert!(out.status.success(), "{out:?}");
-        user.ns.ip(&["addr", "add", &format!("{USER_IP}/24"), "dev", &user.interface]);
+        user.ns.ip(&[
+            "addr",
+            "add",
+            &format!("{USER_IP}/24"),
+            "dev",
+            &user.interface,
+        ]);
         user.ns.ip(&["link", "set", &user.interface, "up"]);
         // The hub forwards between the user and the mesh.
         let forward = hub.ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
@@ -693,7 +816,10 @@ impl Lab {
             let first = routes[0].1.clone();
             if let Some(holder) = &first
                 && routes.iter().all(|(_, h)| h.as_ref() == Some(holder))
-                && self.nodes.iter().any(|n| &n.name == holder && n.agent.is_some())
+                && self
+                    .nodes
+                    .iter()
+                    .any(|n| &n.name == holder && n.agent.is_some())
             {
                 return holder.clone();
             }

@@ -131,15 +131,17 @@ pub fn status(status: NodeStatus) -> pb::NodeStatus {
 
 // ---- vip ----
 fn vip_status(status: crate::vip::VipStatus) -> pb::VipStatus {
-    let election = status.election.unwrap_or_else(|| crate::vip::election::ElectionStatus {
-        vrrp: crate::vip::VrrpState::Unknown,
-        ledger: Default::default(),
-        holder_name: None,
-        transitions: 0,
-        last_transition: None,
-        last_reason: String::new(),
-        last_failover: None,
-    });
+    let election = status
+        .election
+        .unwrap_or_else(|| crate::vip::election::ElectionStatus {
+            vrrp: crate::vip::VrrpState::Unknown,
+            ledger: Default::default(),
+            holder_name: None,
+            transitions: 0,
+            last_transition: None,
+            last_reason: String::new(),
+            last_failover: None,
+        });
     pb::VipStatus {
         vip: status.vip.map(|v| v.to_string()).unwrap_or_default(),
         server: status.server,

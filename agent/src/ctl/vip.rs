@@ -70,7 +70,11 @@ pub(super) fn write_table(out: &mut dyn Write, view: Option<&VipView>) -> io::Re
         _ => "held by no one yet".to_owned(),
     };
     writeln!(out)?;
-    writeln!(out, "vip         {} {holder}, epoch {}", view.vip, view.epoch)?;
+    writeln!(
+        out,
+        "vip         {} {holder}, epoch {}",
+        view.vip, view.epoch
+    )?;
     if view.server {
         let state = view.election_state.as_deref().unwrap_or("unknown");
         let apiserver = match (view.apiserver_ready, &view.apiserver_message) {
@@ -79,9 +83,15 @@ pub(super) fn write_table(out: &mut dyn Write, view: Option<&VipView>) -> io::Re
             (Some(false), None) => "apiserver not ready".to_owned(),
             (None, _) => "apiserver not probed yet".to_owned(),
         };
-        writeln!(out, "            this node: {state} in the election, {apiserver}")?;
+        writeln!(
+            out,
+            "            this node: {state} in the election, {apiserver}"
+        )?;
     } else {
-        writeln!(out, "            this node routes it to the holder (not a server)")?;
+        writeln!(
+            out,
+            "            this node routes it to the holder (not a server)"
+        )?;
     }
     let mut moves = format!("{} transitions", view.transitions);
     if let (Some(at), Some(reason)) = (&view.last_transition, &view.last_transition_reason) {

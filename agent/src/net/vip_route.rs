@@ -54,7 +54,11 @@ impl NetworkStep {
     /// The device and link changes that take `before` to `after` where
     /// only the VIP moved: peers whose allowed IPs differ (the one losing
     /// it first), addresses and routes.
-    pub(super) async fn move_vip(&self, before: &Wireguard, after: &Wireguard) -> Result<(), String> {
+    pub(super) async fn move_vip(
+        &self,
+        before: &Wireguard,
+        after: &Wireguard,
+    ) -> Result<(), String> {
         let interface = &after.interface;
         let mut losing = Vec::new();
         let mut gaining = Vec::new();
@@ -140,5 +144,65 @@ impl VipRouter for NetworkStep {
         // What the device holds is no longer what the last pass wrote.
         *self.written() = None;
         self.move_vip(&before, &after).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        net::{Backend, NodeKey, fake::FakeNet, fake::wireguard},
+        reconcile::{Step, StepOutcome},
+        test_support::example_spec,
+    };
+
+    #[tokio::test]
+    async fn the_vip_moves_between_peers_and_passes_keep_it_there() {
+        let fake = FakeNet::default();
+        let step = NetworkStep::new(
+            Backend::Userspace,
+            Arc::new(NodeKey::generate()),
+            fake.host(),
+        );
+        let mut spec = example_spec("agent");
+        spec.network.wireguard = wireguard(3);
+        step.converge(&spec).await.unwrap();
+        fake.take_calls();
+        let vip: IpAddr = "10.100.0.250".parse().unwrap();
+        let wg = spec.network.wireguard.clone();
+        let (first, second) = (wg.peers[0].public_key, wg.peers[1].public_key);
+        step.place_vip(&wg, vip, Placement::Peer(first))
+            .await
+            .unwrap();
+        assert_eq!(fake.take_calls(), ["configure 1 peer(s)"]);
+        let device = fake.state().device.clone().unwrap();
+        assert!(device.peers[&first].allowed_ips.contains(&IpNet::from(vip)));
+        // A resync plans with the VIP where it is: nothing to undo.
+        assert_eq!(step.converge(&spec).await.unwrap(), StepOutcome::UpToDate);
+        fake.take_calls();
+        step.place_vip(&wg, vip, Placement::Peer(second))
+            .await
+            .unwrap();
+        assert_eq!(fake.take_calls(), ["configure 2 peer(s)"]);
+        let device = fake.state().device.clone().unwrap();
+        assert!(!device.peers[&first].allowed_ips.contains(&IpNet::from(vip)));
+        assert!(
+            device.peers[&second]
+                .allowed_ips
+                .contains(&IpNet::from(vip))
+        );
+        // Held here: the address goes on the interface, off the peer.
+        step.place_vip(&wg, vip, Placement::Local).await.unwrap();
+        assert_eq!(
+            fake.take_calls(),
+            ["configure 1 peer(s)", "add address 10.100.0.250/32"]
+        );
+        assert_eq!(step.converge(&spec).await.unwrap(), StepOutcome::UpToDate);
+        fake.take_calls();
+        step.place_vip(&wg, vip, Placement::Nowhere).await.unwrap();
+        assert_eq!(fake.take_calls(), ["remove address 10.100.0.250/32"]);
     }
 }

@@ -195,7 +195,10 @@ mod tests {
         for i in 0..MESSAGE_LEN {
             let mut bytes = claim().encode(&ours);
             bytes[i] ^= 0x01;
-            assert!(Announcement::decode(&bytes, &ours).is_err(), "bit in byte {i}");
+            assert!(
+                Announcement::decode(&bytes, &ours).is_err(),
+                "bit in byte {i}"
+            );
         }
         let bytes = claim().encode(&ours);
         assert_eq!(

@@ -186,7 +186,10 @@ impl Election {
         ElectionStatus {
             vrrp: self.vrrp,
             ledger: self.ledger,
-            holder_name: self.ledger.holder.and_then(|h| self.servers.get(&h).cloned()),
+            holder_name: self
+                .ledger
+                .holder
+                .and_then(|h| self.servers.get(&h).cloned()),
             transitions: self.transitions,
             last_transition: self.last_transition,
             last_reason: self.last_reason.clone(),
@@ -327,8 +330,7 @@ impl Election {
         actions: &mut Vec<Action>,
         answer_to: Option<IpAddr>,
     ) {
-        let same =
-            message.epoch == self.ledger.epoch && Some(message.holder) == self.ledger.holder;
+        let same = message.epoch == self.ledger.epoch && Some(message.holder) == self.ledger.holder;
         if same {
             return;
         }
@@ -507,7 +509,10 @@ mod tests {
         let Action::Send(to, current) = actions[0] else {
             panic!("{actions:?}")
         };
-        assert_eq!((to, current.kind, current.epoch, current.holder), (ip(1), Kind::Current, 6, ip(2)));
+        assert_eq!(
+            (to, current.kind, current.epoch, current.holder),
+            (ip(1), Kind::Current, 6, ip(2))
+        );
         assert_eq!(w.ledger().holder, Some(ip(2)));
     }
 
@@ -519,7 +524,13 @@ mod tests {
             for n in order {
                 w.on_message(ip(n), claim(n, 4), now);
             }
-            assert_eq!(w.ledger(), Ledger { epoch: 4, holder: Some(ip(2)) });
+            assert_eq!(
+                w.ledger(),
+                Ledger {
+                    epoch: 4,
+                    holder: Some(ip(2))
+                }
+            );
         }
     }
 
@@ -538,7 +549,9 @@ mod tests {
         let stale = broadcasts(&tick)[0];
         assert_eq!(stale.epoch, 1);
         let answer = w.on_message(ip(1), stale, now);
-        let Action::Send(_, current) = answer[0] else { panic!() };
+        let Action::Send(_, current) = answer[0] else {
+            panic!()
+        };
         // ...and s1 out-bids it at once.
         let actions = s1.on_message(ip(9), current, now);
         let reclaim = broadcasts(&actions)[0];
@@ -608,7 +621,10 @@ mod tests {
             BTreeMap::new(),
             MASTER_DOWN,
             VrrpState::Master,
-            Ledger { epoch: 3, holder: Some(ip(1)) },
+            Ledger {
+                epoch: 3,
+                holder: Some(ip(1)),
+            },
         );
         assert_eq!(s1.start(), [Action::Route(Route::Local)]);
         let mut w = Election::new(
@@ -617,7 +633,10 @@ mod tests {
             BTreeMap::new(),
             MASTER_DOWN,
             VrrpState::Unknown,
-            Ledger { epoch: 3, holder: Some(ip(1)) },
+            Ledger {
+                epoch: 3,
+                holder: Some(ip(1)),
+            },
         );
         assert_eq!(w.start(), [Action::Route(Route::Server(ip(1)))]);
     }

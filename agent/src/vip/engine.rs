@@ -191,7 +191,10 @@ impl VipEngine {
     }
 
     pub fn status(&self) -> VipStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -257,13 +260,23 @@ struct Running<'a> {
 }
 
 impl<'a> Running<'a> {
-    fn new(parts: &'a EngineParts, config: Arc<EngineConfig>, status: Arc<Mutex<VipStatus>>) -> Self {
+    fn new(
+        parts: &'a EngineParts,
+        config: Arc<EngineConfig>,
+        status: Arc<Mutex<VipStatus>>,
+    ) -> Self {
         let memory = load_memory(&parts.files.ledger()).filter(|m| m.vip == config.vip);
         let ledger = memory.map(|m| m.ledger).unwrap_or_default();
         // keepalived's state is remembered only for the same process: a
         // new keepalived starts as a backup and says so.
         let vrrp = match memory {
-            Some(m) if config.server && m.keepalived_pid.is_some() && m.keepalived_pid == (parts.keepalived_pid)() => m.vrrp,
+            Some(m)
+                if config.server
+                    && m.keepalived_pid.is_some()
+                    && m.keepalived_pid == (parts.keepalived_pid)() =>
+            {
+                m.vrrp
+            }
             _ => VrrpState::Unknown,
         };
         let election = Election::new(
@@ -305,7 +318,9 @@ impl<'a> Running<'a> {
         info!(vip = %self.config.vip, server = self.config.server, "VIP engine running");
         let (vrrp_tx, mut vrrp_rx) = mpsc::unbounded_channel();
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-        let tasks = stop.child_token();
+        // Not a child of `stop`: on shutdown the FIFO must still be read
+        // while the holder hands over.
+        let tasks = CancellationToken::new();
         if self.config.server {
             tokio::spawn(read_fifo(self.parts.files.fifo(), vrrp_tx, tasks.clone()));
             tokio::spawn(probe_apiserver(
@@ -483,7 +498,11 @@ impl<'a> Running<'a> {
     /// Binds the announcement socket to the WireGuard interface, so only
     /// what came through a peer's key is heard.
     fn bind(&mut self) {
-        match bind(&self.config.wireguard.interface, self.config.address, self.config.announce_port) {
+        match bind(
+            &self.config.wireguard.interface,
+            self.config.address,
+            self.config.announce_port,
+        ) {
             Ok(bound) => {
                 self.socket = Some(bound);
                 self.set_status(|s| s.error = None);
@@ -549,7 +568,11 @@ fn bind(interface: &IfName, address: IpAddr, port: u16) -> io::Result<(UdpSocket
 /// Reads keepalived's state changes, in order. Opened read-write, so the
 /// FIFO never reads as ended while keepalived restarts, and what keepalived
 /// wrote while no agent read it is still there.
-async fn read_fifo(path: PathBuf, states: mpsc::UnboundedSender<VrrpState>, stop: CancellationToken) {
+async fn read_fifo(
+    path: PathBuf,
+    states: mpsc::UnboundedSender<VrrpState>,
+    stop: CancellationToken,
+) {
     if let Err(error) = make_fifo(&path) {
         warn!(%error, path = %path.display(), "cannot create keepalived's notify FIFO");
         return;

@@ -68,7 +68,7 @@ pub enum Change {
     /// Created "not ready": keepalived starts out of the election until the
     /// apiserver answers.
     CreateTrackFile,
-    Keepalived(ServiceDef),
+    Keepalived(Box<ServiceDef>),
     StopKeepalived,
     Engine(Option<Arc<EngineConfig>>),
 }
@@ -77,9 +77,9 @@ impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Change::WriteConfig(_) => f.write_str("write keepalived's configuration"),
-            Change::CreateTrackFile => {
-                f.write_str("create keepalived's track file (out of the election until the apiserver is ready)")
-            }
+            Change::CreateTrackFile => f.write_str(
+                "create keepalived's track file (out of the election until the apiserver is ready)",
+            ),
             Change::Keepalived(_) => f.write_str("run keepalived with the configuration"),
             Change::StopKeepalived => f.write_str("stop keepalived"),
             Change::Engine(Some(config)) if config.server => write!(
@@ -168,7 +168,7 @@ pub fn plan(observed: &Observed) -> Vec<Change> {
                 changes.push(Change::CreateTrackFile);
             }
             if observed.keepalived.as_ref() != Some(def) {
-                changes.push(Change::Keepalived(def.clone()));
+                changes.push(Change::Keepalived(Box::new(def.clone())));
             }
         }
         None if observed.keepalived.is_some() => changes.push(Change::StopKeepalived),
@@ -276,11 +276,13 @@ impl Capability for VipStep {
                     // The FIFO first, so keepalived writes into ours.
                     engine::make_fifo(&files.fifo()).map_err(|e| failed(Box::new(e)))?;
                     self.supervisor
-                        .ensure(def.clone())
+                        .ensure((**def).clone())
                         .map_err(|e| failed(Box::new(e)))?;
                 }
                 Change::StopKeepalived => {
-                    let name = keepalived::SERVICE.parse().unwrap_or_else(|_| unreachable!());
+                    let name = keepalived::SERVICE
+                        .parse()
+                        .unwrap_or_else(|_| unreachable!());
                     self.supervisor.remove(&name).await;
                 }
                 Change::Engine(config) => self.engine.configure(config.clone()),
@@ -299,5 +301,121 @@ pub fn default_readiness(paths: &crate::supervise::ServicePaths) -> ReadinessPro
         period: Duration::from_millis(250),
         timeout: Duration::from_secs(1),
         threshold: 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::test_support::example_spec;
+
+    fn settings() -> VipSettings {
+        let paths = crate::supervise::ServicePaths::under(std::path::Path::new("/run/t"));
+        VipSettings {
+            keepalived: "/usr/sbin/keepalived".into(),
+            dir: "/run/t/vip".into(),
+            readiness: default_readiness(&paths),
+        }
+    }
+
+    fn observed(wanted: Wanted) -> Observed {
+        Observed {
+            wanted,
+            config_file: None,
+            track_file: false,
+            keepalived: None,
+            engine: None,
+        }
+    }
+
+    #[test]
+    fn a_server_runs_keepalived_gated_out_until_ready_and_the_engine() {
+        let spec = example_spec("server-init");
+        let wanted = wanted(&spec, &settings());
+        let engine = wanted.engine.clone().unwrap();
+        assert!(engine.server);
+        assert_eq!(engine.address.to_string(), "10.100.0.1");
+        assert_eq!(engine.vip.to_string(), "10.100.0.250");
+        assert_eq!(engine.servers.len(), 3);
+        let (config, def) = wanted.keepalived.clone().unwrap();
+        assert!(config.contains("unicast_src_ip 10.100.0.1"), "{config}");
+        assert!(config.contains("priority 150"), "{config}");
+        assert_eq!(def.name.as_str(), "keepalived");
+        let changes = plan(&observed(wanted.clone()));
+        let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "write keepalived's configuration",
+                "create keepalived's track file (out of the election until the apiserver is ready)",
+                "run keepalived with the configuration",
+                "take part in the election of VIP 10.100.0.250 and announce it when held",
+            ]
+        );
+        // Converged: nothing to do.
+        let done = Observed {
+            config_file: Some(config),
+            track_file: true,
+            keepalived: Some(def),
+            engine: wanted.engine.clone(),
+            wanted,
+        };
+        assert!(plan(&done).is_empty());
+    }
+
+    #[test]
+    fn a_worker_only_follows_the_holder() {
+        let spec = example_spec("agent");
+        let wanted = wanted(&spec, &settings());
+        assert!(wanted.keepalived.is_none());
+        let engine = wanted.engine.clone().unwrap();
+        assert!(!engine.server);
+        assert_eq!(
+            plan(&observed(wanted))
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["route VIP 10.100.0.250 to whichever server holds it"]
+        );
+    }
+
+    #[test]
+    fn a_spec_without_a_vip_stops_keepalived_and_the_engine() {
+        let mut spec = example_spec("server-init");
+        let running = wanted(&spec, &settings());
+        spec.network.vip = None;
+        let now = wanted(&spec, &settings());
+        assert_eq!(now.engine, None);
+        let changes = plan(&Observed {
+            wanted: now,
+            config_file: Some("old".into()),
+            track_file: true,
+            keepalived: running.keepalived.map(|(_, def)| def),
+            engine: running.engine,
+        });
+        assert_eq!(changes, [Change::StopKeepalived, Change::Engine(None)]);
+    }
+
+    #[test]
+    fn a_changed_priority_rewrites_the_config_and_restarts_keepalived() {
+        let mut spec = example_spec("server-init");
+        let before = wanted(&spec, &settings());
+        spec.network.vip.as_mut().unwrap().priority = 120;
+        let after = wanted(&spec, &settings());
+        let (old_config, old_def) = before.keepalived.unwrap();
+        let changes = plan(&Observed {
+            wanted: after.clone(),
+            config_file: Some(old_config),
+            track_file: true,
+            keepalived: Some(old_def.clone()),
+            engine: after.engine.clone(),
+        });
+        assert!(matches!(changes[0], Change::WriteConfig(ref c) if c.contains("priority 120")));
+        let Change::Keepalived(def) = &changes[1] else {
+            panic!("{changes:?}")
+        };
+        assert_ne!(def.fingerprint(), old_def.fingerprint());
+        assert_eq!(changes.len(), 2);
     }
 }
