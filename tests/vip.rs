@@ -10,11 +10,16 @@
 mod lab;
 
 use std::{
+    net::IpAddr,
     thread,
     time::{Duration, Instant},
 };
 
 use lab::{Lab, cannot_run};
+use tfagent::{
+    spec::Secret,
+    vip::announce::{Announcement, ClusterKey, Kind},
+};
 
 /// The agents' announce period (the holder claims again this often).
 const ANNOUNCE_PERIOD: Duration = Duration::from_secs(1);
@@ -100,6 +105,57 @@ fn the_vip_answers_from_a_ready_server_moves_on_failure_and_heals_after_a_partit
         table.contains(&format!("{} held by {holder}", lab::VIP)),
         "{table}"
     );
+
+    // Only cluster members may announce, and only a server for itself:
+    // claims from the user's namespace (behind the hub) are refused, with
+    // a wrong token, with the right one for itself, and with the right one
+    // pretending to be another server.
+    let hub = lab.node("worker-1");
+    let mesh_user: IpAddr = "10.100.0.100".parse().unwrap();
+    let other_server: IpAddr = lab
+        .nodes
+        .iter()
+        .find(|n| n.server && n.name != holder)
+        .unwrap()
+        .mesh_ip
+        .parse()
+        .unwrap();
+    for (token, claimed) in [
+        ("not-the-cluster-token-but-long-enough-000000", mesh_user),
+        (lab::TOKEN, mesh_user),
+        (lab::TOKEN, other_server),
+    ] {
+        let forged = Announcement {
+            kind: Kind::Claim,
+            epoch: 1_000_000,
+            holder: claimed,
+            vip: lab::VIP.parse().unwrap(),
+            failover_ms: 0,
+        }
+        .encode(&ClusterKey::new(&Secret::new(token)));
+        let file = lab.dir.path().join("forged");
+        std::fs::write(&file, forged).unwrap();
+        let sent = user.ns.exec(&[
+            "python3",
+            "-c",
+            "import socket,sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(open(sys.argv[1],'rb').read(), (sys.argv[2], 51822))",
+            file.to_str().unwrap(),
+            &hub.mesh_ip,
+        ]);
+        assert!(sent.status.success(), "{sent:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hub.log().matches("refused").count() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the hub did not refuse the forged claims:\n{}",
+            hub.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(hub.log().contains("bad HMAC"), "{}", hub.log());
+    assert_eq!(lab.agreed_holder(Duration::from_secs(1)), holder);
+    assert!(lab.node("worker-1").json(&["status"])["vip"]["epoch"].as_u64() < Some(1_000_000));
 
     // The holder's apiserver stops being ready: the VIP moves, and never to
     // a server that is not ready.
