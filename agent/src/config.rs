@@ -611,6 +611,40 @@ mod tests {
     }
 
     #[test]
+    fn the_vip_table_points_the_probe_elsewhere() {
+        let config = parse(
+            "[vip]\nready_url = \"https://[::1]:7443/healthz\"\nready_ca = \"/etc/lab/ca.pem\"\nprobe_interval_ms = 100\nkeepalived = \"/opt/keepalived\"\n",
+        )
+        .unwrap();
+        let crate::supervise::probe::Probe::Http(http) = &config.vip.readiness.probe else {
+            panic!("{:?}", config.vip.readiness)
+        };
+        assert_eq!(http.url(), "https://[::1]:7443/healthz");
+        assert_eq!(http.ca, Some(PathBuf::from("/etc/lab/ca.pem")));
+        // An explicit URL is not k3s's: its client certificate goes.
+        assert_eq!(http.client_cert, None);
+        assert_eq!(config.vip.readiness.period, Duration::from_millis(100));
+        assert_eq!(config.vip.keepalived, PathBuf::from("/opt/keepalived"));
+        assert_eq!(config.vip.dir, PathBuf::from("/run/tfagent/vip"));
+        // The default: k3s's own readiness check, with its admin certificate.
+        let default = parse("").unwrap();
+        let crate::supervise::probe::Probe::Http(http) = &default.vip.readiness.probe else {
+            panic!()
+        };
+        assert!(http.client_cert.is_some() && http.path == "/readyz");
+        for (text, field) in [
+            ("[vip]\nready_url = \"ftp://x:1/\"", "vip.ready_url"),
+            ("[vip]\nready_url = \"https://x/\"", "vip.ready_url"),
+            ("[vip]\nready_cert = \"/a\"", "vip.ready_cert"),
+            ("[vip]\ndir = \"rel\"", "vip.dir"),
+            ("[vip]\nprobe_interval_ms = 1", "vip.probe_interval_ms"),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains(field), "{text}: {error}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let err = parse("state_dri = \"/x\"").unwrap_err().to_string();
         assert!(err.contains("state_dri"), "{err}");

@@ -912,6 +912,23 @@ fn vip_rules() {
                 "neither this node (node_name) nor a peer",
             ),
             (
+                |d| d.network.vip.announce_port = 70000,
+                "network.vip.announce_port",
+                "1..=65535",
+            ),
+            (
+                |d| {
+                    d.network.vip.servers[1].address = "fd00::2".into();
+                    for peer in &mut d.network.wireguard.peers {
+                        if peer.name == "node-2" {
+                            peer.allowed_ips.push("fd00::2/128".into());
+                        }
+                    }
+                },
+                "network.vip.servers[1].address",
+                "not the address family of cluster.vip",
+            ),
+            (
                 |d| d.network.vip.servers[1].name = "node-1".into(),
                 "network.vip.servers[1].name",
                 "duplicate, also servers[0]",

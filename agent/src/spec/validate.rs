@@ -899,6 +899,18 @@ impl Checker<'_> {
             self.fail(format!("{BASE}.announce_port"), "must be 1..=65535");
         }
         let servers = self.vip_servers(&doc.servers, node_name, role, wg);
+        // VRRP runs one address family per instance.
+        if let (Some(servers), Ok(vip)) = (&servers, cluster.vip.parse::<IpAddr>()) {
+            for (i, server) in servers.iter().enumerate() {
+                if server.address.is_ipv4() != vip.is_ipv4() {
+                    self.fail(
+                        format!("{BASE}.servers[{i}].address"),
+                        format!("not the address family of cluster.vip ({vip})"),
+                    );
+                    complete = false;
+                }
+            }
+        }
         if !complete {
             return None;
         }
