@@ -370,6 +370,11 @@ up() {
         else
             say "worker-1 → $name ($address) over WireGuard: NO ANSWER"
         fi
+        if [[ $role == server-* && -z ${K3S_BIN:-} ]]; then
+            local served
+            served=$(in_ns worker-1 curl -sk --max-time 3 "https://$address:6443/" || true)
+            say "worker-1 → $name's stand-in apiserver (https://$address:6443): ${served:-NO ANSWER}"
+        fi
     done
 
     for entry in "${nodes[@]}"; do
@@ -386,6 +391,7 @@ up() {
     [[ -z ${K3S_BIN:-} ]] && say "k3s: not installed here (stand-in apiservers on the servers, not k3s)."
     say "Try: $bin/tfagentctl --socket $dir/server-1/tfagent.sock status"
     say "     ip netns exec $prefix-worker-1 ping 10.100.0.2"
+    [[ -z ${K3S_BIN:-} ]] && say "     ip netns exec $prefix-worker-1 curl -k https://10.100.0.2:6443/readyz   (the stand-in)"
     say
     say "The lab keeps running. Tear it down with: make demo-down"
     trap - EXIT
