@@ -5,6 +5,7 @@
 //!
 //! Each run has its own namespace prefix and dir, so it can run beside a
 //! person's demo and beside the other tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::{
     collections::BTreeMap,
@@ -103,10 +104,10 @@ impl Lab {
                 .output()
                 .unwrap();
             for pid in String::from_utf8_lossy(&out.stdout).lines() {
-                if let Ok(pid) = pid.trim().parse() {
-                    if let Some(start) = start_time(pid) {
-                        all.insert(pid, start);
-                    }
+                if let Ok(pid) = pid.trim().parse()
+                    && let Some(start) = start_time(pid)
+                {
+                    all.insert(pid, start);
                 }
             }
         }

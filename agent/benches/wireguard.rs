@@ -45,8 +45,8 @@ fn main() {
         let found = Command::new("sh")
             .arg("-c")
             .arg(format!("command -v {tool}"))
-            .status()
-            .is_ok_and(|s| s.success());
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !found {
             common::unmeasured(
                 BENCH,
