@@ -285,7 +285,11 @@ for entry in entries:
     peers = wg.get("peers", [])
     shaken = sum(1 for p in peers if p.get("latest_handshake"))
     wireguard = f"{'up' if wg.get('up') else 'down'}, {shaken}/{len(peers)} handshakes"
-    services = ", ".join(f"{s['name']} {s['state']}" for s in status.get("services", [])) or "-"
+    def service(s):
+        if s["name"] == "k3s" and "/nonexistent/" in s.get("message", ""):
+            return "k3s not installed"
+        return f"{s['name']} {s['state']}"
+    services = ", ".join(service(s) for s in status.get("services", [])) or "-"
     vip = next((s["condition"] for s in status.get("steps", []) if s["step"] == "vip"), "?")
     print(f"{name:<9} {address:<13} {volumes:<26} {wireguard:<22} {services:<40} {vip}")
 PY
@@ -351,6 +355,9 @@ up() {
         printf '%s$ tfagentctl apply -f %s%s\n' "$bold" "$dir/$name/spec.yaml" "$plain"
         ctl "$name" apply -f "$dir/$name/spec.yaml"
     done
+    # Applying the same spec again changes nothing, not even the generation.
+    printf '%s$ tfagentctl apply -f %s   (the same spec again)%s\n' "$bold" "$dir/server-1/spec.yaml" "$plain"
+    ctl server-1 apply -f "$dir/server-1/spec.yaml"
 
     heading "waiting for storage and the mesh to converge"
     for entry in "${nodes[@]}"; do

@@ -180,6 +180,8 @@ fn came_up(out: &str) {
         assert!(line.contains("containerd ready"), "{line}");
     }
     assert!(out.contains("k3s is not installed here"), "{out}");
+    // The same spec applied again changes nothing.
+    assert!(out.contains("unchanged: generation 1"), "{out}");
     assert!(out.contains("make demo-down"), "{out}");
 }
 
