@@ -6,6 +6,7 @@ CARGO ?= cargo
 PREFIX ?= /usr/local
 
 .PHONY: all build release test lint fuzz-build demo deps install clean flist
+.PHONY: bench demo-down
 
 all: build
 
@@ -45,9 +46,24 @@ flist: deps
 		scripts/flist.sh --bin-dir target/release; \
 	fi
 
-# Start an agent, apply the example server-init spec, show its status.
+# The demo lab: 3 servers and 2 workers in network namespaces, each with its
+# own tfagent and loop disk, brought up through tfagentctl apply; it keeps
+# running until `make demo-down` removes every namespace, loop device, mount,
+# process and file it made. Root only.
 demo: build
-	@scripts/demo.sh
+	@scripts/demo.sh up
+
+demo-down:
+	@scripts/demo.sh down
+
+# ---- benchmarks (issue 9) ----
+# Every bench in agent/benches/, then one table of figures against their
+# goals and anchors; the JSON goes to target/bench/results.json. Run as root
+# (the namespace and loop-device benches say "not measured" otherwise).
+# BENCH=api,wireguard runs some; TFAGENT_BENCH_* knobs make runs longer.
+bench: deps
+	@scripts/bench.sh
+# ---- end benchmarks ----
 
 install: release
 	install -D -m 0755 target/release/tfagent $(DESTDIR)$(PREFIX)/bin/tfagent

@@ -17,7 +17,8 @@ packages=(gcc g++ libc6-dev
     util-linux mount e2fsprogs btrfs-progs xfsprogs
     iproute2 wireguard-go wireguard-tools iputils-ping
     containerd runc keepalived
-    curl python3-prometheus-client)
+    curl python3-prometheus-client
+    openssl python3) # the demo lab's stand-in apiserver and make bench's table
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -4,6 +4,8 @@
 //! process serves; the clients run in this process.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::{
     fs,
     path::Path,
@@ -12,11 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::{Figure, Goal, Summary, report};
 use tfagent::api::{connect_unix, proto as pb};
 
 const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
 const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
-const RUN: Duration = Duration::from_secs(5);
+const BENCH: &str = "api";
 
 struct Agent(Child);
 
@@ -36,17 +39,9 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-async fn load(socket: &Path, clients: usize) -> (Vec<Duration>, usize) {
+async fn load(socket: &Path, clients: usize, run: Duration) -> (Vec<Duration>, usize) {
     let socket = Arc::new(socket.to_owned());
-    let deadline = Instant::now() + RUN;
+    let deadline = Instant::now() + run;
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let socket = Arc::clone(&socket);
@@ -71,7 +66,6 @@ async fn load(socket: &Path, clients: usize) -> (Vec<Duration>, usize) {
         all.extend(latencies);
         errors += failed;
     }
-    all.sort_unstable();
     (all, errors)
 }
 
@@ -114,40 +108,73 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let run = Duration::from_secs(common::knob("API_SECS", 5));
     println!(
         "GetStatus over the unix socket, {} s per run",
-        RUN.as_secs()
-    );
-    println!(
-        "{:<10} {:>10} {:>10} {:>12} {:>8}",
-        "clients", "p50", "p99", "calls/s", "errors"
+        run.as_secs()
     );
     for clients in [1, 16] {
-        let (latencies, errors) = runtime.block_on(load(&socket, clients));
-        println!(
-            "{:<10} {:>8.0}µs {:>8.0}µs {:>12.0} {:>8}",
-            clients,
-            percentile(&latencies, 0.5).as_secs_f64() * 1e6,
-            percentile(&latencies, 0.99).as_secs_f64() * 1e6,
-            latencies.len() as f64 / RUN.as_secs_f64(),
-            errors
-        );
+        let (latencies, errors) = runtime.block_on(load(&socket, clients, run));
+        let us: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+        let note = format!("{errors} errors");
+        match Summary::of(&us) {
+            Some(latency) => {
+                report(
+                    &Figure::new(
+                        BENCH,
+                        format!("GetStatus latency, {clients} client(s)"),
+                        "µs",
+                        latency,
+                    )
+                    .note(note.clone()),
+                );
+                report(
+                    &Figure::new(
+                        BENCH,
+                        format!("GetStatus throughput, {clients} client(s)"),
+                        "calls/s",
+                        Summary::single(latencies.len() as f64 / run.as_secs_f64()),
+                    )
+                    .note(note),
+                );
+            }
+            None => common::unmeasured(
+                BENCH,
+                &format!("GetStatus, {clients} client(s)"),
+                "no call succeeded",
+            ),
+        }
     }
     let rss_after = rss_kib(pid);
-    println!("agent RSS: {rss_idle} KiB idle, {rss_after} KiB after the load (goal: flat)");
+    report(
+        &Figure::new(
+            BENCH,
+            "agent RSS after the GetStatus load",
+            "KiB",
+            Summary::single(rss_after as f64),
+        )
+        .anchor("idle RSS before it", Summary::single(rss_idle as f64))
+        .goal(Goal::AtMost(1.2))
+        .note("goal: flat (within 20 % of idle)"),
+    );
     drop(agent);
 
     for binary in [TFAGENT, TFAGENTCTL] {
         let size = fs::metadata(binary).map(|m| m.len()).unwrap_or(0);
         let name = Path::new(binary).file_name().unwrap().to_string_lossy();
-        println!(
-            "binary {name}: {:.1} MiB ({} profile)",
-            size as f64 / (1 << 20) as f64,
-            if binary.contains("/release/") {
-                "release, stripped"
-            } else {
-                "bench"
-            }
+        let profile = if binary.contains("/release/") {
+            "release profile, stripped"
+        } else {
+            "bench profile"
+        };
+        report(
+            &Figure::new(
+                BENCH,
+                format!("binary size: {name}"),
+                "MiB",
+                Summary::single(size as f64 / (1 << 20) as f64),
+            )
+            .note(profile),
         );
     }
 }

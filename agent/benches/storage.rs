@@ -7,6 +7,8 @@
 //! devices over sparse files it removes at the end.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     path::Path,
     process::{Command, ExitCode},
@@ -14,9 +16,10 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
+use common::{Figure, Goal, Summary, report};
 use tfagent::{
     reconcile::{Step, StepOutcome},
     spec::{Filesystem, NodeSpec, Propagation, SpecDocument, ValidationContext},
@@ -28,7 +31,7 @@ use tfagent::{
 };
 
 const IN_NAMESPACE: &str = "TFAGENT_BENCH_IN_NAMESPACE";
-const PASSES: u32 = 50;
+const BENCH: &str = "storage";
 
 /// The Linux host, counting the calls that would change it.
 #[derive(Debug, Default)]
@@ -213,40 +216,49 @@ fn bench() {
     assert!(matches!(first, StepOutcome::Applied { .. }), "{first:?}");
     let setup = ops.mutations.swap(0, Ordering::Relaxed);
 
+    let passes = common::knob("PASSES", 50);
     let mut times = Vec::new();
-    for _ in 0..PASSES {
+    for _ in 0..passes {
         let start = Instant::now();
         let outcome = runtime.block_on(storage.converge(&spec)).unwrap();
         times.push(start.elapsed());
         assert_eq!(outcome, StepOutcome::UpToDate);
     }
     let mutations = ops.mutations.load(Ordering::Relaxed);
-    times.sort();
-    let median = times[times.len() / 2];
-    let worst = times[times.len() - 1];
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "storage re-apply of an unchanged 4-volume spec ({PASSES} passes; setup made {setup} changes)"
+        "storage re-apply of an unchanged 4-volume spec ({passes} passes; setup made {setup} changes)"
     );
-    println!(
-        "  mutating calls (mount/mkfs/btrfs/…): {mutations} total   goal: 0   {}",
-        if mutations == 0 { "met" } else { "MISSED" }
+    report(
+        &Figure::new(
+            BENCH,
+            "storage re-apply, unchanged spec: host mutations",
+            "calls",
+            Summary::single(mutations as f64),
+        )
+        .goal(Goal::AtMost(0.0))
+        .note(format!(
+            "mount/mkfs/btrfs/… calls over {passes} passes; 2 pool subvolumes + 2 disks"
+        )),
     );
-    println!(
-        "  time per pass: median {:.2} ms, worst {:.2} ms   goal: <= 10 ms   {}",
-        ms(median),
-        ms(worst),
-        if median <= Duration::from_millis(10) {
-            "met"
-        } else {
-            "MISSED"
-        }
+    report(
+        &Figure::new(
+            BENCH,
+            "storage re-apply, unchanged spec: time per pass",
+            "ms",
+            Summary::of_ms(&times).unwrap(),
+        )
+        .goal(Goal::AtMost(10.0))
+        .note("loop devices, private mount namespace"),
     );
 }
 
 fn main() -> ExitCode {
     if !nix::unistd::geteuid().is_root() {
-        println!("storage bench: skipped: needs root (loop devices and mounts)");
+        common::unmeasured(
+            BENCH,
+            "storage re-apply, unchanged spec",
+            "needs root (loop devices and mounts)",
+        );
         return ExitCode::SUCCESS;
     }
     if std::env::var_os(IN_NAMESPACE).is_some() {

@@ -3,8 +3,11 @@
 //! supervises idle services (goal: well under 1 % of one core).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{Figure, Goal, Summary, report};
 use nix::sys::resource::{UsageWho, getrusage};
 use tfagent::supervise::{
     ServiceDef, Supervisor, SupervisorConfig,
@@ -14,8 +17,7 @@ use tfagent::supervise::{
 };
 use tokio_util::sync::CancellationToken;
 
-const KILLS: usize = 30;
-const IDLE: Duration = Duration::from_secs(10);
+const BENCH: &str = "supervise";
 
 fn sleeper(name: &str) -> ServiceDef {
     let mut def = ServiceDef::new(
@@ -62,11 +64,14 @@ fn main() {
             shutdown.clone(),
         );
 
+        let kills = common::knob("KILLS", 30) as usize;
+        let idle = Duration::from_secs(common::knob("IDLE_SECS", 10));
+
         // 1. Death to restart.
         supervisor.ensure(sleeper("victim")).unwrap();
         let mut watch = supervisor.watch("victim").unwrap();
-        let mut times = Vec::with_capacity(KILLS);
-        for _ in 0..KILLS {
+        let mut times = Vec::with_capacity(kills);
+        for _ in 0..kills {
             let pid = loop {
                 if let Some(pid) = watch.borrow_and_update().pid {
                     break pid;
@@ -88,14 +93,17 @@ fn main() {
             }
             times.push(killed.elapsed());
         }
-        times.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!(
-            "death → restart ({KILLS} kills): min {:.2} ms, median {:.2} ms, p90 {:.2} ms, max {:.2} ms  (goal: ≤ 50 ms)",
-            ms(times[0]),
-            ms(times[KILLS / 2]),
-            ms(times[KILLS * 9 / 10]),
-            ms(times[KILLS - 1]),
+        report(
+            &Figure::new(
+                BENCH,
+                "child death → restart",
+                "ms",
+                Summary::of_ms(&times).unwrap(),
+            )
+            .goal(Goal::AtMost(50.0))
+            .note(format!(
+                "{kills} SIGKILLs of a supervised sleep; first restart, no back-off"
+            )),
         );
 
         // 2. Idle CPU: three services, one probed over a unix socket.
@@ -107,13 +115,22 @@ fn main() {
         supervisor.ensure(sleeper("plain")).unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (cpu_before, wall) = (cpu_time(), Instant::now());
-        tokio::time::sleep(IDLE).await;
+        tokio::time::sleep(idle).await;
         let used = cpu_time() - cpu_before;
         let share = used.as_secs_f64() / wall.elapsed().as_secs_f64() * 100.0;
-        println!(
-            "idle CPU while supervising 3 services for {} s: {:.1} ms of CPU = {share:.3} % of one core  (goal: < 1 %)",
-            IDLE.as_secs(),
-            ms(used),
+        report(
+            &Figure::new(
+                BENCH,
+                "agent CPU while supervising 3 idle services",
+                "% of a core",
+                Summary::single(share),
+            )
+            .goal(Goal::AtMost(1.0))
+            .note(format!(
+                "{:.1} ms of CPU over {} s, one service probed over a unix socket",
+                common::ms(used),
+                idle.as_secs()
+            )),
         );
 
         supervisor.stop_all().await;

@@ -8,6 +8,8 @@
 //! (it should touch one peer, not re-read them all).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::{
     fmt::Write as _,
     fs,
@@ -18,6 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::{Figure, Goal, Summary, report};
 use tfagent::{
     net::{self, Backend, NodeKey},
     reconcile::Step,
@@ -25,24 +28,31 @@ use tfagent::{
     supervise::{Supervisor, SupervisorConfig, cgroup::CgroupLayout},
 };
 
-const PEERS: usize = 1000;
-const ROUNDS: usize = 5;
+const BENCH: &str = "wireguard";
 /// Set in the re-executed bench that runs inside the private namespace.
 const INSIDE: &str = "TFAGENT_BENCH_NETNS";
 
 fn main() {
     if !nix::unistd::geteuid().is_root() {
-        println!("wireguard bench skipped: needs root (private network namespaces)");
+        common::unmeasured(
+            BENCH,
+            "WireGuard apply vs wg syncconf",
+            "needs root (private network namespaces)",
+        );
         return;
     }
     for tool in ["ip", "wg", "wireguard-go", "setsid"] {
         let found = Command::new("sh")
             .arg("-c")
             .arg(format!("command -v {tool}"))
-            .status()
-            .is_ok_and(|s| s.success());
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !found {
-            println!("wireguard bench skipped: needs {tool}");
+            common::unmeasured(
+                BENCH,
+                "WireGuard apply vs wg syncconf",
+                &format!("needs {tool}"),
+            );
             return;
         }
     }
@@ -192,26 +202,18 @@ fn syncconf(interface: &str, file: &Path) -> Duration {
     took
 }
 
-fn median(times: &[Duration]) -> Duration {
-    let mut times = times.to_vec();
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
 fn inside() {
     let _ = Command::new("ip")
         .args(["link", "set", "lo", "up"])
         .status();
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let peer_count = common::knob("WG_PEERS", 1000) as usize;
+    let rounds = common::knob("WG_ROUNDS", 5) as usize;
     let own = Arc::new(NodeKey::generate());
-    let keys: Vec<NodeKey> = (0..PEERS).map(|_| NodeKey::generate()).collect();
+    let keys: Vec<NodeKey> = (0..peer_count).map(|_| NodeKey::generate()).collect();
     let all = peers(&keys);
     let mut changed = all.clone();
-    changed[PEERS / 2]
+    changed[peer_count / 2]
         .allowed_ips
         .push("10.210.0.0/24".parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -222,7 +224,7 @@ fn inside() {
     let (mut ours_full, mut ours_one, mut wg_full, mut wg_one) = (vec![], vec![], vec![], vec![]);
     let mut ours_plan = vec![];
     let mut wg_full_linked = vec![];
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let ours_if = format!("twba{tag}r{round}");
         let wg_if = format!("twbw{tag}r{round}");
         let port = 40000 + u16::try_from(round).unwrap();
@@ -303,29 +305,45 @@ fn inside() {
         };
         assert!(dump(&ours_if).contains("10.210.0.0/24"));
         assert!(dump(&wg_if).contains("10.210.0.0/24"));
-        assert_eq!(dump(&ours_if).lines().count(), PEERS);
+        assert_eq!(dump(&ours_if).lines().count(), peer_count);
     }
 
-    let report = |what: &str, ours: Duration, theirs: Duration, goal: f64| {
-        let ratio = ours.as_secs_f64() / theirs.as_secs_f64();
-        let verdict = if ratio <= goal { "meets" } else { "MISSES" };
-        println!(
-            "{what:<22} tfagent {:>10}   wg syncconf {:>10}   ratio {ratio:.3} (goal ≤ {goal}: {verdict})",
-            ms(ours),
-            ms(theirs)
-        );
-    };
-    println!("wireguard-go, {PEERS} peers, median of {ROUNDS} rounds:");
-    report("1000-peer apply", median(&ours_full), median(&wg_full), 0.5);
+    println!("wireguard-go, {peer_count} peers, {rounds} rounds:");
+    let summary = |times: &[Duration]| Summary::of_ms(times).unwrap();
     report(
-        "  vs syncconf + ip up",
-        median(&ours_full),
-        median(&wg_full_linked),
-        0.5,
+        &Figure::new(
+            BENCH,
+            format!("WireGuard {peer_count}-peer apply"),
+            "ms",
+            summary(&ours_full),
+        )
+        .anchor("wg syncconf", summary(&wg_full))
+        .goal(Goal::AtMost(0.5))
+        .note("wireguard-go; tfagent also sets MTU, address, link up"),
     );
-    report("1-peer change", median(&ours_one), median(&wg_one), 0.1);
-    println!(
-        "  (of the 1-peer change, observing and planning alone take {})",
-        ms(median(&ours_plan))
+    report(
+        &Figure::new(
+            BENCH,
+            format!("WireGuard {peer_count}-peer apply (vs syncconf + ip)"),
+            "ms",
+            summary(&ours_full),
+        )
+        .anchor("wg syncconf + ip link/addr", summary(&wg_full_linked))
+        .goal(Goal::AtMost(0.5))
+        .note("the anchor also sets MTU, address and link up with ip"),
+    );
+    report(
+        &Figure::new(
+            BENCH,
+            format!("WireGuard 1-peer change of {peer_count}"),
+            "ms",
+            summary(&ours_one),
+        )
+        .anchor("wg syncconf", summary(&wg_one))
+        .goal(Goal::AtMost(0.1))
+        .note(format!(
+            "of which observing and planning: median {:.2} ms",
+            summary(&ours_plan).median
+        )),
     );
 }
