@@ -1,6 +1,6 @@
 //! VIP failover times (root): the lab of tests/vip.rs (three servers, one
 //! worker), timed from the fault to the first answer from another server at
-//! the worker, over TRIALS trials each (TFAGENT_BENCH_TRIALS, default 20):
+//! the worker, over TRIALS trials each (TFAGENT_BENCH_VIP_TRIALS, default 20):
 //! - hard kill: kill -9 of the holder's agent, keepalived and stand-in;
 //! - graceful: SIGTERM to the holder's agent, which hands the VIP over;
 //! - not ready: the holder's stand-in answers /readyz with 503;
@@ -12,6 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
 #[path = "../../tests/lab/mod.rs"]
 mod lab;
 
@@ -24,7 +25,10 @@ use std::{
     time::Duration,
 };
 
+use common::{Figure, Goal, Summary, report};
 use lab::{Lab, Netns, cannot_run, kill, make_ca, make_cert};
+
+const BENCH: &str = "vip";
 
 const ADVERT_INTERVAL_MS: u32 = 100;
 
@@ -78,33 +82,19 @@ fn answered(
     Some(at - fault)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Prints p50/p95 in ms; returns p95 (seconds).
-fn report(what: &str, times: &mut [f64], failed: usize, goal: Option<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    if times.is_empty() {
-        println!("{what}: no trial recovered ({failed} failed)");
-        return f64::INFINITY;
-    }
-    let p50 = percentile(times, 50.0);
-    let p95 = percentile(times, 95.0);
-    let verdict = match goal {
-        Some(goal) if p95 <= goal => format!(" (goal p95 ≤ {:.0} ms: met)", goal * 1000.0),
-        Some(goal) => format!(" (goal p95 ≤ {:.0} ms: MISSED)", goal * 1000.0),
-        None => String::new(),
+/// The figure of one kind of fault, in ms; `None` when no trial
+/// recovered (then it says so).
+fn figure(metric: &str, times: &[f64], failed: usize) -> Option<Figure> {
+    let millis: Vec<f64> = times.iter().map(|t| t * 1000.0).collect();
+    let Some(summary) = Summary::of(&millis) else {
+        common::unmeasured(BENCH, metric, &format!("no trial recovered ({failed} failed)"));
+        return None;
     };
-    println!(
-        "{what}: {} trials, {failed} failed; p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms{verdict}",
-        times.len(),
-        p50 * 1000.0,
-        p95 * 1000.0,
-        times[times.len() - 1] * 1000.0,
-    );
-    p95
+    let mut note = format!("fault → first answer from another server at a worker, advert {ADVERT_INTERVAL_MS} ms");
+    if failed > 0 {
+        note += &format!("; {failed} trial(s) did not recover within 20 s");
+    }
+    Some(Figure::new(BENCH, metric, "ms", summary).on_p95().note(note))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -300,63 +290,51 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    let metrics = [
+        "VIP failover, hard kill of the holder",
+        "VIP failover, hard kill, against keepalived alone",
+        "VIP failover, graceful stop of the holder's agent",
+        "VIP move, the holder's apiserver turns not ready",
+    ];
     if let Some(why) = cannot_run() {
-        println!("vip bench skipped: {why}");
+        for metric in metrics {
+            common::unmeasured(BENCH, metric, why);
+        }
         return;
     }
-    let count: usize = std::env::var("TFAGENT_BENCH_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    println!(
-        "vip failover, advert interval {ADVERT_INTERVAL_MS} ms, {count} trials each, timed at a worker"
-    );
+    let count = common::knob("VIP_TRIALS", 20) as usize;
+    println!("vip: failovers over {count} trials each, advert interval {ADVERT_INTERVAL_MS} ms, timed at a worker");
 
     let base_dir = tempfile::tempdir().unwrap();
     make_ca(base_dir.path());
     fs::write(base_dir.path().join("always-ready"), "").unwrap();
-    let (mut base, base_failed) = if std::env::var_os("TFAGENT_BENCH_NO_BASELINE").is_some() {
-        (Vec::new(), 0)
-    } else {
-        baseline(base_dir.path(), count)
-    };
-    let base_p95 = report(
-        "keepalived alone, kill -9 of the master (same advert interval)",
-        &mut base,
-        base_failed,
-        None,
-    );
+    let (base, base_failed) = baseline(base_dir.path(), count);
+    let base = figure("keepalived alone, kill -9 of the master", &base, base_failed);
 
     let mut lab = Lab::start(3, 1, false, ADVERT_INTERVAL_MS);
     lab.converged(Duration::from_secs(60));
-    let (mut hard, hard_failed) = trials(&mut lab, Fault::HardKill, count);
-    let hard_p95 = report(
-        "tfagent VIP, kill -9 of the holder's agent, keepalived and stand-in",
-        &mut hard,
-        hard_failed,
-        Some(1.0),
-    );
-    if base_p95.is_finite() {
-        let ratio = hard_p95 / base_p95;
-        println!(
-            "hard-kill p95 / keepalived-alone p95: {ratio:.2} (goal ≤ 1.20: {})",
-            if ratio <= 1.2 { "met" } else { "MISSED" }
-        );
-    } else {
-        println!("hard-kill p95 / keepalived-alone p95: no baseline figure");
+    let (hard, hard_failed) = trials(&mut lab, Fault::HardKill, count);
+    if let Some(hard) = figure(metrics[0], &hard, hard_failed) {
+        let note = format!("{}; kill -9 of its agent, keepalived and stand-in together", hard.note);
+        report(&hard.clone().goal(Goal::AtMost(1000.0)).note(note.clone()));
+        match &base {
+            Some(base) => report(
+                &Figure { metric: metrics[1].into(), ..hard }
+                    .anchor("keepalived alone (address moved by VRRP and gratuitous ARP, its host gone)", base.value)
+                    .goal(Goal::AtMost(1.2))
+                    .note(note),
+            ),
+            None => common::unmeasured(BENCH, metrics[1], "keepalived alone did not recover"),
+        }
     }
-    let (mut graceful, graceful_failed) = trials(&mut lab, Fault::Graceful, count);
-    report(
-        "tfagent VIP, graceful stop (SIGTERM) of the holder's agent",
-        &mut graceful,
-        graceful_failed,
-        Some(0.2),
-    );
-    let (mut not_ready, not_ready_failed) = trials(&mut lab, Fault::NotReady, count);
-    report(
-        "tfagent VIP, the holder's apiserver turns not ready (probe every 100 ms, 2 in a row)",
-        &mut not_ready,
-        not_ready_failed,
-        None,
-    );
+    let (graceful, graceful_failed) = trials(&mut lab, Fault::Graceful, count);
+    if let Some(graceful) = figure(metrics[2], &graceful, graceful_failed) {
+        let note = format!("{}; SIGTERM: the agent hands the VIP over", graceful.note);
+        report(&graceful.goal(Goal::AtMost(200.0)).note(note));
+    }
+    let (not_ready, not_ready_failed) = trials(&mut lab, Fault::NotReady, count);
+    if let Some(not_ready) = figure(metrics[3], &not_ready, not_ready_failed) {
+        let note = format!("{}; /readyz 503, probed every 100 ms, 2 in a row", not_ready.note);
+        report(&not_ready.note(note));
+    }
 }

@@ -112,6 +112,9 @@ pub struct Figure {
     pub goal: Option<Goal>,
     /// How it was measured, in a few words.
     pub note: String,
+    /// The goal and the ratio are on the p95, not the median (tail goals
+    /// such as failover times).
+    pub on_p95: bool,
 }
 
 impl Figure {
@@ -129,7 +132,28 @@ impl Figure {
             anchor: None,
             goal: None,
             note: String::new(),
+            on_p95: false,
         }
+    }
+
+    /// Judges the goal, and the ratio to the anchor, on the p95.
+    pub fn on_p95(mut self) -> Self {
+        self.on_p95 = true;
+        self
+    }
+
+    /// The statistic goals and ratios use.
+    fn judged(&self, summary: &Summary) -> f64 {
+        if self.on_p95 {
+            summary.p95
+        } else {
+            summary.median
+        }
+    }
+
+    fn goal_text(&self, goal: Goal) -> String {
+        let text = goal.text(self.anchor.is_some());
+        if self.on_p95 { format!("p95 {text}") } else { text }
     }
 
     pub fn anchor(mut self, name: impl Into<String>, value: Summary) -> Self {
@@ -150,10 +174,11 @@ impl Figure {
         self
     }
 
-    /// tfagent's median over the anchor's.
+    /// tfagent's median (or p95) over the anchor's.
     pub fn ratio(&self) -> Option<f64> {
         let anchor = self.anchor.as_ref()?;
-        (anchor.value.median > 0.0).then(|| self.value.median / anchor.value.median)
+        let base = self.judged(&anchor.value);
+        (base > 0.0).then(|| self.judged(&self.value) / base)
     }
 
     /// Whether the goal is met; `None` without a goal.
@@ -161,7 +186,7 @@ impl Figure {
         let goal = self.goal?;
         match &self.anchor {
             Some(_) => self.ratio().map(|r| goal.met(r)),
-            None => Some(goal.met(self.value.median)),
+            None => Some(goal.met(self.judged(&self.value))),
         }
     }
 
@@ -175,7 +200,7 @@ impl Figure {
             "value": summary(&self.value),
             "anchor": self.anchor.as_ref().map(|a| json!({"name": a.name, "value": summary(&a.value)})),
             "ratio": self.ratio(),
-            "goal": self.goal.map(|g| g.text(self.anchor.is_some())),
+            "goal": self.goal.map(|g| self.goal_text(g)),
             "met": self.met(),
             "note": self.note,
         })
@@ -211,7 +236,7 @@ impl Figure {
         }
         if let (Some(goal), Some(met)) = (self.goal, self.met()) {
             let verdict = if met { "met" } else { "MISSED" };
-            line += &format!("  (goal {}: {verdict})", goal.text(self.anchor.is_some()));
+            line += &format!("  (goal {}: {verdict})", self.goal_text(goal));
         }
         line
     }
