@@ -533,6 +533,22 @@ impl Capability for Storage {
                 source: Box::new(StorageError::from(e)),
             })?
     }
+
+    // ---- reset ----
+    /// Unmounts what tfagent mounted, deepest first: the plan of a spec
+    /// without volumes, of which only unmounts and forgets are kept, so
+    /// nothing is ever formatted, wiped or deleted.
+    async fn teardown(&self, last: &NodeSpec) -> Result<Vec<String>, StepError> {
+        let mut bare = last.clone();
+        bare.storage = crate::spec::Storage::default();
+        let observed = Capability::observe(self, &bare).await?;
+        let changes: Vec<Change> = plan::plan(&bare, &observed)
+            .into_iter()
+            .filter(|c| matches!(c, Change::Unmount { .. } | Change::Forget { .. }))
+            .collect();
+        Capability::apply(self, &bare, &changes).await?;
+        Ok(changes.iter().map(ToString::to_string).collect())
+    }
 }
 
 #[cfg(test)]
