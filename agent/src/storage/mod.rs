@@ -13,7 +13,7 @@ pub mod plan;
 pub mod records;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 
 use std::{
     collections::BTreeMap,
