@@ -1,0 +1,317 @@
+//! Crash trials: an agent is killed with SIGKILL at a random moment of an
+//! apply (while the spec is being stored, or while the host is being
+//! changed), started again, and must converge to the last spec it accepted
+//! with no duplicate address, route, peer or child process. Shared by the
+//! crash test and the crash bench.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+use super::nsagent::NsAgent;
+
+const TOKEN: &str = "crash-trial-token-5e1d0c";
+
+/// Public keys of the peers the specs choose from.
+const PEER_KEYS: [&str; 4] = [
+    "zz0Gb1q1briV2JILKwhxvCgG0vuXsmMhjzACYmVOln4=",
+    "i9S8p3N1RLF1RNVGDU2qxEUvSEt0badseOsteDcDnkw=",
+    "RlWP4aRXhB8Tck8sHYA4S+ammZDFS1PJKODPJ/LRUMw=",
+    "SN1PXl+MHMQyPZO0z1+53V3mlOMOwKym7J3ZN5aGx+w=",
+];
+
+/// A small xorshift generator: trials are reproducible from their seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A seed from the clock, printed by the caller so a failure can be rerun
+/// with TFAGENT_CRASH_SEED.
+pub fn seed() -> u64 {
+    std::env::var("TFAGENT_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}
+
+/// The agent under trial and the stand-ins for its services.
+pub struct Bed {
+    pub agent: NsAgent,
+    containerd: PathBuf,
+    k3s: PathBuf,
+}
+
+impl Bed {
+    pub fn new() -> Self {
+        let agent = NsAgent::start();
+        // Stand-ins that just stay up, told apart by their argument; k3s's
+        // never starts as containerd's never becomes ready, so a duplicate
+        // would be containerd's.
+        let containerd = agent.path().join("containerd-stand-in");
+        let k3s = agent.path().join("k3s-stand-in");
+        for (path, seconds) in [(&containerd, 86_401), (&k3s, 86_402)] {
+            let text = path.with_extension("txt");
+            fs::write(&text, format!("#!/bin/sh\nexec sleep {seconds}\n")).unwrap();
+            super::copy_executable(text.to_str().unwrap(), path);
+        }
+        Self {
+            agent,
+            containerd,
+            k3s,
+        }
+    }
+
+    /// Spec variant `n`: some of the peers, one or two addresses.
+    pub fn spec(&self, n: u64) -> Value {
+        let mut addresses = vec!["10.100.0.1/24".to_owned()];
+        if n % 2 == 1 {
+            addresses.push(format!("10.101.{}.1/24", n % 5));
+        }
+        let peers: Vec<Value> = PEER_KEYS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (n >> i) & 1 == 1 || *i == usize::try_from(n % 4).unwrap())
+            .map(|(i, key)| {
+                let mut allowed = vec![format!("10.100.0.{}/32", i + 2)];
+                if (n + i as u64) % 3 == 0 {
+                    allowed.push(format!("10.{}.0.0/16", 110 + i));
+                }
+                json!({"name": format!("peer-{i}"), "public_key": key, "allowed_ips": allowed})
+            })
+            .collect();
+        json!({
+            "node_name": "crash-node",
+            "role": "agent",
+            "cluster": {"token": TOKEN, "join_url": "https://10.100.0.250:6443"},
+            "services": {
+                "containerd": {"binary": self.containerd},
+                "k3s": {"binary": self.k3s},
+            },
+            "network": {"wireguard": {
+                "interface": self.agent.interface,
+                "listen_port": 51820,
+                "addresses": addresses,
+                "peers": peers,
+            }},
+        })
+    }
+
+    /// The stored spec's generation and WireGuard section (None before
+    /// any spec).
+    fn stored(&self) -> Option<(u64, Value)> {
+        let generation = self.agent.json(&["status"])["desired_generation"]
+            .as_u64()
+            .unwrap_or(0);
+        let output = self.agent.ctl(&["get", "spec", "-o", "json"]);
+        if generation == 0 || !output.status.success() {
+            return None;
+        }
+        let spec: Value = serde_json::from_slice(&output.stdout).ok()?;
+        Some((generation, spec["network"]["wireguard"].clone()))
+    }
+
+    /// One trial: an apply of a new variant with the agent killed at a
+    /// random moment of it, a restart, and the checks. Returns what was
+    /// wrong, if anything.
+    pub fn trial(&mut self, rng: &mut Rng, accepted: &mut u64) -> Result<(), String> {
+        let variant = rng.below(64);
+        let file = self.agent.spec_file(&self.spec(variant));
+        let apply = Command::new(super::TFAGENTCTL)
+            .arg("--socket")
+            .arg(self.agent.socket())
+            .args(["apply", "-f"])
+            .arg(&file)
+            .args(["-o", "json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // From before the request lands to well into the reconcile pass.
+        thread::sleep(Duration::from_millis(rng.below(400)));
+        self.agent.kill9();
+        let output = apply.wait_with_output().unwrap();
+        if output.status.success() {
+            let reply: Value = serde_json::from_slice(&output.stdout).unwrap();
+            *accepted = reply["generation"].as_u64().unwrap();
+        }
+        self.agent.spawn();
+        let (generation, wireguard) = self
+            .stored()
+            .ok_or_else(|| "no spec stored after the restart".to_owned())?;
+        if generation < *accepted {
+            return Err(format!(
+                "generation {generation} stored, but {accepted} was accepted"
+            ));
+        }
+        *accepted = generation;
+        self.converged(generation)?;
+        self.check(&wireguard)
+    }
+
+    /// Waits until the network step converged to `generation`.
+    fn converged(&self, generation: u64) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = self.agent.json(&["status"]);
+            let network = status["steps"]
+                .as_array()
+                .and_then(|steps| steps.iter().find(|s| s["step"] == "network"))
+                .cloned()
+                .unwrap_or_default();
+            if network["converged_generation"].as_u64() >= Some(generation)
+                && network["condition"] == "converged"
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no convergence to {generation}: {network}"));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The host matches `wireguard` exactly, and each child runs once.
+    fn check(&self, wireguard: &Value) -> Result<(), String> {
+        let strings = |value: &Value| -> Vec<String> {
+            value
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut want_addresses = strings(&wireguard["addresses"]);
+        want_addresses.sort();
+        let mut addresses = self.agent.link_addresses();
+        addresses.sort();
+        if addresses != want_addresses {
+            return Err(format!("addresses {addresses:?}, want {want_addresses:?}"));
+        }
+        let want_peers: BTreeSet<(String, Vec<String>)> = wireguard["peers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                let mut allowed = strings(&p["allowed_ips"]);
+                allowed.sort();
+                (
+                    p["public_key"].as_str().unwrap_or_default().to_owned(),
+                    allowed,
+                )
+            })
+            .collect();
+        let status = self.agent.json(&["status"]);
+        let live: Vec<(String, Vec<String>)> = status["wireguard"]["peers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                let mut allowed = strings(&p["allowed_ips"]);
+                allowed.sort();
+                (
+                    p["public_key"].as_str().unwrap_or_default().to_owned(),
+                    allowed,
+                )
+            })
+            .collect();
+        let live_set: BTreeSet<_> = live.iter().cloned().collect();
+        if live.len() != live_set.len() || live_set != want_peers {
+            return Err(format!("peers {live:?}, want {want_peers:?}"));
+        }
+        // Each peer's networks routed once through the interface, and no
+        // route left from an earlier spec.
+        let routes = self.agent.routes();
+        let mut destinations: Vec<String> = routes
+            .iter()
+            .filter(|r| !r.contains("proto kernel"))
+            .filter_map(|r| r.split_whitespace().next().map(str::to_owned))
+            .collect();
+        destinations.sort();
+        let mut want_routes: Vec<String> = want_peers
+            .iter()
+            .flat_map(|(_, allowed)| allowed.iter().cloned())
+            .filter(|net| {
+                // Inside the interface's own networks: no route of its own.
+                !want_addresses.iter().any(|a| covers(a, net))
+            })
+            .map(|net| net.trim_end_matches("/32").to_owned())
+            .collect();
+        want_routes.sort();
+        want_routes.dedup();
+        if destinations != want_routes {
+            return Err(format!("routes {routes:?}, want {want_routes:?}"));
+        }
+        let children = self.children();
+        let count = |needle: &str| children.iter().filter(|c| c.contains(needle)).count();
+        let wireguard_go = count(&format!("wireguard-go -f {}", self.agent.interface));
+        let containerd = count("sleep 86401");
+        let k3s = count("sleep 86402");
+        if wireguard_go != 1 || containerd != 1 || k3s > 1 {
+            return Err(format!(
+                "children: {wireguard_go} wireguard-go, {containerd} containerd, {k3s} k3s: {children:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The command lines of the processes in the agent's namespace.
+    fn children(&self) -> Vec<String> {
+        let output = Command::new("ip")
+            .args(["netns", "pids", &self.agent.ns.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|pid| fs::read(Path::new("/proc").join(pid.trim()).join("cmdline")).ok())
+            .map(|cmdline| {
+                String::from_utf8_lossy(&cmdline)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+/// Whether IPv4 network `outer` (an address with its prefix, host bits
+/// allowed) contains `inner`.
+fn covers(outer: &str, inner: &str) -> bool {
+    let parse = |net: &str| -> Option<(u32, u32)> {
+        let (ip, len) = net.split_once('/')?;
+        let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+        Some((u32::from(ip), len.parse().ok()?))
+    };
+    let (Some((outer_ip, outer_len)), Some((inner_ip, inner_len))) = (parse(outer), parse(inner))
+    else {
+        return false;
+    };
+    let mask = |len: u32| if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    inner_len >= outer_len && outer_ip & mask(outer_len) == inner_ip & mask(outer_len)
+}
