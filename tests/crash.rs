@@ -3,7 +3,7 @@
 //! last spec it accepted without duplicate addresses, routes, peers or
 //! children. The agent and its WireGuard interface live in a namespace of
 //! their own; its services are stand-ins kept in its temp dir.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
 
@@ -35,6 +35,29 @@ fn killed_at_random_moments_of_applies_it_converges_to_the_last_accepted_spec() 
         }
     }
     assert!(accepted > 0, "no apply was ever accepted");
+
+    // The checks see what they look for: a stray address, and a second
+    // containerd.
+    let interface = bed.agent.interface.clone();
+    bed.agent
+        .ns
+        .ip(&["addr", "add", "10.100.9.9/32", "dev", &interface]);
+    let stray = bed.verify().unwrap_err();
+    assert!(stray.contains("addresses"), "{stray}");
+    bed.agent
+        .ns
+        .ip(&["addr", "del", "10.100.9.9/32", "dev", &interface]);
+    bed.verify().unwrap();
+    let mut twin = std::process::Command::new("ip")
+        .args(["netns", "exec", &bed.agent.ns.name, "sleep", "86401"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let duplicate = bed.verify();
+    let _ = twin.kill();
+    let _ = twin.wait();
+    let duplicate = duplicate.unwrap_err();
+    assert!(duplicate.contains("2 containerd"), "{duplicate}");
     println!(
         "{TRIALS} trials in {:.1} s, last generation {accepted}",
         started.elapsed().as_secs_f64()

@@ -4,7 +4,7 @@
 //! `get spec`, info, the services' logs, a refused apply), nor in any file
 //! the agent wrote outside its secrets store. The scan is shown to find a
 //! planted canary, so a clean result means something.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::{
     fs,

@@ -216,6 +216,16 @@ fn main() {
         run.as_secs()
     );
     let until = Instant::now() + run;
+    // RSS once a second: the start is an idle agent, so what matters for
+    // "flat" is whether it keeps growing once the crowd is connected.
+    let sampler = std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_secs(1));
+            samples.push(rss_kib(pid));
+        }
+        samples
+    });
     let socket = Arc::new(socket);
     let tallies: Vec<(Kind, Tally)> = runtime.block_on(async {
         let tasks: Vec<_> = (0..CLIENTS)
@@ -278,9 +288,20 @@ fn main() {
         percentile(&all, 0.99).as_secs_f64() * 1e3,
         first_error.map_or(String::new(), |e| format!("; first: {e}"))
     );
+    let samples = sampler.join().unwrap();
+    // After a tenth of the run (at least 1 s): every connection is open.
+    let warm = samples
+        .get(
+            (samples.len() / 10)
+                .max(1)
+                .min(samples.len().saturating_sub(1)),
+        )
+        .copied()
+        .unwrap_or(rss_start);
+    let peak = samples.iter().copied().max().unwrap_or(rss_end);
     println!(
-        "agent RSS: {rss_start} KiB at the start, {rss_end} KiB at the end (goal: flat; {:+.1}%)",
-        (rss_end as f64 - rss_start as f64) * 100.0 / rss_start.max(1) as f64
+        "agent RSS: {rss_start} KiB idle at the start, {warm} KiB once loaded, {peak} KiB at most, {rss_end} KiB at the end (goal: flat under load; {:+.1}% from loaded to end)",
+        (rss_end as f64 - warm as f64) * 100.0 / warm.max(1) as f64
     );
     drop(agent);
 }

@@ -150,7 +150,14 @@ impl Bed {
             .spawn()
             .unwrap();
         // From before the request lands to well into the reconcile pass.
-        thread::sleep(Duration::from_millis(rng.below(400)));
+        // Half the kills land within the Apply call itself (validation,
+        // the atomic write), the others in the reconcile pass after it.
+        let delay = if rng.below(2) == 0 {
+            rng.below(40)
+        } else {
+            40 + rng.below(400)
+        };
+        thread::sleep(Duration::from_millis(delay));
         self.agent.kill9();
         let output = apply.wait_with_output().unwrap();
         if output.status.success() {
@@ -168,6 +175,12 @@ impl Bed {
         }
         *accepted = generation;
         self.converged(generation)?;
+        self.check(&wireguard)
+    }
+
+    /// The checks of a trial on the agent as it is now.
+    pub fn verify(&self) -> Result<(), String> {
+        let (_, wireguard) = self.stored().ok_or_else(|| "no spec stored".to_owned())?;
         self.check(&wireguard)
     }
 
