@@ -3,6 +3,7 @@
 //! changed), started again, and must converge to the last spec it accepted
 //! with no duplicate address, route, peer or child process. Shared by the
 //! crash test and the crash bench.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::{
     collections::BTreeSet,
@@ -95,7 +96,7 @@ impl Bed {
             .filter(|(i, _)| (n >> i) & 1 == 1 || *i == usize::try_from(n % 4).unwrap())
             .map(|(i, key)| {
                 let mut allowed = vec![format!("10.100.0.{}/32", i + 2)];
-                if (n + i as u64) % 3 == 0 {
+                if (n + i as u64).is_multiple_of(3) {
                     allowed.push(format!("10.{}.0.0/16", 110 + i));
                 }
                 json!({"name": format!("peer-{i}"), "public_key": key, "allowed_ips": allowed})

@@ -2,6 +2,7 @@
 //! interface and routes never touch the host's), with its state, services
 //! and logs in a temp dir: started, killed with SIGKILL, started again.
 //! Everything it made goes when it is dropped, even when a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::{
     fs,

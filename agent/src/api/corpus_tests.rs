@@ -28,7 +28,7 @@ use crate::{
 /// What one case sends.
 enum Input {
     /// Over gRPC as it is.
-    Proto(pb::NodeSpec),
+    Proto(Box<pb::NodeSpec>),
     /// As a file given to `tfagentctl apply -f`.
     Text(Vec<u8>),
 }
@@ -598,7 +598,7 @@ fn corpus() -> Vec<Case> {
             name: format!("mutation {i} ({field}) as proto"),
             field: field.to_owned(),
             names_device,
-            input: Input::Proto(document.clone().into()),
+            input: Input::Proto(Box::new(document.clone().into())),
         });
         cases.push(Case {
             name: format!("mutation {i} ({field}) as YAML"),
@@ -618,7 +618,7 @@ fn corpus() -> Vec<Case> {
             name: format!("proto-only {i} ({field})"),
             field: field.to_owned(),
             names_device: false,
-            input: Input::Proto(spec),
+            input: Input::Proto(Box::new(spec)),
         });
     }
     for (i, (field, bytes)) in text_only().into_iter().enumerate() {
@@ -772,10 +772,10 @@ async fn send_text(client: &mut NodeAgentClient<Channel>, bytes: &[u8]) -> Resul
         .map_err(|e| Refusal::Local(format!("the spec is not UTF-8: {e}")))?;
     let document = SpecDocument::parse(text).map_err(|e| Refusal::Local(e.to_string()))?;
     let proto = pb::NodeSpec::from(document.clone());
-    if SpecDocument::from(proto.clone()) != document {
-        if let Err(errors) = document.validate(&ValidationContext::default()) {
-            return Err(Refusal::Local(errors.to_string()));
-        }
+    if SpecDocument::from(proto.clone()) != document
+        && let Err(errors) = document.validate(&ValidationContext::default())
+    {
+        return Err(Refusal::Local(errors.to_string()));
     }
     send_proto(client, proto).await
 }
@@ -863,7 +863,7 @@ async fn every_malformed_spec_is_refused_naming_its_field_and_touches_nothing() 
     let mut failures = Vec::new();
     for case in &cases {
         let refusal = match &case.input {
-            Input::Proto(spec) => send_proto(&mut client, spec.clone()).await,
+            Input::Proto(spec) => send_proto(&mut client, (**spec).clone()).await,
             Input::Text(bytes) => send_text(&mut client, bytes).await,
         };
         match &refusal {
