@@ -166,9 +166,14 @@ impl Bed {
             *accepted = reply["generation"].as_u64().unwrap();
         }
         self.agent.spawn();
-        let (generation, wireguard) = self
-            .stored()
-            .ok_or_else(|| "no spec stored after the restart".to_owned())?;
+        let Some((generation, wireguard)) = self.stored() else {
+            // Killed before any spec was ever stored: nothing to converge to.
+            return if *accepted == 0 {
+                Ok(())
+            } else {
+                Err(format!("no spec stored, but {accepted} was accepted"))
+            };
+        };
         if generation < *accepted {
             return Err(format!(
                 "generation {generation} stored, but {accepted} was accepted"
