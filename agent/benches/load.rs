@@ -299,6 +299,12 @@ fn main() {
         .copied()
         .unwrap_or(rss_start);
     let peak = samples.iter().copied().max().unwrap_or(rss_end);
+    let every: Vec<String> = samples
+        .iter()
+        .step_by((samples.len() / 12).max(1))
+        .map(|kib| format!("{}", kib / 1024))
+        .collect();
+    println!("agent RSS through the run (MiB): {}", every.join(" "));
     println!(
         "agent RSS: {rss_start} KiB idle at the start, {warm} KiB once loaded, {peak} KiB at most, {rss_end} KiB at the end (goal: flat under load; {:+.1}% from loaded to end)",
         (rss_end as f64 - warm as f64) * 100.0 / warm.max(1) as f64
