@@ -1173,10 +1173,20 @@ mod tests {
             })
         }
 
+        /// Takes a while, so a reset can arrive in the middle of a pass.
         async fn converge(
             &self,
             _desired: &NodeSpec,
         ) -> Result<reconcile::StepOutcome, reconcile::StepError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("converge-start {}", self.name));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("converge-end {}", self.name));
             Ok(reconcile::StepOutcome::UpToDate)
         }
 
@@ -1256,6 +1266,53 @@ mod tests {
         assert!(restarted.current().is_none(), "the reset is on disk");
         let next = restarted.apply(variant(2), ApplyMode::Apply).await.unwrap();
         assert_eq!(next.generation, 2);
+    }
+
+    #[tokio::test]
+    async fn a_reset_waits_for_the_pass_under_way_and_no_pass_of_the_old_spec_follows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (controller, log) = recording_controller(tmp.path(), None);
+        let controller = Arc::new(controller);
+        let reconciler = reconcile::Reconciler::new(
+            controller.steps.clone(),
+            Arc::clone(&controller.status),
+            Arc::new(EventBus::default()),
+            Duration::from_millis(20),
+        );
+        let shutdown = CancellationToken::new();
+        let reconciling =
+            tokio::spawn(reconciler.run(controller.watch_desired(), shutdown.clone()));
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        while !log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e == "converge-end storage")
+        {
+            assert!(started.elapsed() < Duration::from_secs(10), "no pass");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // In the middle of a pass.
+        controller.reset("variant-1").await.unwrap();
+        let entries = log.lock().unwrap().clone();
+        let teardown = entries
+            .iter()
+            .position(|e| e == "addons variant-1")
+            .unwrap();
+        assert_eq!(
+            entries[teardown - 1],
+            "converge-end addons",
+            "the pass ended before the teardown began: {entries:?}"
+        );
+        // Resyncs come every 20 ms: none converges the forgotten spec.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(*log.lock().unwrap(), entries, "a pass ran after the reset");
+        shutdown.cancel();
+        reconciling.await.unwrap();
     }
 
     #[tokio::test]
