@@ -1,7 +1,7 @@
 //! `tfagentctl reset` on a real agent: the WireGuard interface (userspace,
-//! in a namespace of the test's own) and the supervised services go, the
-//! spec is forgotten, the node's key stays, and a new apply brings it all
-//! back under the next generation.
+//! in namespaces of the test's own), the supervised services and the
+//! volume's mount (on a loop device) go, the spec is forgotten, the node's
+//! key stays, and a new apply brings it all back under the next generation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::{
@@ -22,7 +22,8 @@ fn reset_takes_down_what_the_agent_set_up_and_keeps_the_key() {
     let bed = Bed::new();
     let agent = &bed.agent;
     let key = agent.json(&["info"])["wireguard_public_key"].clone();
-    let file = agent.spec_file(&bed.spec(3));
+    // A variant with the volume, two peers and one address.
+    let file = agent.spec_file(&bed.spec(4));
     agent.ok(&["apply", "-f", file.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while bed.verify().is_err() {
@@ -41,6 +42,14 @@ fn reset_takes_down_what_the_agent_set_up_and_keeps_the_key() {
     assert!(done.contains("generation 1 reset"), "{done}");
     assert!(done.contains("stop wireguard-go"), "{done}");
     assert!(done.contains("stop containerd"), "{done}");
+    assert!(done.contains("unmount"), "{done}");
+    let mounts = agent.ns.mount_points();
+    assert!(
+        !mounts
+            .iter()
+            .any(|m| m.starts_with(agent.path().to_str().unwrap())),
+        "{mounts:?}"
+    );
     // The interface went with wireguard-go; no service runs.
     let links = agent.ns.ip(&["-o", "link", "show"]);
     assert!(!links.contains(&agent.interface), "{links}");

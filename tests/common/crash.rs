@@ -62,11 +62,50 @@ pub struct Bed {
     pub agent: NsAgent,
     containerd: PathBuf,
     k3s: PathBuf,
+    /// Where the volume is mounted when a variant has it.
+    mount_point: PathBuf,
+    // After the agent: its namespace (and so the mount) is gone by then.
+    disk: Disk,
+}
+
+/// A blank loop device over a sparse file; detached on drop.
+struct Disk {
+    device: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Disk {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        fs::File::create(&image)
+            .unwrap()
+            .set_len(300 << 20)
+            .unwrap();
+        let output = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "losetup: {output:?}");
+        Self {
+            device: String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.device]).output();
+    }
 }
 
 impl Bed {
     pub fn new() -> Self {
-        let agent = NsAgent::start();
+        let disk = Disk::new();
+        let agent = NsAgent::start_with(format!("allowed_devices = [\"{}\"]\n", disk.device));
+        let mount_point = agent.path().join("mnt/data");
         // Stand-ins that just stay up, told apart by their argument; k3s's
         // never starts as containerd's never becomes ready, so a duplicate
         // would be containerd's.
@@ -81,6 +120,8 @@ impl Bed {
             agent,
             containerd,
             k3s,
+            mount_point,
+            disk,
         }
     }
 
@@ -102,7 +143,20 @@ impl Bed {
                 json!({"name": format!("peer-{i}"), "public_key": key, "allowed_ips": allowed})
             })
             .collect();
+        // Two variants in three have the volume: its mount comes and goes.
+        let volumes = if n % 3 == 0 {
+            json!([])
+        } else {
+            json!([{
+                "name": "data",
+                "device": self.disk.device,
+                "filesystem": "btrfs",
+                "format": "if-blank",
+                "mount_point": self.mount_point,
+            }])
+        };
         json!({
+            "storage": {"volumes": volumes},
             "node_name": "crash-node",
             "role": "agent",
             "cluster": {"token": TOKEN, "join_url": "https://10.100.0.250:6443"},
@@ -130,7 +184,7 @@ impl Bed {
             return None;
         }
         let spec: Value = serde_json::from_slice(&output.stdout).ok()?;
-        Some((generation, spec["network"]["wireguard"].clone()))
+        Some((generation, spec))
     }
 
     /// One trial: an apply of a new variant with the agent killed at a
@@ -166,7 +220,7 @@ impl Bed {
             *accepted = reply["generation"].as_u64().unwrap();
         }
         self.agent.spawn();
-        let Some((generation, wireguard)) = self.stored() else {
+        let Some((generation, spec)) = self.stored() else {
             // Killed before any spec was ever stored: nothing to converge to.
             return if *accepted == 0 {
                 Ok(())
@@ -181,7 +235,7 @@ impl Bed {
         }
         *accepted = generation;
         self.converged(generation)?;
-        self.check(&wireguard)
+        self.check(&spec)
     }
 
     /// The checks of a trial on the agent as it is now.
@@ -212,8 +266,31 @@ impl Bed {
         }
     }
 
-    /// The host matches `wireguard` exactly, and each child runs once.
-    fn check(&self, wireguard: &Value) -> Result<(), String> {
+    /// The host matches `spec` exactly: addresses, peers, routes, the
+    /// volume mounted once when asked for and not otherwise, no mount
+    /// stacked on another; and each child runs once.
+    fn check(&self, spec: &Value) -> Result<(), String> {
+        let mounts = self.agent.ns.mount_points();
+        let ours: Vec<&String> = mounts
+            .iter()
+            .filter(|m| Path::new(m.as_str()).starts_with(self.agent.path()))
+            .collect();
+        let distinct: BTreeSet<&&String> = ours.iter().collect();
+        if distinct.len() != ours.len() {
+            return Err(format!("a mount point mounted twice: {ours:?}"));
+        }
+        let wants_volume = spec["storage"]["volumes"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty());
+        let mounted = ours
+            .iter()
+            .any(|m| Path::new(m.as_str()) == self.mount_point);
+        if wants_volume != mounted {
+            return Err(format!(
+                "volume wanted: {wants_volume}, mounted: {mounted}: {ours:?}"
+            ));
+        }
+        let wireguard = &spec["network"]["wireguard"];
         let strings = |value: &Value| -> Vec<String> {
             value
                 .as_array()
@@ -287,28 +364,36 @@ impl Bed {
         if destinations != want_routes {
             return Err(format!("routes {routes:?}, want {want_routes:?}"));
         }
-        let children = self.children();
-        let count = |needle: &str| children.iter().filter(|c| c.contains(needle)).count();
-        let wireguard_go = count(&format!("wireguard-go -f {}", self.agent.interface));
-        let containerd = count("sleep 86401");
-        let k3s = count("sleep 86402");
-        if wireguard_go != 1 || containerd != 1 || k3s > 1 {
-            return Err(format!(
-                "children: {wireguard_go} wireguard-go, {containerd} containerd, {k3s} k3s: {children:?}"
-            ));
+        // The services step runs after the network step: containerd may
+        // still be on its way; a duplicate never goes away by waiting.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let children = self.children();
+            let count = |needle: &str| children.iter().filter(|c| c.contains(needle)).count();
+            let wireguard_go = count(&format!("wireguard-go -f {}", self.agent.interface));
+            let containerd = count("sleep 86401");
+            let k3s = count("sleep 86402");
+            if wireguard_go == 1 && containerd == 1 && k3s <= 1 {
+                return Ok(());
+            }
+            if wireguard_go > 1 || containerd > 1 || k3s > 1 || Instant::now() > deadline {
+                return Err(format!(
+                    "children: {wireguard_go} wireguard-go, {containerd} containerd, {k3s} k3s: {children:?}"
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
         }
-        Ok(())
     }
 
     /// The command lines of the processes in the agent's namespace.
     fn children(&self) -> Vec<String> {
-        let output = Command::new("ip")
-            .args(["netns", "pids", &self.agent.ns.name])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|pid| fs::read(Path::new("/proc").join(pid.trim()).join("cmdline")).ok())
+        self.agent
+            .ns
+            .pids()
+            .into_iter()
+            .filter_map(|pid| {
+                fs::read(Path::new("/proc").join(pid.to_string()).join("cmdline")).ok()
+            })
             .map(|cmdline| {
                 String::from_utf8_lossy(&cmdline)
                     .replace('\0', " ")

@@ -30,55 +30,113 @@ pub fn cannot_run() -> Option<&'static str> {
     if !nix::unistd::geteuid().is_root() {
         return Some("needs root");
     }
-    for tool in ["ip", "wireguard-go"] {
+    for tool in ["ip", "wireguard-go", "unshare", "nsenter"] {
         let found = Command::new("sh")
             .arg("-c")
             .arg(format!("command -v {tool}"))
             .output()
             .is_ok_and(|o| o.status.success());
         if !found {
-            return Some("needs ip and wireguard-go");
+            return Some("needs ip, wireguard-go, unshare and nsenter");
         }
     }
     None
 }
 
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-/// A network namespace; what runs in it is killed and it is deleted on drop.
+/// Private mount and network namespaces held open by a `sleep`, with a
+/// `/run` of their own (wireguard-go's control sockets stay inside), so an
+/// agent restarted in them finds its interface, mounts and children again,
+/// and the host's own network and mounts never change. What runs in them is
+/// killed on drop; their mounts go with them.
 pub struct Netns {
-    pub name: String,
+    holder: Child,
 }
 
 impl Netns {
-    pub fn new(tag: &str) -> Self {
-        let name = unique(tag);
-        let added = run("ip", &["netns", "add", &name]);
-        assert!(added.status.success(), "ip netns add {name}: {added:?}");
-        let ns = Self { name };
+    pub fn new() -> Self {
+        let holder = Command::new("unshare")
+            .args([
+                "--mount",
+                "--net",
+                "--propagation",
+                "private",
+                "--",
+                "sleep",
+                "3600",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ns = Self { holder };
+        let own = fs::read_link("/proc/self/ns/mnt").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fs::read_link(format!("/proc/{}/ns/mnt", ns.pid()))
+            .ok()
+            .as_ref()
+            == Some(&own)
+            || fs::read_link(format!("/proc/{}/exe", ns.pid()))
+                .is_ok_and(|exe| !exe.ends_with("sleep"))
+        {
+            assert!(Instant::now() < deadline, "unshare did not start");
+            thread::sleep(Duration::from_millis(10));
+        }
+        ns.run_ok("mount", &["-t", "tmpfs", "tfagent-test-run", "/run"]);
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
 
-    /// `ip -n NS ARGS`, which must succeed; its stdout.
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend(args);
-        let output = run("ip", &all);
-        assert!(output.status.success(), "ip {all:?}: {output:?}");
+    pub fn pid(&self) -> String {
+        self.holder.id().to_string()
+    }
+
+    /// A command that runs inside the namespaces.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .args(["-t", &self.pid(), "-m", "-n", "--", program])
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `program` inside; it must succeed. Its stdout.
+    pub fn run_ok(&self, program: &str, args: &[&str]) -> String {
+        let output = self.command(program).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "in ns: {program} {args:?}: {output:?}"
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    fn pids(&self) -> Vec<i32> {
-        String::from_utf8_lossy(&run("ip", &["netns", "pids", &self.name]).stdout)
+    /// `ip ARGS` inside, which must succeed; its stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        self.run_ok("ip", args)
+    }
+
+    /// The mount points of the namespace, one per mount (a point mounted
+    /// twice shows twice).
+    pub fn mount_points(&self) -> Vec<String> {
+        self.run_ok("cat", &["/proc/self/mountinfo"])
             .lines()
-            .filter_map(|l| l.trim().parse().ok())
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .collect()
+    }
+
+    /// The processes in the network namespace, but the holder.
+    pub fn pids(&self) -> Vec<i32> {
+        let Ok(netns) = fs::read_link(format!("/proc/{}/ns/net", self.pid())) else {
+            return Vec::new();
+        };
+        let holder = self.holder.id();
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&pid| u32::try_from(pid).ok() != Some(holder))
+            .filter(|pid| {
+                fs::read_link(format!("/proc/{pid}/ns/net")).ok().as_ref() == Some(&netns)
+            })
             .collect()
     }
 }
@@ -98,7 +156,8 @@ impl Drop for Netns {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        let _ = run("ip", &["netns", "del", &self.name]);
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }
 
@@ -106,19 +165,27 @@ impl Drop for Netns {
 /// its temp dir.
 pub struct NsAgent {
     child: Option<Child>,
+    // Before the dir: what runs inside is killed, the mounts go, then the
+    // files are removed.
+    pub ns: Netns,
     pub dir: tempfile::TempDir,
     pub interface: String,
-    // Dropped last: kills what still runs in it (wireguard-go, services).
-    pub ns: Netns,
+    /// Boot config lines beyond the ones every agent here has.
+    extra_config: String,
 }
 
 impl NsAgent {
     pub fn start() -> Self {
+        Self::start_with(String::new())
+    }
+
+    pub fn start_with(extra_config: String) -> Self {
         let mut agent = Self {
             child: None,
+            ns: Netns::new(),
             dir: tempfile::tempdir().unwrap(),
             interface: unique("tsw"),
-            ns: Netns::new("tsa"),
+            extra_config,
         };
         agent.spawn();
         agent
@@ -142,9 +209,10 @@ impl NsAgent {
         fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"tfagent=trace,info\"\nresync_interval_secs = 2\nwireguard_backend = \"userspace\"\n{}",
+                "state_dir = \"{}\"\nsocket = \"{}\"\nlog_level = \"tfagent=trace,info\"\nresync_interval_secs = 2\nwireguard_backend = \"userspace\"\n{}{}",
                 self.state_dir().display(),
                 self.socket().display(),
+                self.extra_config,
                 super::services_config(&self.dir.path().join("services")),
             ),
         )
@@ -154,11 +222,12 @@ impl NsAgent {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        // `ip netns exec` execs the agent: the child is the agent itself.
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name, TFAGENT, "--config"])
+        // nsenter execs the agent: the child is the agent itself.
+        let child = self
+            .ns
+            .command(TFAGENT)
+            .arg("--config")
             .arg(&config)
-            .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -243,13 +312,12 @@ impl NsAgent {
 impl Drop for NsAgent {
     fn drop(&mut self) {
         self.kill9();
-        // wireguard-go leaves its control socket; the namespace (dropped
-        // after this) kills the process.
-        let _ = fs::remove_file(
-            Path::new("/var/run/wireguard").join(format!("{}.sock", self.interface)),
-        );
         if thread::panicking() {
-            println!("---- log of {}:\n{}", self.ns.name, self.log());
+            println!(
+                "---- log of the agent in {}:\n{}",
+                self.ns.pid(),
+                self.log()
+            );
         }
     }
 }
