@@ -144,7 +144,7 @@ impl Bed {
             })
             .collect();
         // Two variants in three have the volume: its mount comes and goes.
-        let volumes = if n % 3 == 0 {
+        let volumes = if n.is_multiple_of(3) {
             json!([])
         } else {
             json!([{
