@@ -347,21 +347,28 @@ impl Inner {
                         },
                     });
                 }
+                // Recorded before mkfs runs: killed in between, the agent
+                // still finds the new filesystem its own, not a stranger's.
+                let uuid = ops.new_uuid()?;
+                records.record_formatted(volume, uuid.clone());
+                save(records)?;
                 if *wipe {
                     warn!(device = %device, volume = %volume, "wiping the signature the spec names");
                     ops.wipe(device)?;
                 }
                 let label: String = volume.chars().take(12).collect();
-                ops.format(device, *filesystem, &label)?;
-                let uuid = ops
+                ops.format(device, *filesystem, &label, &uuid)?;
+                let made = ops
                     .signatures(device)?
                     .into_iter()
                     .find_map(|s| s.uuid)
                     .ok_or_else(|| {
                         StorageError::Refused(format!("{device} shows no UUID after mkfs"))
                     })?;
-                records.record_formatted(volume, uuid);
-                save(records)?;
+                if made != uuid {
+                    records.record_formatted(volume, made);
+                    save(records)?;
+                }
             }
             Change::CreateSubvolume { path, .. } => ops.create_subvolume(Path::new(path))?,
             Change::SetQuota { path, size, .. } => ops.set_quota(Path::new(path), size.bytes())?,

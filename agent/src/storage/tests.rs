@@ -550,3 +550,37 @@ async fn a_teardown_unmounts_what_tfagent_mounted_and_destroys_nothing() {
         h.ops.mutations()
     );
 }
+
+// ---- crash consistency ----
+#[tokio::test]
+async fn killed_between_mkfs_and_its_record_the_filesystem_is_still_ours() {
+    let h = harness(None);
+    h.ops
+        .add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", vec![]);
+    let spec = spec(
+        "
+volumes:
+  - name: data
+    device: /dev/disk/by-id/blank
+    mount_point: /srv/data
+",
+    );
+    h.ops.state().die_after_format = true;
+    h.storage.converge(&spec).await.unwrap_err();
+    h.ops.state().die_after_format = false;
+    h.ops.clear_calls();
+    // The next start: the filesystem is mounted, never refused as a
+    // stranger's, never formatted again.
+    h.storage.converge(&spec).await.unwrap();
+    let mutations = h.ops.mutations();
+    assert!(
+        !mutations
+            .iter()
+            .any(|m| m.starts_with("format") || m.starts_with("wipe")),
+        "{mutations:?}"
+    );
+    assert!(
+        h.ops.state().mounts.iter().any(|m| m.target == "/srv/data"),
+        "{mutations:?}"
+    );
+}
