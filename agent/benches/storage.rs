@@ -82,9 +82,18 @@ impl StorageOps for Counting {
         self.mutated();
         self.host.wipe(device)
     }
-    fn format(&self, device: &str, filesystem: Filesystem, label: &str) -> Result<(), OpsError> {
+    fn new_uuid(&self) -> Result<String, OpsError> {
+        self.host.new_uuid()
+    }
+    fn format(
+        &self,
+        device: &str,
+        filesystem: Filesystem,
+        label: &str,
+        uuid: &str,
+    ) -> Result<(), OpsError> {
         self.mutated();
-        self.host.format(device, filesystem, label)
+        self.host.format(device, filesystem, label, uuid)
     }
     fn enable_quota(&self, pool: &Path) -> Result<(), OpsError> {
         self.mutated();

@@ -61,6 +61,10 @@ pub enum ControlError {
     BadRequest(String),
     #[error("the try-mode record: {0}")]
     Trial(#[from] TrialError),
+    // ---- reset ----
+    /// A step could not take back what it set up; the spec stays stored.
+    #[error("reset: the {step} step: {error}; the spec stays stored and is converged to again")]
+    Reset { step: StepName, error: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +209,9 @@ struct Committer {
     /// Why the spec on disk was refused at startup, until one is accepted.
     refused: std::sync::Mutex<Option<RefusedSpec>>,
     events: Arc<EventBus>,
+    // ---- reset ----
+    /// The generation the last reset forgot: later specs count on from it.
+    reset_floor: std::sync::atomic::AtomicU64,
 }
 
 impl Committer {
@@ -216,7 +223,10 @@ impl Committer {
             return Ok((current.generation, false));
         }
         // A spec refused at startup still used up its generation number.
-        let floor = self.refused().map_or(0, |r| r.generation);
+        let floor = self
+            .refused()
+            .map_or(0, |r| r.generation)
+            .max(self.reset_floor.load(std::sync::atomic::Ordering::SeqCst));
         let desired = Desired {
             generation: current.map_or(0, |c| c.generation).max(floor) + 1,
             spec,
@@ -274,6 +284,7 @@ impl Controller {
             );
         }
         let state_dir = store.dir().to_owned();
+        let reset_floor = store.reset_generation().into();
         Self {
             committer: Arc::new(Committer {
                 store,
@@ -281,6 +292,7 @@ impl Controller {
                 desired: watch::Sender::new(loaded.desired.map(Arc::new)),
                 refused: std::sync::Mutex::new(loaded.refused),
                 events,
+                reset_floor,
             }),
             steps,
             status,
@@ -798,6 +810,117 @@ impl Controller {
     }
 }
 
+// ---- reset ----
+
+/// What a reset did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetOutcome {
+    /// The generation that was forgotten.
+    pub generation: u64,
+    /// One line per host change, in order.
+    pub actions: Vec<String>,
+}
+
+impl Committer {
+    /// Forgets the stored spec of `generation`, on disk then in memory.
+    async fn forget(self: Arc<Self>, generation: u64) -> Result<(), ControlError> {
+        let _serialised = self.lock.lock().await;
+        let this = Arc::clone(&self);
+        let span = Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| this.store.forget(generation)))
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "forgetting the spec",
+                source,
+            })??;
+        self.reset_floor
+            .fetch_max(generation, std::sync::atomic::Ordering::SeqCst);
+        self.desired.send_replace(None);
+        Ok(())
+    }
+}
+
+impl Controller {
+    /// Takes back what the agent set up for the stored spec, then forgets
+    /// it (see the Reset RPC for what is and is not done). `confirm` must
+    /// be the stored spec's node name.
+    pub async fn reset(&self, confirm: &str) -> Result<ResetOutcome, ControlError> {
+        let _trials = self.trials.lock.lock().await;
+        let current = self.current().ok_or_else(|| {
+            ControlError::Precondition("no spec is stored: there is nothing to reset".into())
+        })?;
+        let node_name = current.spec.node_name.to_string();
+        if confirm != node_name {
+            return Err(ControlError::BadRequest(if confirm.is_empty() {
+                "confirm_node_name: required: the node name of the stored spec".into()
+            } else {
+                format!(
+                    "confirm_node_name: `{confirm}` is not the node name of the stored spec (`{node_name}`)"
+                )
+            }));
+        }
+        warn!(generation = current.generation, node = %node_name, "reset requested");
+        // No reconcile pass runs meanwhile, and none of this spec follows.
+        let _pass = self.status.pass_lock().lock().await;
+        let mut actions = Vec::new();
+        for step in self.steps.iter().rev() {
+            let span = tracing::info_span!("reset", step = %step.name());
+            let done = step
+                .teardown(&current.spec)
+                .instrument(span)
+                .await
+                .map_err(|error| {
+                    warn!(step = %step.name(), %error, "reset failed; the spec stays stored");
+                    ControlError::Reset {
+                        step: step.name(),
+                        error: error.to_string(),
+                    }
+                })?;
+            for action in &done {
+                info!(step = %step.name(), %action, "reset");
+            }
+            actions.extend(done);
+        }
+        // A pending trial would restore the spec it replaced.
+        if let Some((_, cancel)) = self
+            .trials
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            cancel.cancel();
+        }
+        let dir = self.trials.state_dir.clone();
+        tokio::task::spawn_blocking(move || trial::clear(&dir))
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "clearing the trial",
+                source,
+            })??;
+        Arc::clone(&self.committer)
+            .forget(current.generation)
+            .await?;
+        for step in &self.steps {
+            self.status.record(
+                step.name(),
+                reconcile::Condition::Pending,
+                "reset: no spec applied".into(),
+                reconcile::Outcome::Unchanged,
+            );
+        }
+        info!(
+            generation = current.generation,
+            changes = actions.len(),
+            "reset done"
+        );
+        Ok(ResetOutcome {
+            generation: current.generation,
+            actions,
+        })
+    }
+}
+
 /// Restores the spec a trial replaced, unless it was confirmed meanwhile.
 async fn revert(
     committer: &Arc<Committer>,
@@ -1041,6 +1164,221 @@ mod tests {
             let on_disk = crate::state::read_stored(tmp.path()).unwrap();
             assert_eq!(on_disk.as_ref(), Some(memory.as_ref()), "after attempt {n}");
         }
+    }
+
+    // ---- reset ----
+    /// A step that records its teardowns, and fails them when told.
+    #[derive(Debug)]
+    struct RecordingStep {
+        name: StepName,
+        log: Arc<std::sync::Mutex<Vec<String>>>,
+        fail: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Step for RecordingStep {
+        fn name(&self) -> StepName {
+            self.name
+        }
+
+        async fn plan(
+            &self,
+            _desired: &NodeSpec,
+        ) -> Result<reconcile::StepPlan, reconcile::StepError> {
+            Ok(reconcile::StepPlan {
+                step: self.name,
+                implemented: true,
+                actions: Vec::new(),
+            })
+        }
+
+        /// Takes a while, so a reset can arrive in the middle of a pass.
+        async fn converge(
+            &self,
+            _desired: &NodeSpec,
+        ) -> Result<reconcile::StepOutcome, reconcile::StepError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("converge-start {}", self.name));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("converge-end {}", self.name));
+            Ok(reconcile::StepOutcome::UpToDate)
+        }
+
+        async fn teardown(&self, last: &NodeSpec) -> Result<Vec<String>, reconcile::StepError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", self.name, last.node_name));
+            if self.fail {
+                return Err(reconcile::StepError::Apply {
+                    change: "take down".into(),
+                    source: "injected".into(),
+                });
+            }
+            Ok(vec![format!("{} done", self.name)])
+        }
+    }
+
+    fn recording_controller(
+        dir: &std::path::Path,
+        failing: Option<StepName>,
+    ) -> (Controller, Arc<std::sync::Mutex<Vec<String>>>) {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let steps: Vec<Arc<dyn Step>> = StepName::ORDER
+            .iter()
+            .map(|&name| {
+                Arc::new(RecordingStep {
+                    name,
+                    log: Arc::clone(&log),
+                    fail: failing == Some(name),
+                }) as Arc<dyn Step>
+            })
+            .collect();
+        let (store, loaded) = StateStore::open(dir).unwrap();
+        let controller = Controller::new(
+            store,
+            loaded,
+            steps,
+            Arc::new(StatusBoard::new(&StepName::ORDER)),
+            Arc::new(EventBus::default()),
+            Arc::new(crate::test_support::FakeHost),
+        );
+        (controller, log)
+    }
+
+    #[tokio::test]
+    async fn a_reset_takes_the_steps_down_in_reverse_order_and_survives_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (controller, log) = recording_controller(tmp.path(), None);
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
+        let outcome = controller.reset("variant-1").await.unwrap();
+        assert_eq!(outcome.generation, 1);
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "addons variant-1",
+                "vip variant-1",
+                "services variant-1",
+                "network variant-1",
+                "storage variant-1"
+            ]
+        );
+        assert_eq!(outcome.actions[0], "addons done");
+        assert!(controller.current().is_none());
+        assert!(
+            controller
+                .status()
+                .steps
+                .iter()
+                .all(|s| s.message.starts_with("reset"))
+        );
+        drop(controller);
+        let (restarted, _) = recording_controller(tmp.path(), None);
+        assert!(restarted.current().is_none(), "the reset is on disk");
+        let next = restarted.apply(variant(2), ApplyMode::Apply).await.unwrap();
+        assert_eq!(next.generation, 2);
+    }
+
+    #[tokio::test]
+    async fn a_reset_waits_for_the_pass_under_way_and_no_pass_of_the_old_spec_follows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (controller, log) = recording_controller(tmp.path(), None);
+        let controller = Arc::new(controller);
+        let reconciler = reconcile::Reconciler::new(
+            controller.steps.clone(),
+            Arc::clone(&controller.status),
+            Arc::new(EventBus::default()),
+            Duration::from_millis(20),
+        );
+        let shutdown = CancellationToken::new();
+        let reconciling =
+            tokio::spawn(reconciler.run(controller.watch_desired(), shutdown.clone()));
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        while !log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e == "converge-end storage")
+        {
+            assert!(started.elapsed() < Duration::from_secs(10), "no pass");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // In the middle of a pass.
+        controller.reset("variant-1").await.unwrap();
+        let entries = log.lock().unwrap().clone();
+        let teardown = entries
+            .iter()
+            .position(|e| e == "addons variant-1")
+            .unwrap();
+        assert_eq!(
+            entries[teardown - 1],
+            "converge-end addons",
+            "the pass ended before the teardown began: {entries:?}"
+        );
+        // Resyncs come every 20 ms: none converges the forgotten spec.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(*log.lock().unwrap(), entries, "a pass ran after the reset");
+        shutdown.cancel();
+        reconciling.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_teardown_keeps_the_spec() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (controller, log) = recording_controller(tmp.path(), Some(StepName::Services));
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
+        let error = controller.reset("variant-1").await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ControlError::Reset {
+                    step: StepName::Services,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("stays stored"), "{error}");
+        assert_eq!(log.lock().unwrap().len(), 3, "stops at the failing step");
+        assert_eq!(controller.current().unwrap().generation, 1);
+        assert!(tmp.path().join("spec.json").exists());
+    }
+
+    #[tokio::test]
+    async fn a_reset_ends_a_trial_so_nothing_is_restored_later() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (controller, _) = recording_controller(tmp.path(), None);
+        controller
+            .apply(variant(1), ApplyMode::Apply)
+            .await
+            .unwrap();
+        controller
+            .apply(variant(2), ApplyMode::Try(Duration::from_millis(300)))
+            .await
+            .unwrap();
+        controller.reset("variant-2").await.unwrap();
+        assert!(!tmp.path().join(trial::TRIAL_FILE).exists());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            controller.current().is_none(),
+            "the trial's revert was called off"
+        );
+        assert!(controller.status().trial.is_none());
     }
 
     // ---- network ----

@@ -4,6 +4,10 @@
 // Each test file uses its own part of this.
 #![allow(dead_code)]
 
+// ---- safety ----
+pub mod crash;
+pub mod nsagent;
+
 use std::{
     path::Path,
     process::{Command, Output, Stdio},

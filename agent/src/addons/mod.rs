@@ -269,6 +269,31 @@ impl<C: ClusterOps> Capability for AddonsStep<C> {
         }
         Ok(())
     }
+
+    // ---- reset ----
+    /// Removes the manifests tfagent wrote. The cluster's resources are
+    /// left alone: resetting one server must not delete what the whole
+    /// cluster runs.
+    async fn teardown(&self, _last: &NodeSpec) -> Result<Vec<String>, StepError> {
+        let dir = self.paths.manifests.clone();
+        let present = tokio::task::spawn_blocking(move || read_owned(&dir))
+            .await
+            .map_err(|e| observe_error("the manifests directory", e))?
+            .map_err(|e| observe_error("the manifests directory", e))?;
+        let mut done = Vec::new();
+        for file in present.keys() {
+            let path = self.paths.manifests.join(file);
+            let change = format!("remove {}", path.display());
+            tokio::fs::remove_file(&path)
+                .await
+                .map_err(|source| StepError::Apply {
+                    change: change.clone(),
+                    source: Box::new(source),
+                })?;
+            done.push(change);
+        }
+        Ok(done)
+    }
 }
 
 #[cfg(test)]

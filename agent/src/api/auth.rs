@@ -44,6 +44,8 @@ const RIGHTS: &[(&str, AccessRole)] = &[
     ("/tfagent.v1.NodeAgent/RestartService", AccessRole::Operator),
     // The cluster's admin credentials.
     ("/tfagent.v1.NodeAgent/Kubeconfig", AccessRole::Admin),
+    // Takes the node's cluster setup down.
+    ("/tfagent.v1.NodeAgent/Reset", AccessRole::Admin),
     ("/grpc.health.v1.Health/Check", AccessRole::Reader),
     ("/grpc.health.v1.Health/Watch", AccessRole::Reader),
     (

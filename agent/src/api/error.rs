@@ -35,6 +35,8 @@ impl From<ControlError> for Status {
             ControlError::Precondition(_) => Status::failed_precondition(error.to_string()),
             ControlError::BadRequest(_) => Status::invalid_argument(error.to_string()),
             ControlError::Trial(_) => Status::internal(error.to_string()),
+            // ---- reset ----
+            ControlError::Reset { .. } => Status::failed_precondition(error.to_string()),
         }
     }
 }

@@ -25,3 +25,6 @@ pub use tfagent_proto::v1 as proto;
 mod tests;
 #[cfg(test)]
 mod tls_tests;
+// ---- safety ----
+#[cfg(test)]
+mod corpus_tests;

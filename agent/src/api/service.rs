@@ -286,6 +286,20 @@ impl NodeAgent for NodeAgentService {
         let kubeconfig = self.controller.kubeconfig()?;
         Ok(Response::new(pb::KubeconfigResponse { kubeconfig }))
     }
+
+    // ---- reset ----
+    #[instrument(name = "rpc.reset", skip_all)]
+    async fn reset(
+        &self,
+        request: Request<pb::ResetRequest>,
+    ) -> Result<Response<pb::ResetResponse>, Status> {
+        let confirm = request.into_inner().confirm_node_name;
+        let outcome = self.controller.reset(&confirm).await?;
+        Ok(Response::new(pb::ResetResponse {
+            generation: outcome.generation,
+            actions: outcome.actions,
+        }))
+    }
 }
 
 /// Lines `Logs` sends when the request does not say.

@@ -604,3 +604,54 @@ async fn service_status_logs_and_restart_over_the_socket() {
     stop.cancel();
     served.await.unwrap().unwrap();
 }
+
+// ---- reset ----
+#[tokio::test]
+async fn reset_needs_the_node_name_then_forgets_the_spec_and_generations_go_on() {
+    let agent = TestAgent::start(&[our_uid()]).await;
+    let mut client = agent.client().await;
+    let confirm = |name: &str| pb::ResetRequest {
+        confirm_node_name: name.to_owned(),
+    };
+    let nothing = client.reset(confirm("agent-1")).await.unwrap_err();
+    assert_eq!(nothing.code(), Code::FailedPrecondition, "{nothing:?}");
+
+    apply_example(&mut client, "agent").await;
+    let name = example_document("agent").node_name;
+    for wrong in [String::new(), "other-node".into(), name.to_uppercase()] {
+        let refused = client.reset(confirm(&wrong)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(
+            refused.message().starts_with("confirm_node_name: "),
+            "{refused:?}"
+        );
+        let stored = client
+            .get_spec(pb::GetSpecRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(stored.generation, 1, "a refused reset changes nothing");
+    }
+
+    let reset = client.reset(confirm(&name)).await.unwrap().into_inner();
+    assert_eq!(reset.generation, 1);
+    let stored = client
+        .get_spec(pb::GetSpecRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stored.spec.is_none());
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.desired_generation, 0);
+    assert!(!agent.state_dir.join("spec.json").exists());
+    let again = client.reset(confirm(&name)).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+
+    let next = apply_example(&mut client, "agent").await;
+    assert_eq!(next.generation, 2, "never reuses the forgotten generation");
+    agent.stop().await;
+}

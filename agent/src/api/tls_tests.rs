@@ -174,10 +174,36 @@ async fn each_role_may_call_what_its_certificate_allows() {
     .await;
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
-    // An admin passes the check: the method itself is what is missing.
-    let admin = agent.channel(&pki, "admin").await;
-    let missing = call_raw(admin, "/tfagent.v1.NodeAgent/Reset").await;
-    assert_eq!(missing.code(), Code::Unimplemented, "{missing:?}");
+    // An admin may reset, once it names the node.
+    operator
+        .apply(pb::ApplyRequest {
+            mode: pb::ApplyMode::Apply.into(),
+            ..dry_run()
+        })
+        .await
+        .unwrap();
+    let mut admin = agent.client(&pki, "admin").await;
+    let unconfirmed = admin.reset(pb::ResetRequest::default()).await.unwrap_err();
+    assert_eq!(unconfirmed.code(), Code::InvalidArgument, "{unconfirmed:?}");
+    assert!(
+        unconfirmed.message().contains("confirm_node_name"),
+        "{unconfirmed:?}"
+    );
+    let name = example_document("agent").node_name;
+    let reset = admin
+        .reset(pb::ResetRequest {
+            confirm_node_name: name,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reset.generation, 1);
+    let spec = admin
+        .get_spec(pb::GetSpecRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(spec.spec.is_none(), "the spec is forgotten");
 
     agent.stop().await;
 }

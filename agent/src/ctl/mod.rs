@@ -143,6 +143,14 @@ pub enum Command {
         #[command(subcommand)]
         what: CertsCommand,
     },
+    // ---- reset ----
+    /// Take down what the agent set up (services, WireGuard, add-on files,
+    /// mounts) and forget the spec. Never formats or deletes data.
+    Reset {
+        /// The node name of the stored spec, to confirm.
+        #[arg(long = "node-name", value_name = "NAME")]
+        node_name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -427,6 +435,24 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             write!(out, "{}", reply.kubeconfig).map_err(write_err)?;
         }
         Command::Completions { .. } | Command::Man | Command::Certs { .. } => {}
+        // ---- reset ----
+        Command::Reset { node_name } => {
+            let reply = client
+                .reset(pb::ResetRequest {
+                    confirm_node_name: node_name,
+                })
+                .await?
+                .into_inner();
+            for action in &reply.actions {
+                writeln!(out, "{action}").map_err(write_err)?;
+            }
+            writeln!(
+                out,
+                "generation {} reset: no spec is stored",
+                reply.generation
+            )
+            .map_err(write_err)?;
+        }
         // ---- services ----
         Command::Logs {
             service,

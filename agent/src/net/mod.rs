@@ -395,6 +395,58 @@ impl Capability for NetworkStep {
     async fn apply(&self, desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {
         self.apply_and_remember(desired, changes).await
     }
+
+    // ---- reset ----
+    /// Removes the interface's addresses, routes and peers (the plan of an
+    /// interface that wants none, of which only removals are kept); with
+    /// the userspace backend, stops wireguard-go, which takes the interface
+    /// with it. The node's key stays.
+    async fn teardown(&self, last: &NodeSpec) -> Result<Vec<String>, StepError> {
+        let mut bare = last.clone();
+        bare.network.wireguard.addresses.clear();
+        bare.network.wireguard.peers.clear();
+        let interface = bare.network.wireguard.interface.clone();
+        *self.written() = None;
+        let (link, device) = self.read(&interface).await?;
+        let mut done = Vec::new();
+        if link.is_some() {
+            let observed = Observed {
+                backend: self.backend,
+                own_key: self.key.public(),
+                link,
+                device,
+                endpoints: BTreeMap::new(),
+                vip: None,
+            };
+            let changes: Vec<Change> = plan(&bare.network.wireguard, &observed)
+                .into_iter()
+                .filter(|c| {
+                    matches!(
+                        c,
+                        Change::RemoveAddress(_)
+                            | Change::RemoveRoute(_)
+                            | Change::Peer(PeerChange::Remove { .. })
+                    )
+                })
+                .collect();
+            self.apply_changes(&bare.network, &changes).await?;
+            done.extend(changes.iter().map(ToString::to_string));
+        }
+        if self.backend == Backend::Userspace {
+            self.host
+                .userspace
+                .stop(&interface)
+                .await
+                .map_err(|e| StepError::Apply {
+                    change: format!("stop wireguard-go for {interface}"),
+                    source: Box::new(e),
+                })?;
+            done.push(format!("stop wireguard-go for {interface}"));
+        }
+        *self.written() = None;
+        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(done)
+    }
 }
 
 impl NetworkStep {
@@ -673,6 +725,67 @@ mod tests {
         let device = fake.state().device.clone().unwrap();
         assert_eq!(device.public_key, Some(step.public_key()));
         assert_eq!(device.peers.len(), 3);
+    }
+
+    // ---- reset ----
+    #[tokio::test]
+    async fn a_teardown_strips_the_interface_and_stops_wireguard_go_and_the_key_stays() {
+        let fake = FakeNet::default();
+        let step = step(&fake);
+        let spec = spec_with(wireguard(3));
+        step.converge(&spec).await.unwrap();
+        fake.take_calls();
+        let done = Step::teardown(&step, &spec).await.unwrap();
+        let calls = fake.take_calls();
+        assert!(
+            calls.contains(&"remove address 10.100.0.1/24".to_owned()),
+            "{calls:?}"
+        );
+        assert!(
+            calls.contains(&"remove route 10.200.0.0/16".to_owned()),
+            "{calls:?}"
+        );
+        assert!(
+            calls.contains(&"configure 3 peer(s)".to_owned()),
+            "{calls:?}"
+        );
+        assert_eq!(calls.last().map(String::as_str), Some("stop wireguard-go"));
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("add") || c.starts_with("start"))
+        );
+        assert_eq!(done.len(), 3 + 2 + 1, "{done:?}");
+        assert!(fake.state().link.is_none());
+        // Nothing left: a second teardown only makes sure wireguard-go is
+        // stopped.
+        let again = Step::teardown(&step, &spec).await.unwrap();
+        assert_eq!(again, ["stop wireguard-go for wg-test"]);
+        // A new spec after it converges from scratch with the same key.
+        let public = step.public_key();
+        step.converge(&spec).await.unwrap();
+        assert_eq!(
+            fake.state().device.clone().unwrap().public_key,
+            Some(public)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kernel_teardown_leaves_the_link_empty() {
+        let fake = FakeNet::default();
+        let step = NetworkStep::new(Backend::Kernel, Arc::new(NodeKey::generate()), fake.host());
+        let spec = spec_with(wireguard(2));
+        step.converge(&spec).await.unwrap();
+        fake.take_calls();
+        Step::teardown(&step, &spec).await.unwrap();
+        let state = fake.state();
+        let link = state.link.clone().unwrap();
+        assert!(
+            link.addresses.is_empty() && link.routes.is_empty(),
+            "{link:?}"
+        );
+        assert!(state.device.clone().unwrap().peers.is_empty());
+        assert!(!state.calls.iter().any(|c| c.contains("wireguard-go")));
     }
 
     #[tokio::test]

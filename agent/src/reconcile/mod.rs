@@ -93,6 +93,14 @@ pub trait Capability: Send + Sync + fmt::Debug + 'static {
 
     /// Makes the changes of a plan, in order.
     async fn apply(&self, desired: &NodeSpec, changes: &[Self::Change]) -> Result<(), StepError>;
+
+    // ---- reset ----
+    /// Takes back what the capability set up for `last`, the spec being
+    /// forgotten, never destroying data. Returns one line per change made.
+    /// A capability that sets nothing up has nothing to take back.
+    async fn teardown(&self, _last: &NodeSpec) -> Result<Vec<String>, StepError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A capability this build cannot carry out yet. It reads nothing of the
@@ -192,6 +200,12 @@ pub trait Step: Send + Sync + fmt::Debug {
 
     /// Observes, plans and applies.
     async fn converge(&self, desired: &NodeSpec) -> Result<StepOutcome, StepError>;
+
+    // ---- reset ----
+    /// See [`Capability::teardown`].
+    async fn teardown(&self, _last: &NodeSpec) -> Result<Vec<String>, StepError> {
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait]
@@ -229,6 +243,10 @@ impl<C: Capability> Step for C {
                 })
             }
         }
+    }
+
+    async fn teardown(&self, last: &NodeSpec) -> Result<Vec<String>, StepError> {
+        Capability::teardown(self, last).await
     }
 }
 
@@ -296,6 +314,12 @@ impl Reconciler {
     ) {
         let mut retry = FIRST_RETRY;
         loop {
+            // The spec is read under the pass lock: a reset holding it ends
+            // with the spec gone, and no pass of the old one follows.
+            let pass = tokio::select! {
+                () = shutdown.cancelled() => break,
+                pass = self.status.pass_lock().lock() => pass,
+            };
             let current = desired.borrow_and_update().clone();
             let delay = match current {
                 Some(current) => {
@@ -305,6 +329,7 @@ impl Reconciler {
                         () = shutdown.cancelled() => break,
                         converged = self.converge(&current) => converged,
                     };
+                    drop(pass);
                     if converged {
                         retry = FIRST_RETRY;
                         self.resync
@@ -314,7 +339,10 @@ impl Reconciler {
                         delay
                     }
                 }
-                None => self.resync,
+                None => {
+                    drop(pass);
+                    self.resync
+                }
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,

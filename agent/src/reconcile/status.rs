@@ -40,6 +40,10 @@ pub struct StepStatus {
 #[derive(Debug)]
 pub struct StatusBoard {
     steps: RwLock<Vec<StepStatus>>,
+    // ---- reset ----
+    /// Held through each reconcile pass and through a reset, so the two
+    /// never run at once.
+    pass: tokio::sync::Mutex<()>,
 }
 
 impl StatusBoard {
@@ -61,7 +65,14 @@ impl StatusBoard {
                     })
                     .collect(),
             ),
+            pass: tokio::sync::Mutex::new(()),
         }
+    }
+
+    // ---- reset ----
+    /// Serialises reconcile passes and resets.
+    pub fn pass_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.pass
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Vec<StepStatus>> {

@@ -25,6 +25,8 @@ const SPEC_FILE: &str = "spec.json";
 const REFUSED_FILE: &str = "spec.json.refused";
 /// Held locked by the running agent.
 const LOCK_FILE: &str = "lock";
+/// The generation of the spec the last reset forgot.
+const RESET_FILE: &str = "spec.reset";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -125,6 +127,7 @@ impl StateStore {
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
             .map_err(|_| StateError::Locked { path: lock_path })?;
         atomic::remove_stale_temp_files(dir, SPEC_FILE).map_err(dir_err)?;
+        atomic::remove_stale_temp_files(dir, RESET_FILE).map_err(dir_err)?;
         let store = Self {
             dir: dir.to_owned(),
             _lock: lock,
@@ -239,6 +242,37 @@ impl StateStore {
             path: self.spec_path(),
             source,
         })
+    }
+
+    // ---- reset ----
+    /// Forgets the stored spec of `generation`: records the generation
+    /// first (so later ones count on), then removes the spec file. A crash
+    /// in between leaves the spec stored.
+    pub fn forget(&self, generation: u64) -> Result<(), StateError> {
+        let path = self.dir.join(RESET_FILE);
+        let write = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        StagedFile::write(&self.dir, RESET_FILE, format!("{generation}\n").as_bytes())
+            .and_then(StagedFile::commit)
+            .map_err(write)?;
+        let spec = self.spec_path();
+        match fs::remove_file(&spec).and_then(|()| fs::File::open(&self.dir)?.sync_all()) {
+            Err(source) if source.kind() != ErrorKind::NotFound => {
+                Err(StateError::Write { path: spec, source })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The generation the last reset forgot (0 when none): later specs are
+    /// numbered after it.
+    pub fn reset_generation(&self) -> u64 {
+        fs::read_to_string(self.dir.join(RESET_FILE))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
     }
 }
 

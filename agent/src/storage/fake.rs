@@ -45,6 +45,9 @@ pub struct FakeState {
     /// Every call, in order: `name arg…`.
     pub calls: Vec<String>,
     pub uuid_counter: u32,
+    /// `format` makes the filesystem, then fails as if the agent had died
+    /// before it could record it.
+    pub die_after_format: bool,
 }
 
 #[derive(Debug, Default)]
@@ -229,21 +232,37 @@ impl StorageOps for FakeOps {
         Ok(())
     }
 
-    fn format(&self, device: &str, filesystem: Filesystem, label: &str) -> Result<(), OpsError> {
+    fn new_uuid(&self) -> Result<String, OpsError> {
+        let mut state = self.state();
+        state.uuid_counter += 1;
+        Ok(format!(
+            "00000000-0000-0000-0000-{:012}",
+            state.uuid_counter
+        ))
+    }
+
+    fn format(
+        &self,
+        device: &str,
+        filesystem: Filesystem,
+        label: &str,
+        uuid: &str,
+    ) -> Result<(), OpsError> {
         let mut state = self.call(format!("format {device} {filesystem} {label}"));
         if !state.signatures.get(device).is_none_or(Vec::is_empty) {
             return Err(OpsError::Other(format!("{device} is not blank")));
         }
-        state.uuid_counter += 1;
-        let uuid = format!("00000000-0000-0000-0000-{:012}", state.uuid_counter);
         state.signatures.insert(
             device.to_owned(),
             vec![Signature {
                 kind: filesystem.to_string(),
                 usage: "filesystem".into(),
-                uuid: Some(uuid),
+                uuid: Some(uuid.to_owned()),
             }],
         );
+        if state.die_after_format {
+            return Err(OpsError::Other("the agent died after mkfs".into()));
+        }
         Ok(())
     }
 

@@ -348,13 +348,29 @@ impl StorageOps for LinuxStorage {
         run("wipefs", &["-a", "-q", device]).map(drop)
     }
 
-    fn format(&self, device: &str, filesystem: Filesystem, label: &str) -> Result<(), OpsError> {
+    fn new_uuid(&self) -> Result<String, OpsError> {
+        let path = "/proc/sys/kernel/random/uuid";
+        fs::read_to_string(path)
+            .map(|uuid| uuid.trim().to_owned())
+            .map_err(|e| OpsError::io(path, e))
+    }
+
+    fn format(
+        &self,
+        device: &str,
+        filesystem: Filesystem,
+        label: &str,
+        uuid: &str,
+    ) -> Result<(), OpsError> {
         // No force flag: the tools refuse a device that is not blank, one
         // more guard behind the probe.
         match filesystem {
-            Filesystem::Btrfs => run("mkfs.btrfs", &["-q", "-L", label, device]),
-            Filesystem::Ext4 => run("mkfs.ext4", &["-q", "-L", label, device]),
-            Filesystem::Xfs => run("mkfs.xfs", &["-q", "-L", label, device]),
+            Filesystem::Btrfs => run("mkfs.btrfs", &["-q", "-L", label, "-U", uuid, device]),
+            Filesystem::Ext4 => run("mkfs.ext4", &["-q", "-L", label, "-U", uuid, device]),
+            Filesystem::Xfs => run(
+                "mkfs.xfs",
+                &["-q", "-L", label, "-m", &format!("uuid={uuid}"), device],
+            ),
         }
         .map(drop)
     }

@@ -13,7 +13,7 @@ pub mod plan;
 pub mod records;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 
 use std::{
     collections::BTreeMap,
@@ -347,21 +347,28 @@ impl Inner {
                         },
                     });
                 }
+                // Recorded before mkfs runs: killed in between, the agent
+                // still finds the new filesystem its own, not a stranger's.
+                let uuid = ops.new_uuid()?;
+                records.record_formatted(volume, uuid.clone());
+                save(records)?;
                 if *wipe {
                     warn!(device = %device, volume = %volume, "wiping the signature the spec names");
                     ops.wipe(device)?;
                 }
                 let label: String = volume.chars().take(12).collect();
-                ops.format(device, *filesystem, &label)?;
-                let uuid = ops
+                ops.format(device, *filesystem, &label, &uuid)?;
+                let made = ops
                     .signatures(device)?
                     .into_iter()
                     .find_map(|s| s.uuid)
                     .ok_or_else(|| {
                         StorageError::Refused(format!("{device} shows no UUID after mkfs"))
                     })?;
-                records.record_formatted(volume, uuid);
-                save(records)?;
+                if made != uuid {
+                    records.record_formatted(volume, made);
+                    save(records)?;
+                }
             }
             Change::CreateSubvolume { path, .. } => ops.create_subvolume(Path::new(path))?,
             Change::SetQuota { path, size, .. } => ops.set_quota(Path::new(path), size.bytes())?,
@@ -532,6 +539,22 @@ impl Capability for Storage {
                 change: "storage".into(),
                 source: Box::new(StorageError::from(e)),
             })?
+    }
+
+    // ---- reset ----
+    /// Unmounts what tfagent mounted, deepest first: the plan of a spec
+    /// without volumes, of which only unmounts and forgets are kept, so
+    /// nothing is ever formatted, wiped or deleted.
+    async fn teardown(&self, last: &NodeSpec) -> Result<Vec<String>, StepError> {
+        let mut bare = last.clone();
+        bare.storage = crate::spec::Storage::default();
+        let observed = Capability::observe(self, &bare).await?;
+        let changes: Vec<Change> = plan::plan(&bare, &observed)
+            .into_iter()
+            .filter(|c| matches!(c, Change::Unmount { .. } | Change::Forget { .. }))
+            .collect();
+        Capability::apply(self, &bare, &changes).await?;
+        Ok(changes.iter().map(ToString::to_string).collect())
     }
 }
 

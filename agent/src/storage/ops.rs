@@ -168,8 +168,20 @@ pub trait StorageOps: Send + Sync + fmt::Debug + 'static {
     /// Erases every signature on the device (`wipefs -a`).
     fn wipe(&self, device: &str) -> Result<(), OpsError>;
 
-    /// Creates a filesystem labelled `label` on a blank device.
-    fn format(&self, device: &str, filesystem: Filesystem, label: &str) -> Result<(), OpsError>;
+    /// A fresh filesystem UUID. Chosen before `format`, so the record of a
+    /// new filesystem is written before it exists: an agent killed between
+    /// mkfs and the record still finds the filesystem its own.
+    fn new_uuid(&self) -> Result<String, OpsError>;
+
+    /// Creates a filesystem labelled `label`, with UUID `uuid`, on a blank
+    /// device.
+    fn format(
+        &self,
+        device: &str,
+        filesystem: Filesystem,
+        label: &str,
+        uuid: &str,
+    ) -> Result<(), OpsError>;
 
     fn enable_quota(&self, pool: &Path) -> Result<(), OpsError>;
 

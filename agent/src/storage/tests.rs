@@ -492,3 +492,95 @@ async fn changed_mount_flags_are_applied_with_a_remount() {
         StepOutcome::UpToDate
     );
 }
+
+// ---- reset ----
+#[tokio::test]
+async fn a_teardown_unmounts_what_tfagent_mounted_and_destroys_nothing() {
+    let h = harness(None);
+    h.ops.add_pool("/mnt/pool", "/dev/sdz", false);
+    h.ops
+        .add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", vec![]);
+    // A mount tfagent did not make stays.
+    h.ops.add_pool("/mnt/other", "/dev/sdx", false);
+    let spec = spec(FULL);
+    h.storage.converge(&spec).await.unwrap();
+    h.ops.clear_calls();
+
+    let done = Step::teardown(&h.storage, &spec).await.unwrap();
+    let mutations = h.ops.mutations();
+    assert_eq!(mutations.len(), 4, "{mutations:?}");
+    assert!(
+        mutations.iter().all(|m| m.starts_with("unmount ")),
+        "only unmounts: {mutations:?}"
+    );
+    for target in [
+        "/var/lib/rancher/k3s",
+        "/srv/data",
+        "/etc/rancher",
+        "/var/lib/kubelet",
+    ] {
+        assert!(
+            mutations.contains(&format!("unmount {target}")),
+            "{target}: {mutations:?}"
+        );
+    }
+    assert_eq!(done.len(), 4, "{done:?}");
+    let records = Records::load(h.storage.state_dir()).unwrap();
+    assert!(records.mounts.is_empty());
+    // The filesystem tfagent made is still known: applying the spec again
+    // mounts it without formatting.
+    assert!(records.formatted("data").is_some());
+    assert!(
+        h.ops
+            .state()
+            .mounts
+            .iter()
+            .any(|m| m.target == "/mnt/other")
+    );
+
+    assert!(Step::teardown(&h.storage, &spec).await.unwrap().is_empty());
+    h.ops.clear_calls();
+    h.storage.converge(&spec).await.unwrap();
+    assert!(
+        !h.ops
+            .mutations()
+            .iter()
+            .any(|m| m.starts_with("format") || m.starts_with("wipe")),
+        "{:?}",
+        h.ops.mutations()
+    );
+}
+
+// ---- crash consistency ----
+#[tokio::test]
+async fn killed_between_mkfs_and_its_record_the_filesystem_is_still_ours() {
+    let h = harness(None);
+    h.ops
+        .add_device("/dev/disk/by-id/blank", "/dev/sdy", "8:16", vec![]);
+    let spec = spec(
+        "
+volumes:
+  - name: data
+    device: /dev/disk/by-id/blank
+    mount_point: /srv/data
+",
+    );
+    h.ops.state().die_after_format = true;
+    h.storage.converge(&spec).await.unwrap_err();
+    h.ops.state().die_after_format = false;
+    h.ops.clear_calls();
+    // The next start: the filesystem is mounted, never refused as a
+    // stranger's, never formatted again.
+    h.storage.converge(&spec).await.unwrap();
+    let mutations = h.ops.mutations();
+    assert!(
+        !mutations
+            .iter()
+            .any(|m| m.starts_with("format") || m.starts_with("wipe")),
+        "{mutations:?}"
+    );
+    assert!(
+        h.ops.state().mounts.iter().any(|m| m.target == "/srv/data"),
+        "{mutations:?}"
+    );
+}

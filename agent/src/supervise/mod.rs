@@ -341,6 +341,34 @@ impl Capability for Services {
         }
         Ok(())
     }
+
+    // ---- reset ----
+    /// Stops the services of `last` (dependents first) and stops
+    /// supervising them, then removes the files rendered for them (the
+    /// token file among them). Their data dirs stay.
+    async fn teardown(&self, last: &NodeSpec) -> Result<Vec<String>, StepError> {
+        let wanted = desired(last, &self.paths);
+        let mut done = Vec::new();
+        for def in wanted.services.iter().rev() {
+            if self.supervisor.definition(def.name.as_str()).is_some() {
+                self.supervisor.remove(&def.name).await;
+                done.push(format!("stop {}", def.name));
+            }
+        }
+        for file in &wanted.files {
+            match fs::remove_file(&file.path) {
+                Ok(()) => done.push(format!("remove {}", file.path.display())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StepError::Apply {
+                        change: format!("remove {}", file.path.display()),
+                        source: Box::new(source),
+                    });
+                }
+            }
+        }
+        Ok(done)
+    }
 }
 
 #[cfg(test)]

@@ -290,6 +290,39 @@ impl Capability for VipStep {
         }
         Ok(())
     }
+
+    // ---- reset ----
+    /// Stops following the VIP and stops keepalived (a holder's keepalived
+    /// hands the VIP over as it stops), then removes keepalived's files and
+    /// the election memory.
+    async fn teardown(&self, _last: &NodeSpec) -> Result<Vec<String>, StepError> {
+        let mut done = Vec::new();
+        if self.engine.config().is_some() {
+            self.engine.configure(None);
+            done.push(Change::Engine(None).to_string());
+        }
+        if self.supervisor.definition(keepalived::SERVICE).is_some() {
+            let name = keepalived::SERVICE
+                .parse()
+                .unwrap_or_else(|_| unreachable!());
+            self.supervisor.remove(&name).await;
+            done.push(Change::StopKeepalived.to_string());
+        }
+        let files = self.files();
+        for path in [files.config(), files.track(), files.fifo(), files.ledger()] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => done.push(format!("remove {}", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StepError::Apply {
+                        change: format!("remove {}", path.display()),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        Ok(done)
+    }
 }
 
 /// The apiserver probe the VIP is gated on, by default k3s's own readiness
@@ -395,6 +428,37 @@ mod tests {
             engine: running.engine,
         });
         assert_eq!(changes, [Change::StopKeepalived, Change::Engine(None)]);
+    }
+
+    #[tokio::test]
+    async fn a_reset_stops_keepalived_and_the_engine_and_removes_the_files() {
+        use crate::reconcile::Step;
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = crate::supervise::Supervisor::new(
+            crate::supervise::SupervisorConfig {
+                record_dir: dir.path().join("records"),
+                log_dir: dir.path().join("logs"),
+                cgroups: crate::supervise::cgroup::CgroupLayout::None,
+                cgroup_parent: "unused".into(),
+            },
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let network = Arc::new(crate::test_support::network_step());
+        let step = crate::test_support::vip_step(dir.path(), &supervisor, network);
+        let spec = example_spec("server-init");
+        step.converge(&spec).await.unwrap();
+        assert!(step.engine().config().is_some());
+        assert!(supervisor.definition(keepalived::SERVICE).is_some());
+        let files = Files::new(&dir.path().join("vip"));
+        assert!(files.config().exists() && files.track().exists());
+
+        let done = Step::teardown(&step, &spec).await.unwrap();
+        assert_eq!(done[..2], ["stop following the VIP", "stop keepalived"]);
+        assert!(step.engine().config().is_none());
+        assert!(supervisor.definition(keepalived::SERVICE).is_none());
+        assert!(!files.config().exists() && !files.track().exists());
+        // Nothing left to take back.
+        assert!(Step::teardown(&step, &spec).await.unwrap().is_empty());
     }
 
     #[test]
