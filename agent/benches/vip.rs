@@ -87,14 +87,24 @@ fn answered(
 fn figure(metric: &str, times: &[f64], failed: usize) -> Option<Figure> {
     let millis: Vec<f64> = times.iter().map(|t| t * 1000.0).collect();
     let Some(summary) = Summary::of(&millis) else {
-        common::unmeasured(BENCH, metric, &format!("no trial recovered ({failed} failed)"));
+        common::unmeasured(
+            BENCH,
+            metric,
+            &format!("no trial recovered ({failed} failed)"),
+        );
         return None;
     };
-    let mut note = format!("fault → first answer from another server at a worker, advert {ADVERT_INTERVAL_MS} ms");
+    let mut note = format!(
+        "fault → first answer from another server at a worker, advert {ADVERT_INTERVAL_MS} ms"
+    );
     if failed > 0 {
         note += &format!("; {failed} trial(s) did not recover within 20 s");
     }
-    Some(Figure::new(BENCH, metric, "ms", summary).on_p95().note(note))
+    Some(
+        Figure::new(BENCH, metric, "ms", summary)
+            .on_p95()
+            .note(note),
+    )
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -303,26 +313,41 @@ fn main() {
         return;
     }
     let count = common::knob("VIP_TRIALS", 20) as usize;
-    println!("vip: failovers over {count} trials each, advert interval {ADVERT_INTERVAL_MS} ms, timed at a worker");
+    println!(
+        "vip: failovers over {count} trials each, advert interval {ADVERT_INTERVAL_MS} ms, timed at a worker"
+    );
 
     let base_dir = tempfile::tempdir().unwrap();
     make_ca(base_dir.path());
     fs::write(base_dir.path().join("always-ready"), "").unwrap();
     let (base, base_failed) = baseline(base_dir.path(), count);
-    let base = figure("keepalived alone, kill -9 of the master", &base, base_failed);
+    let base = figure(
+        "keepalived alone, kill -9 of the master",
+        &base,
+        base_failed,
+    );
 
     let mut lab = Lab::start(3, 1, false, ADVERT_INTERVAL_MS);
     lab.converged(Duration::from_secs(60));
     let (hard, hard_failed) = trials(&mut lab, Fault::HardKill, count);
     if let Some(hard) = figure(metrics[0], &hard, hard_failed) {
-        let note = format!("{}; kill -9 of its agent, keepalived and stand-in together", hard.note);
+        let note = format!(
+            "{}; kill -9 of its agent, keepalived and stand-in together",
+            hard.note
+        );
         report(&hard.clone().goal(Goal::AtMost(1000.0)).note(note.clone()));
         match &base {
             Some(base) => report(
-                &Figure { metric: metrics[1].into(), ..hard }
-                    .anchor("keepalived alone (address moved by VRRP and gratuitous ARP, its host gone)", base.value)
-                    .goal(Goal::AtMost(1.2))
-                    .note(note),
+                &Figure {
+                    metric: metrics[1].into(),
+                    ..hard
+                }
+                .anchor(
+                    "keepalived alone (address moved by VRRP and gratuitous ARP, its host gone)",
+                    base.value,
+                )
+                .goal(Goal::AtMost(1.2))
+                .note(note),
             ),
             None => common::unmeasured(BENCH, metrics[1], "keepalived alone did not recover"),
         }
@@ -334,7 +359,10 @@ fn main() {
     }
     let (not_ready, not_ready_failed) = trials(&mut lab, Fault::NotReady, count);
     if let Some(not_ready) = figure(metrics[3], &not_ready, not_ready_failed) {
-        let note = format!("{}; /readyz 503, probed every 100 ms, 2 in a row", not_ready.note);
+        let note = format!(
+            "{}; /readyz 503, probed every 100 ms, 2 in a row",
+            not_ready.note
+        );
         report(&not_ready.note(note));
     }
 }

@@ -153,7 +153,11 @@ impl Figure {
 
     fn goal_text(&self, goal: Goal) -> String {
         let text = goal.text(self.anchor.is_some());
-        if self.on_p95 { format!("p95 {text}") } else { text }
+        if self.on_p95 {
+            format!("p95 {text}")
+        } else {
+            text
+        }
     }
 
     pub fn anchor(mut self, name: impl Into<String>, value: Summary) -> Self {

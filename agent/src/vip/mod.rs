@@ -434,7 +434,7 @@ mod tests {
     async fn a_reset_stops_keepalived_and_the_engine_and_removes_the_files() {
         use crate::reconcile::Step;
         let dir = tempfile::tempdir().unwrap();
-        let supervisor = crate::supervise::Supervisor::new(
+        let supervisor = Supervisor::new(
             crate::supervise::SupervisorConfig {
                 record_dir: dir.path().join("records"),
                 log_dir: dir.path().join("logs"),
