@@ -7,7 +7,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
 mod lab;
+use common::netns;
 
 use std::{
     net::IpAddr,

@@ -13,7 +13,6 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
 };
@@ -21,32 +20,18 @@ use std::{
 use serde_json::{Value, json};
 
 mod common;
+use common::netns::{Netns, have_tools, unique};
 
 const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
 const TOKEN: &str = "37a19483e94eed8fa33078987edd509271efdba80b2b9d0a";
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A short name unique to this process and call: `{tag}{pid}x{n}`.
-fn unique(tag: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{tag}{}x{n}", std::process::id() % 1_000_000)
-}
 
 /// Why this machine cannot run these tests, if it cannot.
 fn cannot_run() -> Option<&'static str> {
     if !nix::unistd::geteuid().is_root() {
         return Some("needs root");
     }
-    for tool in ["ip", "wg", "wireguard-go", "ping", "setsid"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some("needs ip, wg, wireguard-go, ping and setsid");
-        }
+    if !have_tools(&["ip", "wg", "wireguard-go", "ping", "setsid"]) {
+        return Some("needs ip, wg, wireguard-go, ping and setsid");
     }
     None
 }
@@ -58,97 +43,6 @@ macro_rules! require_root {
             return;
         }
     };
-}
-
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn must(program: &str, args: &[&str]) -> String {
-    let output = run(program, args);
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// A network namespace; its processes are killed and it is deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = unique(tag);
-        must("ip", &["netns", "add", &name]);
-        let ns = Self { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend(args);
-        must("ip", &all)
-    }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        let mut all = vec!["netns", "exec", self.name.as_str()];
-        all.extend(args);
-        run("ip", &all)
-    }
-
-    fn pings(&self, address: &str) -> bool {
-        self.exec(&["ping", "-c", "1", "-W", "1", address])
-            .status
-            .success()
-    }
-
-    /// Pings until an answer (the first packets wait for a handshake).
-    fn reaches(&self, address: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.pings(address) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-        }
-    }
-
-    fn pids(&self) -> Vec<i32> {
-        String::from_utf8_lossy(&run("ip", &["netns", "pids", &self.name]).stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // wireguard-go runs in its own session: it is ours to stop.
-        for _ in 0..50 {
-            let pids = self.pids();
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = run("ip", &["netns", "del", &self.name]);
-    }
 }
 
 /// The underlay: a bridge in a namespace of its own.

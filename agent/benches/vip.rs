@@ -15,6 +15,8 @@
 mod common;
 #[path = "../../tests/lab/mod.rs"]
 mod lab;
+#[path = "../../tests/common/netns.rs"]
+mod netns;
 
 use std::{
     fs,
@@ -187,6 +189,11 @@ fn baseline(dir: &Path, count: usize) -> (Vec<f64>, usize) {
             ),
         )
         .unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{name}.log")))
+            .unwrap();
         let keepalived = Command::new("ip")
             .args([
                 "netns",
@@ -195,6 +202,7 @@ fn baseline(dir: &Path, count: usize) -> (Vec<f64>, usize) {
                 "keepalived",
                 "--dont-fork",
                 "--no-syslog",
+                "--log-console",
                 "--vrrp",
             ])
             .arg(format!("--use-file={}", conf.display()))
@@ -207,8 +215,8 @@ fn baseline(dir: &Path, count: usize) -> (Vec<f64>, usize) {
                 dir.join(format!("{name}.vrrp.pid")).display()
             ))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
         let stand_in = Command::new("ip")
@@ -274,7 +282,17 @@ fn baseline(dir: &Path, count: usize) -> (Vec<f64>, usize) {
         nodes[i].0.ip(&["link", "set", "eth0", "down"]);
         match answered(child, out, fault_at) {
             Some(seconds) => times.push(seconds),
-            None => failed += 1,
+            None => {
+                failed += 1;
+                for (_, name) in &nodes {
+                    let log =
+                        fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                    println!(
+                        "  (keepalived alone: no answer from another server; {name}'s log ends: {tail:?})"
+                    );
+                }
+            }
         }
         for c in &mut running[i] {
             let _ = c.wait();

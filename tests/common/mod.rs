@@ -4,6 +4,7 @@
 // Each test file uses its own part of this.
 #![allow(dead_code)]
 
+pub mod netns;
 // ---- safety ----
 pub mod crash;
 pub mod nsagent;

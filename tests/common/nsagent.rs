@@ -8,7 +8,6 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
 };
@@ -17,28 +16,15 @@ use serde_json::Value;
 
 pub const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A short name unique to this process and call: `{tag}{pid}x{n}`.
-pub fn unique(tag: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{tag}{}x{n}", std::process::id() % 1_000_000)
-}
+pub use super::netns::unique;
 
 /// Why this machine cannot run a namespaced agent, if it cannot.
 pub fn cannot_run() -> Option<&'static str> {
     if !nix::unistd::geteuid().is_root() {
         return Some("needs root");
     }
-    for tool in ["ip", "wireguard-go", "unshare", "nsenter"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some("needs ip, wireguard-go, unshare and nsenter");
-        }
+    if !super::netns::have_tools(&["ip", "wireguard-go", "unshare", "nsenter"]) {
+        return Some("needs ip, wireguard-go, unshare and nsenter");
     }
     None
 }

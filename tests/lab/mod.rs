@@ -15,12 +15,13 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
+
+pub use crate::netns::{Netns, have_tools, kill, must, run, unique};
 
 pub const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
 pub const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
@@ -36,20 +37,12 @@ pub const TOKEN: &str = "5b0e7c9a4f1d2e3c8b6a7f0e1d2c3b4a5f6e7d8c9b0a1f2e";
 pub const VIP: &str = "10.100.0.250";
 const USER_IP: &str = "10.100.0.100";
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A short name unique to this process and call.
-pub fn unique(tag: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{tag}{}x{n}", std::process::id() % 1_000_000)
-}
-
 /// Why this machine cannot run the lab, if it cannot.
 pub fn cannot_run() -> Option<&'static str> {
     if !nix::unistd::geteuid().is_root() {
         return Some("needs root");
     }
-    for tool in [
+    let tools = [
         "ip",
         "wg",
         "wireguard-go",
@@ -57,107 +50,11 @@ pub fn cannot_run() -> Option<&'static str> {
         "curl",
         "openssl",
         "python3",
-    ] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool} || test -x /usr/sbin/{tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some("needs ip, wg, wireguard-go, keepalived, curl, openssl and python3");
-        }
+    ];
+    if !have_tools(&tools) {
+        return Some("needs ip, wg, wireguard-go, keepalived, curl, openssl and python3");
     }
     None
-}
-
-pub fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-pub fn must(program: &str, args: &[&str]) -> String {
-    let output = run(program, args);
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// A network namespace; what runs in it is killed, and it is deleted, on
-/// drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Self {
-        let name = unique(tag);
-        must("ip", &["netns", "add", &name]);
-        let ns = Self { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", self.name.as_str()];
-        all.extend(args);
-        must("ip", &all)
-    }
-
-    pub fn exec(&self, args: &[&str]) -> Output {
-        let mut all = vec!["netns", "exec", self.name.as_str()];
-        all.extend(args);
-        run("ip", &all)
-    }
-
-    pub fn pids(&self) -> Vec<i32> {
-        String::from_utf8_lossy(&run("ip", &["netns", "pids", &self.name]).stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
-
-    /// The pids in the namespace whose command is `comm`.
-    pub fn pids_of(&self, comm: &str) -> Vec<i32> {
-        self.pids()
-            .into_iter()
-            .filter(|pid| {
-                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
-            })
-            .collect()
-    }
-
-    pub fn kill_all(&self) {
-        for _ in 0..100 {
-            let pids = self.pids();
-            if pids.is_empty() {
-                return;
-            }
-            for pid in pids {
-                kill(pid);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-pub fn kill(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        self.kill_all();
-        let _ = run("ip", &["netns", "del", &self.name]);
-    }
 }
 
 /// The lab's certificates: a CA and, per server, a stand-in certificate for
