@@ -925,6 +925,9 @@ async fn the_services_step_starts_containerd_then_k3s_and_never_shows_the_token(
 }
 
 const K3S_HELPER_ENV: &str = "TFAGENT_SUPERVISE_TEST_K3S";
+/// Set for the real k3s only: the helper then also runs the add-ons step
+/// and waits for k3s to create the add-ons' resources.
+const K3S_ADDONS_ENV: &str = "TFAGENT_SUPERVISE_TEST_ADDONS";
 
 /// k3s itself, when K3S_BIN names a binary: a server-init node, run by the
 /// services step exactly as the agent runs it (config.yaml, token file, our
@@ -942,7 +945,7 @@ fn k3s_server_init_becomes_ready_with_the_real_binary() {
         return;
     };
     needs_root!();
-    k3s_server_in_a_namespace(&k3s_bin);
+    k3s_server_in_a_namespace(&k3s_bin, true);
 }
 
 /// The same run with a stand-in for k3s (tests/fixtures/stand-in-k3s.sh):
@@ -960,10 +963,10 @@ fn the_k3s_server_readiness_probe_trusts_the_cluster_ca_and_presents_the_admin_c
         .join("../tests/fixtures/stand-in-k3s.sh")
         .canonicalize()
         .unwrap();
-    k3s_server_in_a_namespace(stand_in.as_os_str());
+    k3s_server_in_a_namespace(stand_in.as_os_str(), false);
 }
 
-fn k3s_server_in_a_namespace(k3s_bin: &std::ffi::OsStr) {
+fn k3s_server_in_a_namespace(k3s_bin: &std::ffi::OsStr, addons: bool) {
     let dir = tempfile::tempdir().unwrap();
     let netns = unique("tfk3s");
     let run = |args: &[&str]| {
@@ -1020,6 +1023,7 @@ fn k3s_server_in_a_namespace(k3s_bin: &std::ffi::OsStr) {
             "--test-threads=1",
         ])
         .env(K3S_HELPER_ENV, dir.path())
+        .env(K3S_ADDONS_ENV, if addons { "1" } else { "" })
         .env("K3S_BIN", k3s_bin)
         .output()
         .unwrap();
@@ -1103,10 +1107,55 @@ fn k3s_helper() {
         let ready = wait_for(&supervisor, "k3s", Duration::from_secs(300), |s| s.ready).await;
         eprintln!("k3s ready: {ready:?}");
         assert!(ready.message.contains("/readyz answered 200"), "{ready:?}");
+        if std::env::var_os(K3S_ADDONS_ENV).is_some_and(|v| v == "1") {
+            addons_are_deployed(&spec, &paths, &k3s_bin, &dir).await;
+        }
         supervisor.stop_all().await;
         token.cancel();
     });
     fs::write(dir.join("k3s-ok"), "ok").unwrap();
+}
+
+/// The add-ons step writes its manifests into this k3s's manifests dir, and
+/// k3s's deploy controller creates the add-ons' HelmChart resources (the
+/// charts themselves then need the internet, which a test may not use).
+async fn addons_are_deployed(
+    spec: &tfagent::spec::NodeSpec,
+    paths: &ServicePaths,
+    k3s_bin: &std::ffi::OsStr,
+    dir: &Path,
+) {
+    use tfagent::{
+        addons::{AddonsStep, K3sPaths},
+        reconcile::Step,
+    };
+    let step = AddonsStep::new(K3sPaths::under(&paths.k3s_data_dir));
+    let outcome = step.converge(spec).await.unwrap();
+    eprintln!("addons step: {outcome:?}");
+    let wanted = ["metallb", "ingress-nginx", "cert-manager"];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed = Command::new(k3s_bin)
+            .args(["kubectl", "--kubeconfig"])
+            .arg(dir.join("kubeconfig.yaml"))
+            .args(["get", "helmcharts.helm.cattle.io", "-A", "-o", "name"])
+            .output()
+            .unwrap();
+        let names = String::from_utf8_lossy(&listed.stdout).into_owned();
+        if wanted
+            .iter()
+            .all(|chart| names.lines().any(|l| l.ends_with(&format!("/{chart}"))))
+        {
+            eprintln!("k3s created the add-ons' HelmCharts:\n{names}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "k3s did not create the HelmCharts of {wanted:?}; it lists:\n{names}{}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 // ---- the real daemon adopts at start, and serves status, logs, restart ----

@@ -249,3 +249,40 @@ fn the_vip_answers_from_a_ready_server_moves_on_failure_and_heals_after_a_partit
         final_holder
     );
 }
+
+#[test]
+fn the_first_server_holds_the_vip_alone_and_the_others_join_through_it() {
+    require_root!();
+    // Every agent runs, but only server-1 (server-init) and the workers
+    // have their specs: servers 2 and 3 do not exist yet for the cluster.
+    let lab = Lab::new(3, 2, false, 100);
+    for name in ["server-1", "worker-1", "worker-2"] {
+        lab.apply_spec(lab.index_of(name));
+    }
+    lab.converged(Duration::from_secs(60));
+    assert_eq!(lab.agreed_holder(Duration::from_secs(20)), "server-1");
+    assert_eq!(
+        answer_from_other(&lab, "worker-2", None, Duration::from_secs(10)),
+        "server-1"
+    );
+    let status = lab.node("server-1").json(&["status"]);
+    assert_eq!(status["vip"]["election_state"], "master", "{status}");
+    assert_eq!(status["vip"]["epoch"], 1, "{status}");
+
+    // The other servers join (through the VIP, in their join URL): the
+    // holder stays, and they follow it.
+    for name in ["server-2", "server-3"] {
+        lab.apply_spec(lab.index_of(name));
+    }
+    lab.converged(Duration::from_secs(60));
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(lab.agreed_holder(Duration::from_secs(20)), "server-1");
+    for name in ["server-2", "server-3"] {
+        let status = lab.node(name).json(&["status"]);
+        assert_eq!(
+            status["vip"]["election_state"], "backup",
+            "{name}: {status}"
+        );
+        assert_eq!(status["vip"]["holder"], "server-1", "{name}: {status}");
+    }
+}

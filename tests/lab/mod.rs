@@ -157,6 +157,8 @@ pub struct Node {
     pub dir: PathBuf,
     pub agent: Option<Child>,
     pub stand_in: Option<Child>,
+    /// Whether a spec was applied to it.
+    pub applied: std::cell::Cell<bool>,
     // Dropped last.
     pub ns: Netns,
 }
@@ -429,9 +431,19 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// `servers` servers (priorities 150, 100, 50, …) and `workers` workers;
-    /// with `user`, the user's namespace dials worker-1.
+    /// [`Lab::new`] with every node's spec applied.
     pub fn start(servers: u8, workers: u8, user: bool, advert_interval_ms: u32) -> Self {
+        let lab = Self::new(servers, workers, user, advert_interval_ms);
+        for i in 0..lab.nodes.len() {
+            lab.apply_spec(i);
+        }
+        lab
+    }
+
+    /// `servers` servers (priorities 150, 100, 50, …) and `workers` workers,
+    /// each with its agent running and no spec yet; with `user`, the user's
+    /// namespace dials worker-1.
+    pub fn new(servers: u8, workers: u8, user: bool, advert_interval_ms: u32) -> Self {
         let dir = tempfile::tempdir().unwrap();
         make_ca(dir.path());
         let underlay = Netns::new("tvbr");
@@ -455,11 +467,13 @@ impl Lab {
         if user {
             lab.add_user();
         }
-        for i in 0..lab.nodes.len() {
-            let spec = lab.spec(i);
-            lab.apply(i, &spec);
-        }
         lab
+    }
+
+    /// Applies node `i`'s spec of [`Lab::spec`].
+    pub fn apply_spec(&self, i: usize) {
+        let spec = self.spec(i);
+        self.apply(i, &spec);
     }
 
     fn plug(&self, ns: &Netns, address: &str, port: &str) {
@@ -493,6 +507,7 @@ impl Lab {
             dir,
             agent: None,
             stand_in: None,
+            applied: std::cell::Cell::new(false),
             ns,
         };
         if server {
@@ -663,12 +678,20 @@ impl Lab {
             String::from_utf8_lossy(&output.stderr),
             node.log()
         );
+        node.applied.set(true);
+    }
+
+    /// The nodes whose agent runs with a spec applied.
+    fn active(&self) -> impl Iterator<Item = &Node> {
+        self.nodes
+            .iter()
+            .filter(|n| n.agent.is_some() && n.applied.get())
     }
 
     /// Waits until every running node's vip step converged.
     pub fn converged(&self, within: Duration) {
         let deadline = Instant::now() + within;
-        for node in self.nodes.iter().filter(|n| n.agent.is_some()) {
+        for node in self.active() {
             loop {
                 let status = node.json(&["status"]);
                 let vip = status["steps"]
@@ -694,9 +717,7 @@ impl Lab {
 
     /// Every running node's VIP route, by node name (holder names).
     pub fn routes(&self) -> Vec<(String, Option<String>)> {
-        self.nodes
-            .iter()
-            .filter(|n| n.agent.is_some())
+        self.active()
             .map(|n| {
                 let holder = n.vip_route().and_then(|key| self.name_of_key(&key));
                 (n.name.clone(), holder)
