@@ -455,41 +455,6 @@ fn curl(url: &str) -> (u16, String) {
     (code.parse().unwrap(), body.to_owned())
 }
 
-/// The metric families in OpenMetrics `text`, as the Prometheus project's
-/// own parser reads it (it refuses anything malformed).
-fn openmetrics_families(text: &str) -> Vec<String> {
-    use std::io::Write;
-    let mut parser = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import sys\n\
-             from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
-             for family in parse(sys.stdin.read()):\n    print(family.name, family.type)",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 with prometheus_client is installed (scripts/deps.sh)");
-    parser
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = parser.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "not valid OpenMetrics: {}\n{text}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn serves_valid_prometheus_metrics_of_status_and_reconcile_runs() {
     let port = free_port();
@@ -515,7 +480,7 @@ fn serves_valid_prometheus_metrics_of_status_and_reconcile_runs() {
         );
         thread::sleep(Duration::from_millis(50));
     };
-    let families = openmetrics_families(&text);
+    let families = common::openmetrics_families(&text);
     for family in [
         "tfagent_build_info gauge",
         "tfagent_desired_generation gauge",

@@ -197,6 +197,30 @@ fn the_vip_answers_from_a_ready_server_moves_on_failure_and_heals_after_a_partit
     assert_eq!(lab.agreed_holder(Duration::from_secs(10)), survivor);
     let status = lab.node("worker-1").json(&["status"]);
     assert!(status["vip"]["transitions"].as_u64() >= Some(2), "{status}");
+    // The metrics say the same, as valid OpenMetrics.
+    let metrics = lab.node("worker-1").metrics();
+    let families = common::openmetrics_families(&metrics);
+    for family in [
+        "tfagent_vip_holder gauge",
+        "tfagent_vip_epoch gauge",
+        "tfagent_vip_transitions counter",
+        "tfagent_vip_last_failover_seconds gauge",
+    ] {
+        assert!(
+            families.iter().any(|f| f == family),
+            "{family}: {families:?}"
+        );
+    }
+    assert!(
+        metrics.contains(&format!("tfagent_vip_holder{{holder=\"{survivor}\"}} 1")),
+        "{metrics}"
+    );
+    let server_metrics = lab.node(&survivor).metrics();
+    assert!(
+        server_metrics.contains("tfagent_vip_election_state{state=\"master\"} 1")
+            && server_metrics.contains("tfagent_vip_apiserver_ready 1"),
+        "{server_metrics}"
+    );
     // It comes back (keepalived started again by its agent) without taking
     // the VIP: no preemption of a healthy holder.
     lab.nodes[index].spawn_stand_in();

@@ -63,3 +63,38 @@ pub fn copy_executable(from: &str, to: &Path) {
     let chmod = Command::new("chmod").arg("0755").arg(to).status().unwrap();
     assert!(chmod.success());
 }
+
+/// The metric families in OpenMetrics `text`, as the Prometheus project's
+/// own parser reads it (it refuses anything malformed).
+pub fn openmetrics_families(text: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut parser = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys\n\
+             from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+             for family in parse(sys.stdin.read()):\n    print(family.name, family.type)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with prometheus_client is installed (scripts/deps.sh)");
+    parser
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = parser.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "not valid OpenMetrics: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

@@ -204,7 +204,7 @@ impl Node {
         fs::write(
             &config,
             format!(
-                "state_dir = \"{state}\"\nsocket = \"{socket}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 5\nwireguard_backend = \"userspace\"\n\
+                "state_dir = \"{state}\"\nsocket = \"{socket}\"\nlog_level = \"tfagent=debug,info\"\nresync_interval_secs = 5\nwireguard_backend = \"userspace\"\nmetrics_address = \"127.0.0.1:9368\"\n\
                  [services]\nrun_dir = \"{run}\"\ncontainerd_root = \"{s}/containerd\"\nk3s_data_dir = \"{s}/k3s\"\nkubelet_root_dir = \"{s}/kubelet\"\nlog_dir = \"{s}/log\"\ncgroups = false\n\
                  [vip]\nready_url = \"https://127.0.0.1:6443/readyz\"\nready_ca = \"{ca}\"\nprobe_interval_ms = 100\n",
                 state = self.dir.join("state").display(),
@@ -352,6 +352,23 @@ impl Node {
                     .any(|w| w == format!("{VIP}/32"))
                     .then(|| key.to_owned())
             })
+    }
+
+    /// The agent's metrics (its own namespace's loopback, port 9368).
+    pub fn metrics(&self) -> String {
+        let output = self.ns.exec(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:9368/metrics",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}: metrics: {output:?}",
+            self.name
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// GET https://VIP:6443/ from this namespace: the answering server's
