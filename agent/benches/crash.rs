@@ -5,19 +5,23 @@
 //! wireguard-go; says so and exits otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-#[path = "../../tests/common/mod.rs"]
 mod common;
+#[path = "../../tests/common/mod.rs"]
+mod harness;
 
-use common::{
+use common::{Figure, Goal, Summary, report};
+use harness::{
     crash::{Bed, Rng, seed},
     nsagent::cannot_run,
 };
+
+const METRIC: &str = "trials converged after a SIGKILL during an apply";
 
 const TRIALS: usize = 50;
 
 fn main() {
     if let Some(why) = cannot_run() {
-        println!("crash bench skipped: {why}");
+        common::unmeasured("crash", METRIC, why);
         return;
     }
     let seed = seed();
@@ -32,8 +36,12 @@ fn main() {
             Err(wrong) => println!("trial {trial}: {wrong}"),
         }
     }
-    println!(
-        "crash: {converged}/{TRIALS} trials converged to the last accepted spec without duplicates (goal {TRIALS}/{TRIALS}); last generation {accepted}; {:.1} s; seed {seed}",
-        started.elapsed().as_secs_f64()
+    report(
+        &Figure::new("crash", METRIC, "trials", Summary::single(converged as f64))
+            .goal(Goal::AtLeast(TRIALS as f64))
+            .note(format!(
+                "of {TRIALS}: to the last accepted spec, no duplicate address, route, peer, mount or child; last generation {accepted}; {:.1} s; seed {seed}",
+                started.elapsed().as_secs_f64()
+            )),
     );
 }

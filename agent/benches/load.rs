@@ -8,6 +8,9 @@
 //! nothing on the host changes (dry runs only read it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
+use common::{Figure, Goal, Summary, report};
 use std::{
     fs,
     path::Path,
@@ -288,6 +291,32 @@ fn main() {
         percentile(&all, 0.99).as_secs_f64() * 1e3,
         first_error.map_or(String::new(), |e| format!("; first: {e}"))
     );
+    let mix = format!(
+        "{CLIENTS} clients (status, dry-run applies, event streams), {} s",
+        run.as_secs()
+    );
+    report(
+        &Figure::new(
+            "load",
+            "throughput under load",
+            "calls/s",
+            Summary::single(total as f64 / run.as_secs_f64()),
+        )
+        .note(mix.clone()),
+    );
+    if let Some(latency) = Summary::of_ms(&all) {
+        report(&Figure::new("load", "call latency under load", "ms", latency).note(mix.clone()));
+    }
+    report(
+        &Figure::new(
+            "load",
+            "errors under load",
+            "calls",
+            Summary::single(errors as f64),
+        )
+        .goal(Goal::AtMost(0.0))
+        .note(mix),
+    );
     let samples = sampler.join().unwrap();
     // After a tenth of the run (at least 1 s): every connection is open.
     let warm = samples
@@ -308,6 +337,21 @@ fn main() {
     println!(
         "agent RSS: {rss_start} KiB idle at the start, {warm} KiB once loaded, {peak} KiB at most, {rss_end} KiB at the end (goal: flat under load; {:+.1}% from loaded to end)",
         (rss_end as f64 - warm as f64) * 100.0 / warm.max(1) as f64
+    );
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    report(
+        &Figure::new(
+            "load",
+            "agent RSS after the load run",
+            "MiB",
+            Summary::single(mib(rss_end)),
+        )
+        .anchor("the same agent once loaded", Summary::single(mib(warm)))
+        .goal(Goal::AtMost(1.05))
+        .note(format!(
+            "flat means within 5 % of its loaded size; {} MiB idle before",
+            mib(rss_start)
+        )),
     );
     drop(agent);
 }
