@@ -132,7 +132,17 @@ fn trials(lab: &mut Lab, fault: Fault, count: usize) -> (Vec<f64>, usize) {
         }
         match answered(child, out, fault_at) {
             Some(seconds) => times.push(seconds),
-            None => failed += 1,
+            None => {
+                failed += 1;
+                println!(
+                    "  (no other server answered after the fault on {holder}; routes {:?})",
+                    lab.routes()
+                );
+                for node in lab.nodes.iter().filter(|n| n.server && n.agent.is_some()) {
+                    let status = node.json(&["status"]);
+                    println!("  ({}: {})", node.name, status["vip"]);
+                }
+            }
         }
         // Bring it back; it rejoins as a backup.
         match fault {
@@ -297,7 +307,15 @@ fn baseline(dir: &Path, count: usize) -> (Vec<f64>, usize) {
         for c in &mut running[i] {
             let _ = c.wait();
         }
-        // keepalived killed -9 leaves the VIP behind: take it off.
+        // keepalived killed -9 leaves the VIP behind: take it off. Its
+        // pid files too: a child not yet reaped would pass for a running
+        // keepalived.
+        for file in [
+            format!("{}.pid", nodes[i].1),
+            format!("{}.vrrp.pid", nodes[i].1),
+        ] {
+            let _ = fs::remove_file(dir.join(file));
+        }
         let _ = nodes[i]
             .0
             .exec(&["ip", "addr", "del", &format!("{vip}/24"), "dev", "eth0"]);

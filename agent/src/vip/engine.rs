@@ -231,13 +231,17 @@ async fn run(
                 }
             }
         };
+        tokio::pin!(running);
         tokio::select! {
-            () = running => {}
+            () = &mut running => {}
             changed = configs.changed() => {
-                stop.cancel();
                 if changed.is_err() {
+                    // No more configs: the agent is stopping. The engine
+                    // ends at shutdown, a holder once it handed over.
+                    running.await;
                     return;
                 }
+                stop.cancel();
                 continue;
             }
         }
@@ -350,6 +354,10 @@ impl<'a> Running<'a> {
                     info!(%state, "keepalived");
                     let actions = self.election.on_vrrp(state, Instant::now());
                     self.perform(actions).await;
+                    // Even without a move: status and the memory of an
+                    // adopted keepalived follow its state.
+                    self.remember();
+                    self.set_status(|_| {});
                 }
                 Some((ready, message)) = ready_rx.recv() => {
                     self.set_status(|s| {
