@@ -20,7 +20,7 @@ use std::{
 use serde_json::{Value, json};
 
 mod common;
-use common::netns::{Netns, have_tools, unique};
+use common::netns::{Netns, have_tools, spawn_tfagent, unique};
 
 const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
 const TOKEN: &str = "37a19483e94eed8fa33078987edd509271efdba80b2b9d0a";
@@ -128,29 +128,11 @@ impl Node {
             ),
         )
         .unwrap();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("tfagent.log"))
-            .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name, TFAGENT, "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let log = self.dir.path().join("tfagent.log");
+        let child = spawn_tfagent(&self.ns, TFAGENT, &config, &log, || {
+            self.ctl(&["info"]).status.success()
+        });
         self.agent = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.ctl(&["info"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "tfagent did not serve:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
     }
 
     fn log(&self) -> String {

@@ -21,7 +21,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-pub use crate::netns::{Netns, have_tools, kill, must, run, unique};
+pub use crate::netns::{Netns, have_tools, kill, must, run, spawn_tfagent, unique};
 
 pub const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
 pub const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
@@ -215,30 +215,11 @@ impl Node {
             ),
         )
         .unwrap();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tfagent.log"))
-            .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name, TFAGENT, "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let log = self.dir.join("tfagent.log");
+        let child = spawn_tfagent(&self.ns, TFAGENT, &config, &log, || {
+            self.ctl(&["info"]).status.success()
+        });
         self.agent = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.ctl(&["info"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "{}: tfagent did not serve:\n{}",
-                self.name,
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// Starts this server's stand-in apiserver (ready unless told).

@@ -260,6 +260,14 @@ impl Election {
         actions.push(Action::Broadcast(self.message(Kind::Claim, failover)));
     }
 
+    /// The release this node sends when it is about to leave the election
+    /// while holding the VIP (a stopping agent), before keepalived moves:
+    /// the others' failover timers then start at the true moment.
+    pub fn release(&self) -> Option<Announcement> {
+        (self.vrrp == VrrpState::Master && self.ledger.holder == Some(self.me))
+            .then(|| self.message(Kind::Release, None))
+    }
+
     /// Restores the route after an agent start or a new spec.
     /// Not a transition: the VIP stays where it was.
     pub fn start(&mut self) -> Vec<Action> {
@@ -314,8 +322,10 @@ impl Election {
                 }
             }
             Kind::Release => {
+                // The first release counts: a stopping holder sends one
+                // before keepalived moves, and one when it has.
                 if Some(from) == self.ledger.holder && message.epoch == self.ledger.epoch {
-                    self.released_at = Some(now);
+                    self.released_at.get_or_insert(now);
                 }
             }
         }
@@ -611,6 +621,27 @@ mod tests {
         w.on_message(ip(3), claimed, t0);
         assert_eq!(w.status().last_failover, Some(MASTER_DOWN));
         assert_eq!(w.status().transitions, 2);
+    }
+
+    #[test]
+    fn a_stopping_holder_releases_first_and_the_first_release_counts() {
+        let t0 = Instant::now();
+        let mut s1 = node(1);
+        assert_eq!(s1.release(), None);
+        s1.on_vrrp(VrrpState::Master, t0);
+        let early = s1.release().unwrap();
+        assert_eq!(
+            (early.kind, early.epoch, early.holder),
+            (Kind::Release, 1, ip(1))
+        );
+        let mut s2 = node(2);
+        s2.on_message(ip(1), claim(1, 1), t0);
+        s2.on_message(ip(1), early, t0);
+        // keepalived's own move, and the release that follows it, later.
+        let late = broadcasts(&s1.on_vrrp(VrrpState::Fault, t0 + Duration::from_millis(30)))[0];
+        s2.on_message(ip(1), late, t0 + Duration::from_millis(30));
+        let claimed = broadcasts(&s2.on_vrrp(VrrpState::Master, t0 + Duration::from_millis(90)))[0];
+        assert_eq!(claimed.failover_ms, 90);
     }
 
     #[test]

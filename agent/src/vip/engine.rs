@@ -391,6 +391,9 @@ impl<'a> Running<'a> {
     /// a holder leaves the election first and waits (briefly) for keepalived
     /// to hand the VIP over, releasing it to the others.
     async fn hand_over(&mut self, vrrp: &mut mpsc::UnboundedReceiver<VrrpState>) {
+        if let Some(release) = self.election.release() {
+            self.perform(vec![Action::Broadcast(release)]).await;
+        }
         if let Err(error) = write_track(&self.parts.files.track(), false) {
             warn!(%error, "cannot leave the election");
             return;
