@@ -144,19 +144,30 @@ impl Bed {
             })
             .collect();
         // Two variants in three have the volume: its mount comes and goes.
-        let volumes = if n.is_multiple_of(3) {
-            json!([])
+        // Its persisted path is in the test's dir: the default ones (under
+        // /etc and /var/lib) would be made on the host's disk.
+        let kept = self
+            .mount_point
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("kept");
+        let storage = if n.is_multiple_of(3) {
+            json!({"volumes": []})
         } else {
-            json!([{
-                "name": "data",
-                "device": self.disk.device,
-                "filesystem": "btrfs",
-                "format": "if-blank",
-                "mount_point": self.mount_point,
-            }])
+            json!({
+                "volumes": [{
+                    "name": "data",
+                    "device": self.disk.device,
+                    "filesystem": "btrfs",
+                    "format": "if-blank",
+                    "mount_point": self.mount_point,
+                }],
+                "persist": {"volume": "data", "paths": [{"path": kept}]},
+            })
         };
         json!({
-            "storage": {"volumes": volumes},
+            "storage": storage,
             "node_name": "crash-node",
             "role": "agent",
             "cluster": {"token": TOKEN, "join_url": "https://10.100.0.250:6443"},
