@@ -196,6 +196,30 @@ impl Trials {
     fn set_last(&self, text: String) {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
     }
+
+    /// Forgets the pending trial and stops its timer.
+    fn cancel_pending(&self) {
+        if let Some((_, cancel)) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            cancel.cancel();
+        }
+    }
+
+    /// Removes the trial record from the state dir.
+    async fn clear_record(&self) -> Result<(), ControlError> {
+        let dir = self.state_dir.clone();
+        tokio::task::spawn_blocking(move || trial::clear(&dir))
+            .await
+            .map_err(|source| ControlError::Internal {
+                what: "clearing the trial",
+                source,
+            })??;
+        Ok(())
+    }
 }
 
 /// Stores accepted specs. Runs in its own task so that a caller who goes
@@ -670,10 +694,7 @@ impl Controller {
             Err(error) => {
                 // Nothing went on trial: a record left behind would revert
                 // a later spec of the same generation.
-                let dir = self.trials.state_dir.clone();
-                if let Ok(Err(clear)) =
-                    tokio::task::spawn_blocking(move || trial::clear(&dir)).await
-                {
+                if let Err(clear) = self.trials.clear_record().await {
                     warn!(error = %clear, "cannot remove the trial record");
                 }
                 return Err(error);
@@ -770,22 +791,8 @@ impl Controller {
                 pending.generation
             )));
         }
-        let dir = self.trials.state_dir.clone();
-        tokio::task::spawn_blocking(move || trial::clear(&dir))
-            .await
-            .map_err(|source| ControlError::Internal {
-                what: "clearing the trial",
-                source,
-            })??;
-        if let Some((_, cancel)) = self
-            .trials
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            cancel.cancel();
-        }
+        self.trials.clear_record().await?;
+        self.trials.cancel_pending();
         info!(generation, "spec on trial confirmed");
         self.trials
             .set_last(format!("generation {generation} was confirmed"));
@@ -882,22 +889,8 @@ impl Controller {
             actions.extend(done);
         }
         // A pending trial would restore the spec it replaced.
-        if let Some((_, cancel)) = self
-            .trials
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            cancel.cancel();
-        }
-        let dir = self.trials.state_dir.clone();
-        tokio::task::spawn_blocking(move || trial::clear(&dir))
-            .await
-            .map_err(|source| ControlError::Internal {
-                what: "clearing the trial",
-                source,
-            })??;
+        self.trials.cancel_pending();
+        self.trials.clear_record().await?;
         Arc::clone(&self.committer)
             .forget(current.generation)
             .await?;
@@ -932,13 +925,7 @@ async fn revert(
         return Ok(());
     };
     let (reverted_to, _) = Arc::clone(committer).commit(pending.previous).await?;
-    let dir = trials.state_dir.clone();
-    tokio::task::spawn_blocking(move || trial::clear(&dir))
-        .await
-        .map_err(|source| ControlError::Internal {
-            what: "clearing the trial",
-            source,
-        })??;
+    trials.clear_record().await?;
     *trials.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
     warn!(
         generation,

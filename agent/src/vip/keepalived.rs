@@ -27,6 +27,13 @@ pub const INSTANCE: &str = "tfagent_vip";
 /// The service's name under the supervisor.
 pub const SERVICE: &str = "keepalived";
 
+/// [`SERVICE`] as a service name.
+pub fn service_name() -> ServiceName {
+    SERVICE
+        .parse()
+        .unwrap_or_else(|_| unreachable!("a valid service name"))
+}
+
 /// keepalived's files, all under the agent's run directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Files {
@@ -148,7 +155,7 @@ pub fn render(instance: &Instance<'_>, files: &Files) -> String {
 /// The supervised keepalived: VRRP only, in the foreground, logging to
 /// stdout (the supervisor's log file), with its pid files beside its config.
 pub fn service(binary: &Path, files: &Files, config: &str) -> ServiceDef {
-    let name: ServiceName = SERVICE.parse().unwrap_or_else(|_| unreachable!());
+    let name = service_name();
     let path = |p: PathBuf| p.display().to_string();
     let mut def = ServiceDef::new(
         name,

@@ -280,10 +280,7 @@ impl Capability for VipStep {
                         .map_err(|e| failed(Box::new(e)))?;
                 }
                 Change::StopKeepalived => {
-                    let name = keepalived::SERVICE
-                        .parse()
-                        .unwrap_or_else(|_| unreachable!());
-                    self.supervisor.remove(&name).await;
+                    self.supervisor.remove(&keepalived::service_name()).await;
                 }
                 Change::Engine(config) => self.engine.configure(config.clone()),
             }
@@ -302,10 +299,7 @@ impl Capability for VipStep {
             done.push(Change::Engine(None).to_string());
         }
         if self.supervisor.definition(keepalived::SERVICE).is_some() {
-            let name = keepalived::SERVICE
-                .parse()
-                .unwrap_or_else(|_| unreachable!());
-            self.supervisor.remove(&name).await;
+            self.supervisor.remove(&keepalived::service_name()).await;
             done.push(Change::StopKeepalived.to_string());
         }
         let files = self.files();
