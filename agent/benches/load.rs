@@ -10,11 +10,10 @@
 
 mod common;
 
-use common::{Figure, Goal, Summary, report};
+use common::{Figure, Goal, LocalAgent, Summary, report, rss_kib};
 use std::{
     fs,
     path::Path,
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -26,24 +25,6 @@ use tfagent::{
 
 const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
 const CLIENTS: usize = 100;
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -180,23 +161,8 @@ fn main() {
         ),
     )
     .unwrap();
-    let child = Command::new(TFAGENT)
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let agent = Agent(child);
-    let pid = agent.0.id();
-    let started = Instant::now();
-    while !socket.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "tfagent did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let agent = LocalAgent::start(TFAGENT, &config, &socket);
+    let pid = agent.pid();
     std::thread::sleep(Duration::from_millis(300));
     let rss_start = rss_kib(pid);
 

@@ -280,3 +280,51 @@ fn number(value: f64) -> String {
         format!("{value:.3}")
     }
 }
+
+/// A `tfagent` started by a bench; killed when dropped.
+pub struct LocalAgent(pub std::process::Child);
+
+impl Drop for LocalAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl LocalAgent {
+    /// Starts `tfagent --config CONFIG` (output discarded) and waits, up
+    /// to 30 s, until its `socket` exists.
+    pub fn start(tfagent: &str, config: &std::path::Path, socket: &std::path::Path) -> Self {
+        let child = std::process::Command::new(tfagent)
+            .arg("--config")
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tfagent starts");
+        let agent = Self(child);
+        let started = std::time::Instant::now();
+        while !socket.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tfagent did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        agent
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+/// A process's resident set size in KiB (0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
