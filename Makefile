@@ -22,6 +22,7 @@ release: deps
 # The whole suite, exactly what CI runs (.ci/run): formatting, lints, then
 # unit, integration and end-to-end tests (root-only ones need root).
 test: deps lint fuzz-build
+	$(CARGO) build --workspace --locked --bins
 	$(CARGO) test --workspace --locked
 
 lint:
@@ -56,14 +57,12 @@ demo: build
 demo-down:
 	@scripts/demo.sh down
 
-# ---- benchmarks (issue 9) ----
 # Every bench in agent/benches/, then one table of figures against their
 # goals and anchors; the JSON goes to target/bench/results.json. Run as root
 # (the namespace and loop-device benches say "not measured" otherwise).
 # BENCH=api,wireguard runs some; TFAGENT_BENCH_* knobs make runs longer.
 bench: deps
 	@scripts/bench.sh
-# ---- end benchmarks ----
 
 install: release
 	install -D -m 0755 target/release/tfagent $(DESTDIR)$(PREFIX)/bin/tfagent

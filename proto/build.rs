@@ -20,7 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
 
+    // Channels are made by the callers (unix socket, mutual TLS): no
+    // generated `connect`, so the crate needs no tonic transport.
     tonic_prost_build::configure()
+        .build_transport(false)
         // ClusterSpec carries the cluster token: its Debug is written by hand
         // so the secret never reaches a log.
         .skip_debug([".tfagent.v1.ClusterSpec"])
@@ -33,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed=proto/{proto}");
     }
     tonic_prost_build::configure()
+        .build_transport(false)
         .build_server(false)
         .compile_fds(protox::compile(containerd, includes)?)?;
     Ok(())

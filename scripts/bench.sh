@@ -43,7 +43,9 @@ fi
 echo "bench: building ${benches[*]} (release profile)"
 build_args=()
 for name in "${benches[@]}"; do build_args+=(--bench "$name"); done
-if ! cargo bench -p tfagent --locked --no-run "${build_args[@]}"; then
+# The benches run both binaries; tfagentctl is another package's.
+if ! cargo build --release --locked --workspace --bins ||
+    ! cargo bench -p tfagent --locked --no-run "${build_args[@]}"; then
     echo "bench: the benches did not build" >&2
     exit 1
 fi

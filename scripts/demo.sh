@@ -266,7 +266,7 @@ YAML
 start_stand_in() { # server name
     local name=$1 home=$dir/$1
     touch "$home/apiserver-ready"
-    setsid ip netns exec "$prefix-$name" python3 "$repo/tests/fixtures/stand-in-apiserver.py" \
+    setsid ip netns exec "$prefix-$name" python3 "$repo/testkit/fixtures/stand-in-apiserver.py" \
         "$name" 6443 "$dir/stand-in.crt" "$dir/stand-in.key" "$home/apiserver-ready" \
         </dev/null >"$home/stand-in-apiserver.log" 2>&1 &
 }
@@ -374,7 +374,7 @@ up() {
         heading "k3s"
         say "k3s is not installed here: each node's k3s points at /nonexistent/k3s-is-not-installed-here"
         say "(set K3S_BIN=/path/to/k3s to run the real one). Each server namespace runs a STAND-IN"
-        say "apiserver instead (tests/fixtures/stand-in-apiserver.py, HTTPS :6443): NOT k3s."
+        say "apiserver instead (testkit/fixtures/stand-in-apiserver.py, HTTPS :6443): NOT k3s."
         for entry in "${nodes[@]}"; do
             field "$entry"
             [[ $role == server-* ]] && start_stand_in "$name"

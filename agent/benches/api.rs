@@ -12,12 +12,12 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use tfagent_testkit::{tfagent_bin, tfagentctl_bin};
 
 use common::{Figure, Goal, LocalAgent, Summary, report, rss_kib};
-use tfagent::api::{connect_unix, proto as pb};
+use tfagent_proto::v1 as pb;
+use tfagentctl::client::connect_unix;
 
-const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
-const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
 const BENCH: &str = "api";
 
 async fn load(socket: &Path, clients: usize, run: Duration) -> (Vec<Duration>, usize) {
@@ -64,7 +64,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let agent = LocalAgent::start(TFAGENT, &config, &socket);
+    let agent = LocalAgent::start(tfagent_bin(), &config, &socket);
     let pid = agent.pid();
     std::thread::sleep(Duration::from_millis(200));
     let rss_idle = rss_kib(pid);
@@ -125,7 +125,7 @@ fn main() {
     );
     drop(agent);
 
-    for binary in [TFAGENT, TFAGENTCTL] {
+    for binary in [tfagent_bin(), tfagentctl_bin()] {
         let size = fs::metadata(binary).map(|m| m.len()).unwrap_or(0);
         let name = Path::new(binary).file_name().unwrap().to_string_lossy();
         let profile = if binary.contains("/release/") {

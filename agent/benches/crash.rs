@@ -6,8 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
-#[path = "../../tests/common/mod.rs"]
-mod harness;
+use tfagent_testkit as harness;
 
 use common::{Figure, Goal, Summary, report};
 use harness::{

@@ -17,13 +17,12 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use tfagent_testkit::tfagent_bin;
 
-use tfagent::{
-    api::{connect_unix, proto as pb},
-    spec::SpecDocument,
-};
+use tfagent_proto::v1 as pb;
+use tfagent_spec::SpecDocument;
+use tfagentctl::client::connect_unix;
 
-const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
 const CLIENTS: usize = 100;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -161,7 +160,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let agent = LocalAgent::start(TFAGENT, &config, &socket);
+    let agent = LocalAgent::start(tfagent_bin(), &config, &socket);
     let pid = agent.pid();
     std::thread::sleep(Duration::from_millis(300));
     let rss_start = rss_kib(pid);

@@ -21,12 +21,11 @@ use std::{
     thread,
     time::{Duration, Instant},
 };
+use tfagent_testkit::{tfagent_bin, tfagentctl_bin};
 
 use common::{Figure, Goal, Summary, report};
 
 const BENCH: &str = "reapply";
-const TFAGENT: &str = env!("CARGO_BIN_EXE_tfagent");
-const TFAGENTCTL: &str = env!("CARGO_BIN_EXE_tfagentctl");
 /// Set in the re-executed bench that runs inside the namespaces.
 const INSIDE: &str = "TFAGENT_BENCH_REAPPLY_INSIDE";
 const METRICS: &str = "127.0.0.1:9368";
@@ -187,7 +186,7 @@ services:
 
 fn ctl(socket: &Path, args: &[&str]) -> String {
     must(
-        TFAGENTCTL,
+        tfagentctl_bin(),
         &[&["--socket", socket.to_str().unwrap()], args].concat(),
     )
 }
@@ -282,7 +281,7 @@ fn inside() {
     )
     .unwrap();
     let agent = Agent(
-        Command::new(TFAGENT)
+        Command::new(tfagent_bin())
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -293,7 +292,7 @@ fn inside() {
     );
     let pid = agent.0.id();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !Command::new(TFAGENTCTL)
+    while !Command::new(tfagentctl_bin())
         .args(["--socket", socket.to_str().unwrap(), "info"])
         .output()
         .is_ok_and(|o| o.status.success())
@@ -304,7 +303,7 @@ fn inside() {
 
     // Peers' keys: the shape matters, not the holders (no peer answers).
     let keys: Vec<String> = (0..4)
-        .map(|_| tfagent::net::NodeKey::generate().public().to_string())
+        .map(|_| tfagent_spec::KeyPair::generate().public().to_string())
         .collect();
     let file = dir.path().join("spec.yaml");
     fs::write(&file, spec(dir.path(), &disk.0, &keys)).unwrap();

@@ -22,13 +22,13 @@ use std::{
 use common::{Figure, Goal, Summary, report};
 use tfagent::{
     reconcile::{Step, StepOutcome},
-    spec::{Filesystem, NodeSpec, Propagation, SpecDocument, ValidationContext},
     storage::{
         DevicePolicy, OpsError, Storage, StorageOps,
         linux::LinuxStorage,
         ops::{BlockDevice, DeviceNode, MountSource, PathKind, QuotaState, Signature, Usage},
     },
 };
+use tfagent_spec::{Filesystem, NodeSpec, Propagation, SpecDocument, ValidationContext};
 
 const IN_NAMESPACE: &str = "TFAGENT_BENCH_IN_NAMESPACE";
 const BENCH: &str = "storage";

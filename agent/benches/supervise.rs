@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{Figure, Goal, Summary, report};
 use nix::sys::resource::{UsageWho, getrusage};
-use tfagent::supervise::{
+use tfagent_supervisor::{
     ServiceDef, Supervisor, SupervisorConfig,
     cgroup::CgroupLayout,
     def::{BackoffPolicy, CrashLoopPolicy},

@@ -13,10 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
-#[path = "../../tests/lab/mod.rs"]
-mod lab;
-#[path = "../../tests/common/netns.rs"]
-mod netns;
+use tfagent_testkit::lab;
 
 use std::{
     fs,

@@ -22,11 +22,11 @@ use std::{
 
 use common::{Figure, Goal, Summary, report};
 use tfagent::{
-    net::{self, Backend, NodeKey},
+    net::{self, Backend},
     reconcile::Step,
-    spec::{NodeSpec, Peer, SpecDocument, ValidationContext, Wireguard},
-    supervise::{Supervisor, SupervisorConfig, cgroup::CgroupLayout},
 };
+use tfagent_spec::{KeyPair, NodeSpec, Peer, SpecDocument, ValidationContext, Wireguard};
+use tfagent_supervisor::{Supervisor, SupervisorConfig, cgroup::CgroupLayout};
 
 const BENCH: &str = "wireguard";
 /// Set in the re-executed bench that runs inside the private namespace.
@@ -142,7 +142,7 @@ fn base_spec() -> NodeSpec {
         .unwrap()
 }
 
-fn peers(keys: &[NodeKey]) -> Vec<Peer> {
+fn peers(keys: &[KeyPair]) -> Vec<Peer> {
     keys.iter()
         .enumerate()
         .map(|(i, key)| {
@@ -169,7 +169,7 @@ fn wireguard(interface: &str, peers: Vec<Peer>) -> Wireguard {
 }
 
 /// The same configuration as a `wg` config file.
-fn wg_config(own: &NodeKey, port: u16, peers: &[Peer]) -> String {
+fn wg_config(own: &KeyPair, port: u16, peers: &[Peer]) -> String {
     let mut text = format!(
         "[Interface]\nPrivateKey = {}\nListenPort = {port}\n",
         own.private_base64()
@@ -209,8 +209,8 @@ fn inside() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let peer_count = common::knob("WG_PEERS", 1000) as usize;
     let rounds = common::knob("WG_ROUNDS", 5) as usize;
-    let own = Arc::new(NodeKey::generate());
-    let keys: Vec<NodeKey> = (0..peer_count).map(|_| NodeKey::generate()).collect();
+    let own = Arc::new(KeyPair::generate());
+    let keys: Vec<KeyPair> = (0..peer_count).map(|_| KeyPair::generate()).collect();
     let all = peers(&keys);
     let mut changed = all.clone();
     changed[peer_count / 2]

@@ -16,8 +16,9 @@ use crate::{
     metrics::{self, Metrics, MetricsError, ReconcileMetrics},
     net,
     reconcile::{Reconciler, StatusBoard, Step, StepName},
+    services,
     state::{StateError, StateStore},
-    storage, supervise, vip,
+    storage, vip,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,7 @@ pub enum AppError {
 pub fn steps(
     storage: &storage::Storage,
     network: Arc<dyn Step>,
-    services: supervise::Services,
+    services: services::Services,
     vip: Arc<dyn Step>,
 ) -> Vec<Arc<dyn Step>> {
     // Add-on manifests go where this node's k3s reads them.
@@ -97,14 +98,14 @@ pub async fn run(
     };
 
     let token = CancellationToken::new();
-    let supervisor = supervise::Supervisor::new(
-        supervise::SupervisorConfig {
+    let supervisor = tfagent_supervisor::Supervisor::new(
+        tfagent_supervisor::SupervisorConfig {
             record_dir: config.services.record_dir.clone(),
             log_dir: config.services.log_dir.clone(),
             cgroups: if config.service_cgroups {
-                supervise::cgroup::CgroupLayout::detect()
+                tfagent_supervisor::cgroup::CgroupLayout::detect()
             } else {
-                supervise::cgroup::CgroupLayout::None
+                tfagent_supervisor::cgroup::CgroupLayout::None
             },
             cgroup_parent: config.services.cgroup_parent.clone(),
         },
@@ -113,7 +114,7 @@ pub async fn run(
     // Services a previous agent started are adopted before anything else
     // runs, so nothing starts them twice.
     if let Some(desired) = &loaded.desired {
-        let resumed = supervise::resume(&supervisor, &desired.spec, &config.services);
+        let resumed = services::resume(&supervisor, &desired.spec, &config.services);
         if !resumed.is_empty() {
             info!(services = ?resumed, "adopted the services still running");
         }
@@ -124,7 +125,7 @@ pub async fn run(
             info!("adopted the running keepalived");
         }
     }
-    let key = Arc::new(net::NodeKey::load_or_generate(store.dir())?);
+    let key = Arc::new(net::key::load_or_generate(store.dir())?);
     let capabilities = LinuxHost.capabilities();
     let backend = match net::choose_backend(config.wireguard_backend, &capabilities) {
         Ok(backend) => backend,
@@ -171,7 +172,7 @@ pub async fn run(
     let steps = steps(
         &storage,
         network.clone(),
-        supervise::Services::new(supervisor.clone(), config.services.clone()),
+        services::Services::new(supervisor.clone(), config.services.clone()),
         Arc::new(vip::VipStep::new(
             config.vip.clone(),
             supervisor.clone(),
@@ -313,7 +314,7 @@ async fn feed_watchdog(timeout: std::time::Duration, token: CancellationToken) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::test_support::example_spec;
+    use tfagent_spec::fixtures::example_spec;
 
     #[tokio::test]
     async fn every_step_acts_and_says_what_is_asked() {

@@ -10,12 +10,12 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::supervise::ServicePaths;
+use crate::services::ServicePaths;
 
 /// Where zOS keeps persistent daemon state (`/var/cache/modules/NAME`).
 pub const DEFAULT_STATE_DIR: &str = "/var/cache/modules/tfagent";
 /// The local control socket.
-pub const DEFAULT_SOCKET: &str = "/run/tfagent/tfagent.sock";
+pub use tfagent_proto::DEFAULT_SOCKET;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -92,7 +92,7 @@ impl RawVip {
         services: &ServicePaths,
         invalid: impl Fn(&'static str, &str) -> ConfigError,
     ) -> Result<crate::vip::VipSettings, ConfigError> {
-        use crate::supervise::probe::Probe;
+        use tfagent_supervisor::probe::Probe;
         let mut readiness = crate::vip::default_readiness(services);
         let Probe::Http(http) = &mut readiness.probe else {
             unreachable!("k3s's server readiness is an HTTP probe")
@@ -616,7 +616,7 @@ mod tests {
             "[vip]\nready_url = \"https://[::1]:7443/healthz\"\nready_ca = \"/etc/lab/ca.pem\"\nprobe_interval_ms = 100\nkeepalived = \"/opt/keepalived\"\n",
         )
         .unwrap();
-        let crate::supervise::probe::Probe::Http(http) = &config.vip.readiness.probe else {
+        let tfagent_supervisor::probe::Probe::Http(http) = &config.vip.readiness.probe else {
             panic!("{:?}", config.vip.readiness)
         };
         assert_eq!(http.url(), "https://[::1]:7443/healthz");
@@ -628,7 +628,7 @@ mod tests {
         assert_eq!(config.vip.dir, PathBuf::from("/run/tfagent/vip"));
         // The default: k3s's own readiness check, with its admin certificate.
         let default = parse("").unwrap();
-        let crate::supervise::probe::Probe::Http(http) = &default.vip.readiness.probe else {
+        let tfagent_supervisor::probe::Probe::Http(http) = &default.vip.readiness.probe else {
             panic!()
         };
         assert!(http.client_cert.is_some() && http.path == "/readyz");

@@ -17,17 +17,18 @@ use crate::{
     events::{Event, EventBus, EventKind},
     host::{HostCapabilities, HostInfo},
     reconcile::{self, StatusBoard, Step, StepName, StepStatus},
-    spec::{NodeSpec, Role, SpecDocument, ValidationContext, ValidationErrors},
+    services::{ServicePaths, k3s::kubeconfig_for},
     state::{Desired, Loaded, RefusedSpec, StateError, StateStore},
     storage::{self, DiskInfo, StorageError, VolumeStatus},
-    supervise::{ServicePaths, ServiceStatus, SuperviseError, Supervisor, k3s::kubeconfig_for},
 };
+use tfagent_spec::{NodeSpec, Role, SpecDocument, ValidationContext, ValidationErrors};
+use tfagent_supervisor::{ServiceStatus, SuperviseError, Supervisor};
 // ---- network ----
 use crate::{
-    net::{Backend, InterfaceStatus, NetworkStep, access::HubInfo},
-    spec::WgKey,
+    net::{Backend, InterfaceStatus, NetworkStep},
     trial::{self, Trial, TrialError},
 };
+use tfagent_spec::{WgKey, wgquick::HubInfo};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -808,7 +809,7 @@ impl Controller {
         let current = self.current().ok_or_else(|| {
             ControlError::Precondition("no spec is stored: the mesh is not configured".into())
         })?;
-        Ok(crate::net::access::hub_info(
+        Ok(tfagent_spec::wgquick::hub_info(
             &current.spec.network.wireguard,
             current.spec.cluster.vip,
             network.public_key(),
@@ -941,7 +942,8 @@ async fn revert(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::test_support::{controller, example_document};
+    use crate::test_support::controller;
+    use tfagent_spec::fixtures::example_document;
 
     /// The example with a different node name per `n`, so each is a change.
     fn variant(n: usize) -> SpecDocument {

@@ -35,8 +35,8 @@ use crate::{
     net::InterfaceStatus,
     reconcile::{Condition, StepName},
     storage::{VolumeState, VolumeStatus},
-    supervise::{ServiceState, ServiceStatus},
 };
+use tfagent_supervisor::{ServiceState, ServiceStatus};
 
 /// The OpenMetrics text format, which Prometheus scrapes natively.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -676,7 +676,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::net::{Backend, NodeKey, PeerStatus};
+    use crate::net::{Backend, PeerStatus};
+    use tfagent_spec::KeyPair;
 
     fn scrape(snapshot: Snapshot) -> String {
         let mut registry = Registry::default();
@@ -693,7 +694,7 @@ mod tests {
         let mut containerd = ServiceStatus::new("containerd".parse().unwrap(), Vec::new());
         containerd.state = ServiceState::CrashLooping;
         containerd.restarts = 3;
-        let key = NodeKey::generate().public();
+        let key = KeyPair::generate().public();
         let wireguard = InterfaceStatus {
             interface: "tfk3s".into(),
             backend: Backend::Userspace,

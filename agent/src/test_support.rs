@@ -10,30 +10,8 @@ use crate::{
     events::EventBus,
     host::{CgroupMode, HostCapabilities, HostInfo},
     reconcile::{StatusBoard, StepName},
-    spec::{NodeSpec, SpecDocument, ValidationContext},
     state::StateStore,
-    supervise,
 };
-
-/// The text of an example spec under examples/.
-pub fn example_text(name: &str) -> &'static str {
-    match name {
-        "server-init" => include_str!("../../examples/server-init.yaml"),
-        "server-join" => include_str!("../../examples/server-join.yaml"),
-        "agent" => include_str!("../../examples/agent.yaml"),
-        other => panic!("no example {other}"),
-    }
-}
-
-pub fn example_document(name: &str) -> SpecDocument {
-    SpecDocument::parse(example_text(name)).unwrap()
-}
-
-pub fn example_spec(name: &str) -> NodeSpec {
-    example_document(name)
-        .validate(&ValidationContext::default())
-        .unwrap()
-}
 
 /// A host with fixed, zOS-like capabilities.
 #[derive(Debug)]
@@ -81,11 +59,11 @@ pub fn steps_with(
     dir: &Path,
     storage: &crate::storage::Storage,
 ) -> Vec<Arc<dyn crate::reconcile::Step>> {
-    let supervisor = supervise::Supervisor::new(
-        supervise::SupervisorConfig {
+    let supervisor = tfagent_supervisor::Supervisor::new(
+        tfagent_supervisor::SupervisorConfig {
             record_dir: dir.join("records"),
             log_dir: dir.join("logs"),
-            cgroups: supervise::cgroup::CgroupLayout::None,
+            cgroups: tfagent_supervisor::cgroup::CgroupLayout::None,
             cgroup_parent: "unused".into(),
         },
         tokio_util::sync::CancellationToken::new(),
@@ -95,7 +73,7 @@ pub fn steps_with(
     app::steps(
         storage,
         network,
-        supervise::Services::new(supervisor, supervise::ServicePaths::under(dir)),
+        crate::services::Services::new(supervisor, crate::services::ServicePaths::under(dir)),
         Arc::new(vip),
     )
 }
@@ -125,10 +103,10 @@ pub fn unshared_controller(state_dir: &Path) -> Controller {
 /// it only records the config.
 pub fn vip_step(
     dir: &Path,
-    supervisor: &supervise::Supervisor,
+    supervisor: &tfagent_supervisor::Supervisor,
     router: Arc<dyn crate::vip::VipRouter>,
 ) -> crate::vip::VipStep {
-    let paths = supervise::ServicePaths::under(dir);
+    let paths = crate::services::ServicePaths::under(dir);
     let settings = crate::vip::VipSettings {
         keepalived: "/nonexistent/keepalived".into(),
         dir: dir.join("vip"),
@@ -151,7 +129,7 @@ pub fn vip_step(
 pub fn network_step() -> crate::net::NetworkStep {
     crate::net::NetworkStep::new(
         crate::net::Backend::Userspace,
-        Arc::new(crate::net::NodeKey::generate()),
+        Arc::new(tfagent_spec::KeyPair::generate()),
         crate::net::fake::FakeNet::default().host(),
     )
 }

@@ -11,10 +11,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    spec::{NodeSpec, SpecDocument, ValidationContext},
-    state::StagedFile,
-};
+use crate::state::StagedFile;
+use tfagent_spec::{NodeSpec, SpecDocument, ValidationContext};
 
 /// The trial's file in the state dir (0600: the previous spec holds the
 /// cluster token).
@@ -117,7 +115,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::test_support::example_spec;
+    use tfagent_spec::fixtures::example_spec;
 
     #[test]
     fn a_trial_survives_a_restart_and_is_0600() {

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use tfagent::spec::{SpecDocument, ValidationContext};
+use tfagent_spec::{SpecDocument, ValidationContext};
 use tfagent_proto::v1::NodeSpec;
 
 fuzz_target!(|data: &[u8]| {

@@ -32,6 +32,10 @@ pub mod containerd_version {
     tonic::include_proto!("containerd.services.version.v1");
 }
 
+/// Where the agent serves the API to local callers unless its boot config
+/// says otherwise (root only, mode 0600).
+pub const DEFAULT_SOCKET: &str = "/run/tfagent/tfagent.sock";
+
 /// Encoded `FileDescriptorSet` of the tfagent.v1 files, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tfagent_descriptor");
 

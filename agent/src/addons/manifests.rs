@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::spec::{AcmeServer, Addons};
+use tfagent_spec::{AcmeServer, Addons};
 
 /// Every file name the agent owns starts with this, so it never touches
 /// k3s's own manifests or a person's.

@@ -23,9 +23,9 @@ use tracing::info;
 
 use crate::{
     reconcile::{Capability, Plan, StepError, StepName},
-    spec::{NodeSpec, defaults},
     state::StagedFile,
 };
+use tfagent_spec::{NodeSpec, defaults};
 
 pub use manifests::FILE_PREFIX;
 

@@ -4,10 +4,8 @@
 
 use std::{collections::BTreeSet, fs, path::PathBuf};
 
-use crate::{
-    host::probe::{KernelModules, ProbeRoot, find_executable},
-    spec::AddonHost,
-};
+use crate::host::probe::{KernelModules, ProbeRoot, find_executable};
+use tfagent_spec::AddonHost;
 
 /// `IFF_BROADCAST` in /sys/class/net/NAME/flags.
 const IFF_BROADCAST: u32 = 0x2;

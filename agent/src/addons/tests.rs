@@ -3,10 +3,10 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::{
-    reconcile::{Step, StepOutcome},
-    spec::{AcmeServer, CertManager, Longhorn, Metallb, Role, SpecDocument, ValidationContext},
-    test_support::example_spec,
+use crate::reconcile::{Step, StepOutcome};
+use tfagent_spec::{
+    AcmeServer, CertManager, Longhorn, Metallb, Role, SpecDocument, ValidationContext,
+    fixtures::example_spec,
 };
 
 /// Records deletions; fails them while `fail` is set.
@@ -317,7 +317,7 @@ async fn agents_deploy_no_manifests() {
 
 #[test]
 fn the_example_server_spec_turns_on_what_it_says() {
-    let doc = SpecDocument::parse(crate::test_support::example_text("server-init")).unwrap();
+    let doc = SpecDocument::parse(tfagent_spec::fixtures::example_text("server-init")).unwrap();
     let spec = doc.validate(&ValidationContext::default()).unwrap();
     let files = manifests::render(&spec.addons).unwrap();
     assert_eq!(

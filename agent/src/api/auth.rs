@@ -24,7 +24,7 @@ use tonic::{
 use tower::{Layer, Service};
 use tracing::debug;
 
-use crate::pki::{AccessRole, client_identity};
+use tfagent_pki::{AccessRole, client_identity};
 
 /// The least role that may call each method; a method not listed is for
 /// admins only.

@@ -16,14 +16,17 @@ use crate::{
     app,
     control::Controller,
     events::EventBus,
-    net::{Backend, NetworkStep, NodeKey, fake::FakeNet},
+    net::{Backend, NetworkStep, fake::FakeNet},
     reconcile::{StatusBoard, StepName},
-    spec::{PeerDoc, SpecDocument, ValidationContext, VipServerDoc, VolumeDoc, limits},
     state::StateStore,
     storage::{DevicePolicy, Storage, StorageOps, fake::FakeOps},
-    supervise,
-    test_support::{FakeHost, example_document},
+    test_support::FakeHost,
 };
+use tfagent_spec::{
+    KeyPair, PeerDoc, SpecDocument, ValidationContext, VipServerDoc, VolumeDoc,
+    fixtures::example_document, limits,
+};
+use tfagentctl::client::*;
 
 /// What one case sends.
 enum Input {
@@ -377,7 +380,7 @@ fn mutations() -> Vec<Mutation> {
     }
     for bad in ["relative", "/etc/../root", "/"] {
         all.push(set("storage.persist", move |d| {
-            d.storage.persist.paths = vec![crate::spec::PersistPathDoc {
+            d.storage.persist.paths = vec![tfagent_spec::PersistPathDoc {
                 path: bad.into(),
                 ..Default::default()
             }];
@@ -638,7 +641,7 @@ struct Harness {
     socket: PathBuf,
     net: FakeNet,
     storage: Arc<FakeOps>,
-    supervisor: supervise::Supervisor,
+    supervisor: tfagent_supervisor::Supervisor,
     controller: Arc<Controller>,
     shutdown: CancellationToken,
 }
@@ -656,15 +659,15 @@ impl Harness {
         let net = FakeNet::default();
         let network = Arc::new(NetworkStep::new(
             Backend::Userspace,
-            Arc::new(NodeKey::generate()),
+            Arc::new(KeyPair::generate()),
             net.host(),
         ));
         let services = dir.path().join("services");
-        let supervisor = supervise::Supervisor::new(
-            supervise::SupervisorConfig {
+        let supervisor = tfagent_supervisor::Supervisor::new(
+            tfagent_supervisor::SupervisorConfig {
                 record_dir: services.join("records"),
                 log_dir: services.join("logs"),
-                cgroups: supervise::cgroup::CgroupLayout::None,
+                cgroups: tfagent_supervisor::cgroup::CgroupLayout::None,
                 cgroup_parent: "unused".into(),
             },
             CancellationToken::new(),
@@ -672,9 +675,9 @@ impl Harness {
         let steps = app::steps(
             &storage,
             network.clone(),
-            supervise::Services::new(
+            crate::services::Services::new(
                 supervisor.clone(),
-                supervise::ServicePaths::under(&services),
+                crate::services::ServicePaths::under(&services),
             ),
             Arc::new(crate::test_support::vip_step(
                 &services,

@@ -4,7 +4,8 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{control::ControlError, supervise::SuperviseError};
+use crate::control::ControlError;
+use tfagent_supervisor::SuperviseError;
 
 impl From<ControlError> for Status {
     fn from(error: ControlError) -> Self {
@@ -39,17 +40,4 @@ impl From<ControlError> for Status {
             ControlError::Reset { .. } => Status::failed_precondition(error.to_string()),
         }
     }
-}
-
-/// The field violations of an INVALID_ARGUMENT status, as (field, message).
-pub fn bad_request_fields(status: &Status) -> Vec<(String, String)> {
-    status
-        .get_details_bad_request()
-        .map(|bad| {
-            bad.field_violations
-                .into_iter()
-                .map(|v| (v.field, v.description))
-                .collect()
-        })
-        .unwrap_or_default()
 }

@@ -1,20 +1,15 @@
 //! The gRPC API (`tfagent.v1.NodeAgent`, health, reflection) over the local
-//! unix socket and, when configured, TCP with mutual TLS. The only module that knows tonic and the generated proto
-//! types; everything here is a thin shell over [`crate::control`].
+//! unix socket and, when configured, TCP with mutual TLS. The only module
+//! that knows tonic and the generated proto types; everything here is a thin
+//! shell over [`crate::control`].
 
 mod auth;
-pub mod client;
-pub mod convert;
 mod error;
 mod server;
 mod service;
 mod view;
 
 pub use auth::{AuthLayer, Caller, LocalAccess, required_role};
-pub use client::{
-    ClientError, ClientTlsFiles, channel_tls, channel_unix, connect_tls, connect_unix,
-};
-pub use error::bad_request_fields;
 pub use server::{
     BoundSocket, MAX_REQUEST_BYTES, ServeError, TlsListener, bind_tls, bind_unix, serve,
     warn_if_expiring,

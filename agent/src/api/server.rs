@@ -21,7 +21,8 @@ use super::{
     auth::{AuthLayer, LocalAccess},
     service::NodeAgentService,
 };
-use crate::{config::RemoteApi, control::Controller, pki, spec::limits};
+use crate::{config::RemoteApi, control::Controller};
+use tfagent_spec::limits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -135,10 +136,10 @@ fn expiry(path: &Path) -> Result<SystemTime, ServeError> {
         path: path.to_owned(),
         message,
     };
-    let certs = pki::read_pem_certificates(path).map_err(|e| tls_error(e.to_string()))?;
+    let certs = tfagent_pki::read_pem_certificates(path).map_err(|e| tls_error(e.to_string()))?;
     let mut earliest: Option<SystemTime> = None;
     for der in &certs {
-        let expiry = pki::not_after(der).map_err(|e| tls_error(e.to_string()))?;
+        let expiry = tfagent_pki::not_after(der).map_err(|e| tls_error(e.to_string()))?;
         earliest = Some(earliest.map_or(expiry, |e| e.min(expiry)));
     }
     earliest.ok_or_else(|| tls_error("holds no certificate".into()))

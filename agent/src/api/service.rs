@@ -10,10 +10,8 @@ use tonic::{Request, Response, Status};
 use tracing::{instrument, warn};
 
 use super::view;
-use crate::{
-    control::{ApplyMode, Controller},
-    spec::SpecDocument,
-};
+use crate::control::{ApplyMode, Controller};
+use tfagent_spec::SpecDocument;
 
 #[derive(Debug, Clone)]
 pub struct NodeAgentService {
@@ -195,7 +193,7 @@ impl NodeAgent for NodeAgentService {
         request: Request<pb::WireguardAccessConfigRequest>,
     ) -> Result<Response<pb::WireguardAccessConfigResponse>, Status> {
         let name = request.into_inner().name;
-        if name.parse::<crate::spec::NodeName>().is_err() {
+        if name.parse::<tfagent_spec::NodeName>().is_err() {
             return Err(Status::invalid_argument(
                 "name: must be a lower-case DNS name such as `user`",
             ));

@@ -9,10 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
 
 use super::*;
-use crate::{
-    spec::{REDACTED, SpecDocument},
-    test_support::{controller, example_document},
-};
+use crate::test_support::controller;
+use tfagent_spec::{REDACTED, SpecDocument, fixtures::example_document};
+use tfagentctl::client::*;
 
 struct TestAgent {
     _dir: tempfile::TempDir,
@@ -475,9 +474,9 @@ async fn service_status_logs_and_restart_over_the_socket() {
         events::EventBus,
         reconcile::{StatusBoard, StepName},
         state::StateStore,
-        supervise::{ServiceDef, Supervisor, SupervisorConfig, cgroup::CgroupLayout},
         test_support::{FakeHost, steps},
     };
+    use tfagent_supervisor::{ServiceDef, Supervisor, SupervisorConfig, cgroup::CgroupLayout};
 
     let dir = tempfile::tempdir().unwrap();
     let stop = CancellationToken::new();

@@ -18,11 +18,10 @@ use tonic::{
 };
 
 use super::*;
-use crate::{
-    config::RemoteApi,
-    pki::{AccessRole, Authority, Issued},
-    test_support::{controller, example_document},
-};
+use crate::{config::RemoteApi, test_support::controller};
+use tfagent_pki::{AccessRole, Authority, Issued};
+use tfagent_spec::fixtures::example_document;
+use tfagentctl::client::*;
 
 struct Pki {
     dir: tempfile::TempDir,

@@ -11,12 +11,13 @@ use crate::{
     events::{Event, EventKind, StepPhase},
     host::{CgroupMode, HostCapabilities},
     reconcile::{Condition, StepStatus},
-    spec::Role,
     storage::{DiskInfo, VolumeStatus},
-    supervise::{ExitInfo, ServiceState, ServiceStatus},
 };
+use tfagent_spec::Role;
+use tfagent_supervisor::{ExitInfo, ServiceState, ServiceStatus};
 // ---- network ----
-use crate::net::{InterfaceStatus, access::HubInfo};
+use crate::net::InterfaceStatus;
+use tfagent_spec::wgquick::HubInfo;
 
 pub fn timestamp(time: SystemTime) -> Timestamp {
     Timestamp::from(time)

@@ -1,10 +1,7 @@
 //! A recording fake of the network host, and spec builders, for unit tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    num::NonZeroU16,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
@@ -13,43 +10,9 @@ use super::{
     DeviceState, DeviceUpdate, LinkOps, LinkState, NetHost, NetHostError, PeerState, PeerUpdate,
     UserspaceWg, WgOps,
 };
-use crate::spec::{IfName, Peer, WgKey, Wireguard};
+use tfagent_spec::IfName;
 
 /// A distinct key per `n`.
-pub fn key(n: u8) -> WgKey {
-    WgKey::from_bytes([n; 32])
-}
-
-pub fn peer(n: u8, allowed_ips: &[&str]) -> Peer {
-    Peer {
-        name: format!("node-{n}").parse().unwrap(),
-        public_key: key(n),
-        endpoint: Some(format!("192.0.2.{}:51820", n + 1).parse().unwrap()),
-        allowed_ips: allowed_ips.iter().map(|a| a.parse().unwrap()).collect(),
-        persistent_keepalive: NonZeroU16::new(25),
-    }
-}
-
-/// An interface with `n` peers; the first also routes 10.200.0.0/16.
-pub fn wireguard(n: u8) -> Wireguard {
-    Wireguard {
-        interface: "wg-test".parse().unwrap(),
-        listen_port: 51820,
-        addresses: vec!["10.100.0.1/24".parse().unwrap()],
-        mtu: 1420,
-        peers: (1..=n)
-            .map(|i| {
-                let own = format!("10.100.0.{}/32", i + 1);
-                if i == 1 {
-                    peer(i, &[&own, "10.200.0.0/16"])
-                } else {
-                    peer(i, &[&own])
-                }
-            })
-            .collect(),
-    }
-}
-
 /// What the fake host holds, and every call made to it.
 #[derive(Debug, Default)]
 pub struct FakeState {

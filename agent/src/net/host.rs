@@ -6,8 +6,10 @@ use std::{fmt, net::SocketAddr, sync::Arc};
 use async_trait::async_trait;
 use ipnet::IpNet;
 
-use super::{DeviceState, LinkState, NodeKey};
-use crate::spec::{IfName, WgKey};
+use tfagent_spec::KeyPair;
+
+use super::{DeviceState, LinkState};
+use tfagent_spec::{IfName, WgKey};
 
 /// A host operation that failed; names the interface and what was done.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +52,7 @@ pub enum PeerUpdate {
 /// are not touched.
 #[derive(Default)]
 pub struct DeviceUpdate {
-    pub private_key: Option<Arc<NodeKey>>,
+    pub private_key: Option<Arc<KeyPair>>,
     pub listen_port: Option<u16>,
     pub peers: Vec<PeerUpdate>,
 }

@@ -23,13 +23,12 @@ use rtnetlink::{
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wireguard_uapi::{get, xplatform};
-use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::{
     Backend, DeviceState, DeviceUpdate, LinkOps, LinkState, NetHost, NetHostError, PeerState,
     PeerUpdate, UserspaceWg, WgOps, is_link_local,
 };
-use crate::spec::{IfName, WgKey};
+use tfagent_spec::{IfName, KeyPair, WgKey};
 
 /// Where wireguard-go puts its control sockets (host-wide).
 pub const WIREGUARD_SOCKET_DIR: &str = "/var/run/wireguard";
@@ -364,8 +363,7 @@ impl LinkOps for Rtnetlink {
 
 fn public_of(private: [u8; 32]) -> Option<WgKey> {
     // An all-zero key is "no key".
-    (private != [0; 32])
-        .then(|| WgKey::from_bytes(PublicKey::from(&StaticSecret::from(private)).to_bytes()))
+    (private != [0; 32]).then(|| KeyPair::from_private_bytes(private).public())
 }
 
 /// The device as the shared `get` types show it.

@@ -10,9 +10,8 @@
 //! over generic netlink) and userspace `wireguard-go` (started through
 //! [`UserspaceWg`], configured over its UAPI socket).
 
-pub mod access;
 mod host;
-mod key;
+pub mod key;
 pub mod linux;
 pub mod plan;
 mod supervised;
@@ -37,17 +36,18 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 pub use host::{DeviceUpdate, LinkOps, NetHostError, PeerUpdate, UserspaceWg, WgOps};
-pub use key::{KeyError, NodeKey};
+pub use key::KeyError;
 pub use plan::{Change, PeerChange, plan};
 pub use supervised::{SupervisedWireguardGo, service_name};
+use tfagent_spec::KeyPair;
 pub use vip_route::{VipOverlay, with_vip};
 
 use crate::{
     host::HostCapabilities,
     reconcile::{self, Capability, StepError, StepName},
-    spec::{Endpoint, Host, IfName, Network, NodeSpec, WgKey, Wireguard},
-    supervise::Supervisor,
 };
+use tfagent_spec::{Endpoint, Host, IfName, Network, NodeSpec, WgKey, Wireguard};
+use tfagent_supervisor::Supervisor;
 
 /// The WireGuard implementation that carries the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -227,7 +227,7 @@ struct Written {
 /// The network capability.
 pub struct NetworkStep {
     backend: Backend,
-    key: Arc<NodeKey>,
+    key: Arc<KeyPair>,
     host: NetHost,
     written: Mutex<Option<Arc<Written>>>,
     /// The last observation, which apply turns into what it wrote.
@@ -249,7 +249,7 @@ impl fmt::Debug for NetworkStep {
 }
 
 impl NetworkStep {
-    pub fn new(backend: Backend, key: Arc<NodeKey>, host: NetHost) -> Self {
+    pub fn new(backend: Backend, key: Arc<KeyPair>, host: NetHost) -> Self {
         Self {
             backend,
             key,
@@ -669,7 +669,7 @@ pub fn userspace(
 /// The network step on this host.
 pub fn step(
     backend: Backend,
-    key: Arc<NodeKey>,
+    key: Arc<KeyPair>,
     userspace: Arc<SupervisedWireguardGo>,
 ) -> NetworkStep {
     NetworkStep::new(backend, key, linux::host(backend, userspace))
@@ -680,10 +680,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::{
-        net::fake::{FakeNet, wireguard},
+        net::fake::FakeNet,
         reconcile::{Step, StepOutcome},
-        test_support::example_spec,
     };
+    use tfagent_spec::fixtures::{example_spec, wireguard};
 
     fn spec_with(wg: Wireguard) -> NodeSpec {
         let mut spec = example_spec("agent");
@@ -694,7 +694,7 @@ mod tests {
     fn step(fake: &FakeNet) -> NetworkStep {
         NetworkStep::new(
             Backend::Userspace,
-            Arc::new(NodeKey::generate()),
+            Arc::new(KeyPair::generate()),
             fake.host(),
         )
     }
@@ -773,7 +773,7 @@ mod tests {
     #[tokio::test]
     async fn a_kernel_teardown_leaves_the_link_empty() {
         let fake = FakeNet::default();
-        let step = NetworkStep::new(Backend::Kernel, Arc::new(NodeKey::generate()), fake.host());
+        let step = NetworkStep::new(Backend::Kernel, Arc::new(KeyPair::generate()), fake.host());
         let spec = spec_with(wireguard(2));
         step.converge(&spec).await.unwrap();
         fake.take_calls();
@@ -791,7 +791,7 @@ mod tests {
     #[tokio::test]
     async fn the_kernel_backend_creates_the_link_and_configures_it_the_same_way() {
         let fake = FakeNet::default();
-        let step = NetworkStep::new(Backend::Kernel, Arc::new(NodeKey::generate()), fake.host());
+        let step = NetworkStep::new(Backend::Kernel, Arc::new(KeyPair::generate()), fake.host());
         let spec = spec_with(wireguard(2));
         step.converge(&spec).await.unwrap();
         assert_eq!(

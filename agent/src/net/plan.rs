@@ -11,7 +11,7 @@ use std::{
 use ipnet::IpNet;
 
 use super::{Backend, DeviceState, LinkState, Observed, PeerState, PeerUpdate};
-use crate::spec::{Peer, WgKey, Wireguard};
+use tfagent_spec::{Peer, WgKey, Wireguard};
 
 /// One change to the interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,9 +403,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::{
-        net::fake::{key, peer, wireguard},
-        spec::Endpoint,
+    use tfagent_spec::{
+        Endpoint,
+        fixtures::{key, peer, wireguard},
     };
 
     fn net(text: &str) -> IpNet {
@@ -444,8 +444,8 @@ mod tests {
             .filter_map(|p| p.endpoint.clone())
             .map(|e| {
                 let ip = match e.host() {
-                    crate::spec::Host::Ip(ip) => *ip,
-                    crate::spec::Host::Name(_) => "192.0.2.200".parse().unwrap(),
+                    tfagent_spec::Host::Ip(ip) => *ip,
+                    tfagent_spec::Host::Name(_) => "192.0.2.200".parse().unwrap(),
                 };
                 (e.clone(), SocketAddr::new(ip, e.port()))
             })

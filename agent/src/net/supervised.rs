@@ -18,12 +18,10 @@ use tokio::sync::Notify;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::host::{NetHostError, UserspaceWg};
-use crate::{
-    spec::IfName,
-    supervise::{
-        ServiceDef, ServiceName, Supervisor,
-        probe::{Probe, ProbePolicy},
-    },
+use tfagent_spec::IfName;
+use tfagent_supervisor::{
+    ServiceDef, ServiceName, Supervisor,
+    probe::{Probe, ProbePolicy},
 };
 
 /// How long a fresh wireguard-go has to open its control socket.

@@ -9,10 +9,8 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 
 use super::{DeviceUpdate, NetworkStep, PeerUpdate, plan::wanted_routes};
-use crate::{
-    spec::Wireguard,
-    vip::{Placement, VipRouter},
-};
+use crate::vip::{Placement, VipRouter};
+use tfagent_spec::Wireguard;
 
 /// Where the VIP is, as the network step plans it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,9 +152,12 @@ mod tests {
 
     use super::*;
     use crate::{
-        net::{Backend, NodeKey, fake::FakeNet, fake::wireguard},
+        net::{Backend, fake::FakeNet},
         reconcile::{Step, StepOutcome},
-        test_support::example_spec,
+    };
+    use tfagent_spec::{
+        KeyPair,
+        fixtures::{example_spec, wireguard},
     };
 
     #[tokio::test]
@@ -164,7 +165,7 @@ mod tests {
         let fake = FakeNet::default();
         let step = NetworkStep::new(
             Backend::Userspace,
-            Arc::new(NodeKey::generate()),
+            Arc::new(KeyPair::generate()),
             fake.host(),
         );
         let mut spec = example_spec("agent");

@@ -23,9 +23,9 @@ pub use status::{Condition, Outcome, StatusBoard, StepStatus};
 use crate::{
     events::{EventBus, EventKind, StepPhase},
     metrics::{ReconcileMetrics, RunResult},
-    spec::NodeSpec,
     state::Desired,
 };
+use tfagent_spec::NodeSpec;
 
 /// The reconcile steps, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

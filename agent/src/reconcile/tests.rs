@@ -3,7 +3,8 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::{events::Event, test_support::example_spec};
+use crate::events::Event;
+use tfagent_spec::fixtures::example_spec;
 
 /// What a fake step finds on its "host".
 #[derive(Debug, Clone)]

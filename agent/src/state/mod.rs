@@ -18,7 +18,7 @@ use serde::Serialize;
 
 pub use atomic::StagedFile;
 
-use crate::spec::{NodeSpec, SpecDocument, ValidationContext, ValidationErrors};
+use tfagent_spec::{NodeSpec, SpecDocument, ValidationContext, ValidationErrors};
 
 const SPEC_FILE: &str = "spec.json";
 /// Where a spec the agent refused at startup is kept.

@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-use crate::test_support::example_spec as example;
+use tfagent_spec::fixtures::example_spec as example;
 
 #[test]
 fn empty_dir_has_no_spec_and_is_private() {

@@ -13,7 +13,7 @@ use super::ops::{
     BlockDevice, DeviceNode, MountSource, OpsError, PathKind, QuotaState, Signature, StorageOps,
     Usage,
 };
-use crate::spec::{Filesystem, Propagation};
+use tfagent_spec::{Filesystem, Propagation};
 
 #[derive(Debug, Clone)]
 pub struct FakeMount {

@@ -18,10 +18,8 @@ use super::ops::{
     BlockDevice, DeviceNode, MountSource, OpsError, PathKind, QuotaState, Signature, StorageOps,
     Usage,
 };
-use crate::{
-    host::probe::parse_mountinfo,
-    spec::{Filesystem, Propagation},
-};
+use crate::host::probe::parse_mountinfo;
+use tfagent_spec::{Filesystem, Propagation};
 
 /// The running host.
 #[derive(Debug, Clone)]

@@ -36,8 +36,8 @@ use self::{
 use crate::{
     host::probe::parse_mountinfo,
     reconcile::{Capability, Plan, StepError, StepName},
-    spec::{NodeSpec, SpecDocument, VolumeSource},
 };
+use tfagent_spec::{NodeSpec, SpecDocument, VolumeSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -547,7 +547,7 @@ impl Capability for Storage {
     /// nothing is ever formatted, wiped or deleted.
     async fn teardown(&self, last: &NodeSpec) -> Result<Vec<String>, StepError> {
         let mut bare = last.clone();
-        bare.storage = crate::spec::Storage::default();
+        bare.storage = tfagent_spec::Storage::default();
         let observed = Capability::observe(self, &bare).await?;
         let changes: Vec<Change> = plan::plan(&bare, &observed)
             .into_iter()

@@ -5,7 +5,7 @@
 
 use std::{fmt, io, path::Path};
 
-use crate::spec::{Filesystem, Propagation};
+use tfagent_spec::{Filesystem, Propagation};
 
 /// Why a host operation failed.
 #[derive(Debug, thiserror::Error)]

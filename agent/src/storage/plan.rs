@@ -18,12 +18,10 @@ use super::{
     ops::{DeviceNode, MountSource, PathKind, QuotaState, Signature},
     records::{OwnedMount, Records},
 };
-use crate::{
-    host::probe::MountEntry,
-    spec::{
-        AbsPath, ByteSize, Filesystem, FormatPolicy, NodeSpec, Propagation, Volume, VolumeSource,
-        WipeSignature,
-    },
+use crate::host::probe::MountEntry;
+use tfagent_spec::{
+    AbsPath, ByteSize, Filesystem, FormatPolicy, NodeSpec, Propagation, Volume, VolumeSource,
+    WipeSignature,
 };
 
 /// A device volume's device as observed.

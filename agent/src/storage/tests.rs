@@ -9,11 +9,8 @@ use super::{
     ops::{PathKind, Signature},
     *,
 };
-use crate::{
-    reconcile::{Step, StepOutcome},
-    spec::{StorageDoc, ValidationContext},
-    test_support::example_document,
-};
+use crate::reconcile::{Step, StepOutcome};
+use tfagent_spec::{StorageDoc, ValidationContext, fixtures::example_document};
 
 const STATE: &str = "/state";
 

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use ring::hmac;
 
-use crate::spec::Secret;
+use tfagent_spec::Secret;
 
 /// Wire format version tag; a changed layout gets a new one.
 const MAGIC: &[u8; 6] = b"TFVIP1";

@@ -23,7 +23,7 @@ use std::{
 };
 
 use super::announce::{Announcement, Kind};
-use crate::spec::NodeName;
+use tfagent_spec::NodeName;
 
 /// keepalived's state of this node's VRRP instance, as its notify FIFO
 /// reports it.

@@ -28,10 +28,8 @@ use super::{
     election::{Action, Election, ElectionStatus, Ledger, Route, VrrpState},
     keepalived::{self, Files},
 };
-use crate::{
-    spec::{IfName, NodeName, Secret, WgKey, Wireguard},
-    supervise::probe::{self, Probe},
-};
+use tfagent_spec::{IfName, NodeName, Secret, WgKey, Wireguard};
+use tfagent_supervisor::probe::{self, Probe};
 
 /// How often the holder claims the VIP again, healing lost messages.
 pub const ANNOUNCE_PERIOD: Duration = Duration::from_secs(1);
@@ -657,7 +655,7 @@ async fn probe_apiserver(
         }
         let (ok, message) = match probe::check(&readiness.probe, readiness.timeout).await {
             Ok(message) => (true, message),
-            Err(message) => (false, message),
+            Err(error) => (false, error.to_string()),
         };
         if ready == Some(ok) {
             streak = 0;

@@ -17,10 +17,8 @@ use std::{
     time::Duration,
 };
 
-use crate::{
-    spec::{IfName, NodeName, Vip},
-    supervise::{ServiceDef, ServiceName, def::Fnv64},
-};
+use tfagent_spec::{IfName, NodeName, Vip};
+use tfagent_supervisor::{ServiceDef, ServiceName, def::Fnv64};
 
 /// The VRRP instance's name, as the FIFO lines quote it.
 pub const INSTANCE: &str = "tfagent_vip";
@@ -184,7 +182,7 @@ pub fn service(binary: &Path, files: &Files, config: &str) -> ServiceDef {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::spec::VipServer;
+    use tfagent_spec::VipServer;
 
     fn election() -> Vip {
         Vip {

@@ -27,9 +27,10 @@ use keepalived::Files;
 
 use crate::{
     reconcile::{Capability, Plan, StepError, StepName},
-    spec::NodeSpec,
-    supervise::{RenderedFile, ServiceDef, Supervisor},
+    services::RenderedFile,
 };
+use tfagent_spec::NodeSpec;
+use tfagent_supervisor::{ServiceDef, Supervisor};
 
 /// The boot config's side of the VIP.
 #[derive(Debug, Clone, PartialEq)]
@@ -267,7 +268,7 @@ impl Capability for VipStep {
                         mode: 0o600,
                         secret: false,
                     };
-                    crate::supervise::write_file(&file).map_err(|e| failed(Box::new(e)))?;
+                    crate::services::write_file(&file).map_err(|e| failed(Box::new(e)))?;
                 }
                 Change::CreateTrackFile => {
                     engine::write_track(&files.track(), false).map_err(|e| failed(Box::new(e)))?;
@@ -321,8 +322,8 @@ impl Capability for VipStep {
 
 /// The apiserver probe the VIP is gated on, by default k3s's own readiness
 /// check of a server.
-pub fn default_readiness(paths: &crate::supervise::ServicePaths) -> ReadinessProbe {
-    let policy = crate::supervise::k3s::readiness(crate::spec::Role::ServerJoin, paths);
+pub fn default_readiness(paths: &crate::services::ServicePaths) -> ReadinessProbe {
+    let policy = crate::services::k3s::readiness(tfagent_spec::Role::ServerJoin, paths);
     ReadinessProbe {
         probe: policy.probe,
         period: Duration::from_millis(250),
@@ -335,10 +336,10 @@ pub fn default_readiness(paths: &crate::supervise::ServicePaths) -> ReadinessPro
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::test_support::example_spec;
+    use tfagent_spec::fixtures::example_spec;
 
     fn settings() -> VipSettings {
-        let paths = crate::supervise::ServicePaths::under(std::path::Path::new("/run/t"));
+        let paths = crate::services::ServicePaths::under(std::path::Path::new("/run/t"));
         VipSettings {
             keepalived: "/usr/sbin/keepalived".into(),
             dir: "/run/t/vip".into(),
@@ -429,10 +430,10 @@ mod tests {
         use crate::reconcile::Step;
         let dir = tempfile::tempdir().unwrap();
         let supervisor = Supervisor::new(
-            crate::supervise::SupervisorConfig {
+            tfagent_supervisor::SupervisorConfig {
                 record_dir: dir.path().join("records"),
                 log_dir: dir.path().join("logs"),
-                cgroups: crate::supervise::cgroup::CgroupLayout::None,
+                cgroups: tfagent_supervisor::cgroup::CgroupLayout::None,
                 cgroup_parent: "unused".into(),
             },
             tokio_util::sync::CancellationToken::new(),

@@ -1,10 +1,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
-use crate::{
-    host::probe::parse_mountinfo,
-    spec::{Label, StorageDoc, ValidationContext},
-    test_support::example_document,
-};
+use crate::host::probe::parse_mountinfo;
+use tfagent_spec::{Label, StorageDoc, ValidationContext, fixtures::example_document};
 
 fn volume(format: FormatPolicy, wipe: Option<&str>) -> Volume {
     Volume {
