@@ -21,7 +21,7 @@ use std::{
 
 use common::{Figure, Goal, Summary, report};
 use tfagent::{
-    reconcile::{Step, StepOutcome},
+    step::{Step, StepOutcome},
     storage::{
         DevicePolicy, OpsError, Storage, StorageOps,
         linux::LinuxStorage,

@@ -23,7 +23,7 @@ use std::{
 use common::{Figure, Goal, Summary, report};
 use tfagent::{
     net::{self, Backend},
-    reconcile::Step,
+    step::Step,
 };
 use tfagent_spec::{KeyPair, NodeSpec, Peer, SpecDocument, ValidationContext, Wireguard};
 use tfagent_supervisor::{Supervisor, SupervisorConfig, cgroup::CgroupLayout};
@@ -288,7 +288,7 @@ fn inside() {
         let start = Instant::now();
         let planned = runtime.block_on(step.plan(&spec_changed)).unwrap();
         ours_plan.push(start.elapsed());
-        assert_eq!(planned.actions.len(), 2, "{:?}", planned.actions);
+        assert_eq!(planned.len(), 2, "{planned:?}");
 
         let start = Instant::now();
         runtime.block_on(step.converge(&spec_changed)).unwrap();

@@ -8,16 +8,19 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::{
     addons,
-    api::{self, ServeError},
     config::{BootConfig, RemoteApi},
-    control::{Controller, RemoteApiInfo},
+    control::{Collaborators, Controller, ControllerParts, RemoteApiInfo},
     events::EventBus,
     host::{HostInfo, LinuxHost},
-    metrics::{self, Metrics, MetricsError, ReconcileMetrics},
     net,
-    reconcile::{Reconciler, StatusBoard, Step, StepName},
+    reconcile::{Reconciler, StatusBoard},
+    servers::{
+        grpc::{self, ServeError},
+        metrics::{self, Metrics, MetricsError, ReconcileMetrics},
+    },
     services,
     state::{StateError, StateStore},
+    step::{Step, StepName},
     storage, vip,
 };
 
@@ -29,7 +32,6 @@ pub enum AppError {
     Serve(#[from] ServeError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
-    // ---- network ----
     #[error(transparent)]
     Key(#[from] net::KeyError),
     #[error(transparent)]
@@ -43,24 +45,43 @@ pub enum AppError {
     },
 }
 
-/// The steps in reconcile order.
-pub fn steps(
-    storage: &storage::Storage,
-    network: Arc<dyn Step>,
-    services: services::Services,
-    vip: Arc<dyn Step>,
-) -> Vec<Arc<dyn Step>> {
-    // Add-on manifests go where this node's k3s reads them.
-    let k3s = addons::K3sPaths::under(&services.paths().k3s_data_dir);
-    let steps: Vec<Arc<dyn Step>> = vec![
-        Arc::new(storage.clone()),
-        network,
-        Arc::new(services),
-        vip,
-        Arc::new(addons::AddonsStep::new(k3s)),
-    ];
-    debug_assert!(steps.iter().map(|s| s.name()).eq(StepName::ORDER));
-    steps
+/// The parts of this build: every step, and the VIP engine and host they
+/// share with the control core.
+#[derive(Debug)]
+pub struct Wiring {
+    pub storage: storage::Storage,
+    pub network: Arc<net::NetworkStep>,
+    pub services: services::Services,
+    pub vip: vip::VipStep,
+    pub vip_engine: vip::VipEngine,
+    pub host: Arc<dyn HostInfo>,
+}
+
+impl Wiring {
+    /// The steps in reconcile order, and the control core's collaborators
+    /// over the same parts.
+    pub fn assemble(self) -> (Vec<Arc<dyn Step>>, Collaborators) {
+        // Add-on manifests go where this node's k3s reads them.
+        let k3s = addons::K3sPaths::under(&self.services.paths().k3s_data_dir);
+        let storage = Arc::new(self.storage);
+        let services = Arc::new(self.services);
+        let steps: Vec<Arc<dyn Step>> = vec![
+            storage.clone(),
+            self.network.clone(),
+            services.clone(),
+            Arc::new(self.vip),
+            Arc::new(addons::AddonsStep::new(k3s)),
+        ];
+        debug_assert!(steps.iter().map(|s| s.name()).eq(StepName::ORDER));
+        let collaborators = Collaborators {
+            host: self.host,
+            volumes: storage,
+            services,
+            mesh: self.network,
+            vip: Arc::new(self.vip_engine),
+        };
+        (steps, collaborators)
+    }
 }
 
 /// Runs the agent until `shutdown` completes or serving fails.
@@ -79,9 +100,9 @@ pub async fn run(
     }
     // Listeners are bound before anything runs: a bad address or
     // certificate fails the start, naming what is wrong.
-    let socket = api::bind_unix(&config.socket, config.socket_reader_gid).await?;
+    let socket = grpc::bind_unix(&config.socket, config.socket_reader_gid).await?;
     let remote = match &config.remote_api {
-        Some(remote) => Some(api::bind_tls(remote).await?),
+        Some(remote) => Some(grpc::bind_tls(remote).await?),
         None => None,
     };
     let remote_info = match (&remote, &config.remote_api) {
@@ -169,33 +190,26 @@ pub async fn run(
         token.clone(),
     );
     let vip_task = tokio::spawn(vip_task);
-    let steps = steps(
-        &storage,
-        network.clone(),
-        services::Services::new(supervisor.clone(), config.services.clone()),
-        Arc::new(vip::VipStep::new(
-            config.vip.clone(),
-            supervisor.clone(),
-            vip_engine.clone(),
-        )),
-    );
+    let (steps, collaborators) = Wiring {
+        storage,
+        network,
+        services: services::Services::new(supervisor.clone(), config.services.clone()),
+        vip: vip::VipStep::new(config.vip.clone(), supervisor.clone(), vip_engine.clone()),
+        vip_engine,
+        host: Arc::new(LinuxHost),
+    }
+    .assemble();
     let status = Arc::new(StatusBoard::new(&StepName::ORDER));
     let events = Arc::new(EventBus::default());
-    let controller = Controller::new(
+    let controller = Arc::new(Controller::new(ControllerParts {
         store,
         loaded,
-        steps.clone(),
-        Arc::clone(&status),
-        Arc::clone(&events),
-        Arc::new(LinuxHost),
-    )
-    .with_storage(storage)
-    .with_network(network)
-    .with_supervisor(supervisor.clone())
-    .with_remote_api(remote_info.clone())
-    .with_service_paths(config.services.clone())
-    .with_vip(vip_engine);
-    let controller = Arc::new(controller);
+        steps: steps.clone(),
+        status: Arc::clone(&status),
+        events: Arc::clone(&events),
+        collaborators,
+        remote_api: remote_info.clone(),
+    }));
     // An unreadable trial record must not keep the agent from serving: it
     // is reported, and the stored spec stands.
     if let Err(error) = controller.resume_trial() {
@@ -206,13 +220,13 @@ pub async fn run(
     if let (Some(info), Some(files)) = (remote_info, config.remote_api.clone()) {
         tracker.spawn(watch_expiry(info, files, token.clone()));
     }
-    let reconcile_metrics = ReconcileMetrics::default();
+    let reconcile_metrics = Arc::new(ReconcileMetrics::default());
     if let Some(listener) = metrics_listener {
         let metrics = Arc::new(Metrics::new(&reconcile_metrics, Arc::clone(&controller)));
         tracker.spawn(metrics::serve(listener, metrics, token.clone()));
     }
     let reconciler = Reconciler::new(steps, status, events, config.resync_interval)
-        .with_metrics(reconcile_metrics)
+        .with_observer(reconcile_metrics)
         .with_trigger(reconcile_now);
     let reconciling = tokio::spawn(
         reconciler
@@ -243,11 +257,11 @@ pub async fn run(
     if let Some(timeout) = sd_notify::watchdog_enabled() {
         tracker.spawn(feed_watchdog(timeout, token.clone()).instrument(info_span!("watchdog")));
     }
-    let local = api::LocalAccess {
+    let local = grpc::LocalAccess {
         uids: config.socket_allowed_uids.clone(),
         reader_gid: config.socket_reader_gid,
     };
-    let served = api::serve(socket, remote, controller, local, token.clone()).await;
+    let served = grpc::serve(socket, remote, controller, local, token.clone()).await;
     notify(&[sd_notify::NotifyState::Stopping]);
     token.cancel();
     tracker.close();
@@ -290,8 +304,8 @@ async fn watch_expiry(info: RemoteApiInfo, files: RemoteApi, token: Cancellation
             () = tokio::time::sleep(day) => {}
             () = token.cancelled() => return,
         }
-        api::warn_if_expiring("node", &files.cert, info.cert_not_after);
-        api::warn_if_expiring("client CA", &files.client_ca, info.client_ca_not_after);
+        grpc::warn_if_expiring("node", &files.cert, info.cert_not_after);
+        grpc::warn_if_expiring("client CA", &files.client_ca, info.client_ca_not_after);
     }
 }
 
@@ -324,10 +338,9 @@ mod tests {
         assert_eq!(names, StepName::ORDER);
 
         let mut spec = example_spec("server-init");
-        let plans = crate::reconcile::plan_all(&steps, &spec).await;
-        let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
+        let plans = crate::step::plan_all(&steps, &spec).await;
         for plan in &plans {
-            assert!(plan.implemented, "{plan:?}");
+            assert_eq!(plan.error, None, "{plan:?}");
         }
         // On this host the example's pool and disk are absent: storage
         // refuses, before any change.
@@ -347,7 +360,6 @@ mod tests {
         assert_eq!(plans[2].actions[3], "start containerd");
         assert_eq!(plans[3].actions[0], "write keepalived's configuration");
         assert!(plans[3].actions[3].contains("election of VIP 10.100.0.250"));
-        assert!(plans[4].implemented);
         assert!(
             plans[4]
                 .actions
@@ -357,18 +369,18 @@ mod tests {
             plans[4]
         );
 
-        // Asked nothing: an empty list, which blocks no later step.
+        // Asked nothing: nothing to do.
         spec.storage.volumes.clear();
         spec.network.vip = None;
         spec.addons = Default::default();
-        let plans = crate::reconcile::plan_all(&steps, &spec).await;
+        let plans = crate::step::plan_all(&steps, &spec).await;
         for index in [0, 3, 4] {
-            assert!(plans[index].as_ref().unwrap().actions.is_empty(), "{index}");
+            assert!(plans[index].actions.is_empty(), "{index}");
         }
 
         let worker = example_spec("agent");
-        let plans = crate::reconcile::plan_all(&steps, &worker).await;
-        let vip = plans[3].as_ref().unwrap();
+        let plans = crate::step::plan_all(&steps, &worker).await;
+        let vip = &plans[3];
         assert_eq!(
             vip.actions,
             ["route VIP 10.100.0.250 to whichever server holds it"]

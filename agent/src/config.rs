@@ -10,6 +10,7 @@ use std::{
 
 use serde::Deserialize;
 
+pub use crate::servers::grpc::RemoteApi;
 use crate::services::ServicePaths;
 
 /// Where zOS keeps persistent daemon state (`/var/cache/modules/NAME`).
@@ -276,19 +277,6 @@ impl RawServices {
 enum GroupRef {
     Id(u32),
     Name(String),
-}
-
-/// The remote API: TCP with mutual TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteApi {
-    pub address: SocketAddr,
-    /// The node's certificate (PEM), naming the addresses clients dial.
-    pub cert: PathBuf,
-    /// Its private key (PEM).
-    pub key: PathBuf,
-    /// The CA that signs client certificates; its clients' roles are in
-    /// their certificates.
-    pub client_ca: PathBuf,
 }
 
 /// Validated boot configuration.

@@ -10,28 +10,21 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use crate::reconcile::StepName;
+use crate::step::{Condition, StepName};
 
 /// Events kept for late readers.
 pub const HISTORY: usize = 256;
 /// Events buffered per live subscriber before it is told it lagged.
 pub const SUBSCRIBER_BUFFER: usize = 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepPhase {
-    Started,
-    Converged,
-    Failed,
-    NotImplemented,
-    Blocked,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
     SpecAccepted,
+    /// A step's condition changed (a run started, converged, failed or
+    /// was blocked), or a repeat run had news.
     Step {
         step: StepName,
-        phase: StepPhase,
+        condition: Condition,
         message: String,
     },
 }
@@ -116,7 +109,7 @@ mod tests {
             1,
             EventKind::Step {
                 step: StepName::Storage,
-                phase: StepPhase::Started,
+                condition: Condition::Progressing,
                 message: String::new(),
             },
         );

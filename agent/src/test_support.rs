@@ -4,13 +4,13 @@
 use std::{collections::BTreeSet, path::Path, sync::Arc};
 
 use crate::{
-    addons::prereq::AddonHostFacts,
     app,
-    control::Controller,
+    control::{Collaborators, Controller, ControllerParts},
     events::EventBus,
-    host::{CgroupMode, HostCapabilities, HostInfo},
-    reconcile::{StatusBoard, StepName},
+    host::{AddonHostFacts, CgroupMode, HostCapabilities, HostInfo},
+    reconcile::StatusBoard,
     state::StateStore,
+    step::{Step, StepName},
 };
 
 /// A host with fixed, zOS-like capabilities.
@@ -46,19 +46,18 @@ impl HostInfo for FakeHost {
 
 /// This build's steps, the services step keeping its files under `dir`
 /// (never starting anything unless applied).
-pub fn steps(dir: &Path) -> Vec<Arc<dyn crate::reconcile::Step>> {
-    steps_with(
+pub fn steps(dir: &Path) -> Vec<Arc<dyn Step>> {
+    wired(
         dir,
-        &crate::storage::Storage::linux(&dir.join("state"), None),
+        crate::storage::Storage::linux(&dir.join("state"), None),
     )
+    .0
 }
 
 /// This build's steps with `storage`, and services keeping their files
-/// under `dir`.
-pub fn steps_with(
-    dir: &Path,
-    storage: &crate::storage::Storage,
-) -> Vec<Arc<dyn crate::reconcile::Step>> {
+/// under `dir`, with the collaborators over them ([`FakeHost`]; the
+/// network over a fake host).
+pub fn wired(dir: &Path, storage: crate::storage::Storage) -> (Vec<Arc<dyn Step>>, Collaborators) {
     let supervisor = tfagent_supervisor::Supervisor::new(
         tfagent_supervisor::SupervisorConfig {
             record_dir: dir.join("records"),
@@ -69,43 +68,45 @@ pub fn steps_with(
         tokio_util::sync::CancellationToken::new(),
     );
     let network = Arc::new(network_step());
-    let vip = vip_step(dir, &supervisor, network.clone());
-    app::steps(
+    let (vip, vip_engine) = vip_step(dir, &supervisor, network.clone());
+    app::Wiring {
         storage,
         network,
-        crate::services::Services::new(supervisor, crate::services::ServicePaths::under(dir)),
-        Arc::new(vip),
-    )
+        services: crate::services::Services::new(
+            supervisor,
+            crate::services::ServicePaths::under(dir),
+        ),
+        vip,
+        vip_engine,
+        host: Arc::new(FakeHost),
+    }
+    .assemble()
 }
 
-/// A controller over a state dir, with this build's steps and [`FakeHost`].
+/// A controller over a state dir, with this build's steps and [`FakeHost`];
+/// its services keep their files in `<state_dir>.services`.
 pub fn controller(state_dir: &Path) -> Arc<Controller> {
-    Arc::new(unshared_controller(state_dir))
-}
-
-/// [`controller`] before it is shared, for tests that add to it.
-pub fn unshared_controller(state_dir: &Path) -> Controller {
     let (store, loaded) = StateStore::open(state_dir).unwrap();
     let storage = crate::storage::Storage::linux(state_dir, None);
-    Controller::new(
+    let (steps, collaborators) = wired(&state_dir.with_extension("services"), storage);
+    Arc::new(Controller::new(ControllerParts {
         store,
         loaded,
-        steps_with(&state_dir.with_extension("services"), &storage),
-        Arc::new(StatusBoard::new(&StepName::ORDER)),
-        Arc::new(EventBus::default()),
-        Arc::new(FakeHost),
-    )
-    .with_storage(storage)
+        steps,
+        status: Arc::new(StatusBoard::new(&StepName::ORDER)),
+        events: Arc::new(EventBus::default()),
+        collaborators,
+        remote_api: None,
+    }))
 }
 
-// ---- vip ----
-/// A vip step whose engine never runs (its task is dropped): configuring
-/// it only records the config.
+/// A vip step and its engine, which never runs (its task is dropped):
+/// configuring it only records the config.
 pub fn vip_step(
     dir: &Path,
     supervisor: &tfagent_supervisor::Supervisor,
     router: Arc<dyn crate::vip::VipRouter>,
-) -> crate::vip::VipStep {
+) -> (crate::vip::VipStep, crate::vip::VipEngine) {
     let paths = crate::services::ServicePaths::under(dir);
     let settings = crate::vip::VipSettings {
         keepalived: "/nonexistent/keepalived".into(),
@@ -121,10 +122,12 @@ pub fn vip_step(
         },
         tokio_util::sync::CancellationToken::new(),
     );
-    crate::vip::VipStep::new(settings, supervisor.clone(), engine)
+    (
+        crate::vip::VipStep::new(settings, supervisor.clone(), engine.clone()),
+        engine,
+    )
 }
 
-// ---- network ----
 /// A network step over a fake host, with a fixed-seed-free fresh key.
 pub fn network_step() -> crate::net::NetworkStep {
     crate::net::NetworkStep::new(

@@ -823,8 +823,9 @@ async fn the_services_step_starts_containerd_then_k3s_and_never_shows_the_token(
     use std::os::unix::fs::PermissionsExt;
     use tfagent::{
         events::EventBus,
-        reconcile::{Reconciler, StatusBoard, Step, StepName},
+        reconcile::{Reconciler, StatusBoard},
         state::Desired,
+        step::{Step, StepName},
     };
 
     let captured = Captured::default();
@@ -883,7 +884,7 @@ async fn the_services_step_starts_containerd_then_k3s_and_never_shows_the_token(
     );
     // Converging again changes nothing.
     let plan = steps[0].plan(&spec).await.unwrap();
-    assert!(plan.actions.is_empty(), "{plan:?}");
+    assert!(plan.is_empty(), "{plan:?}");
 
     // The token is in the 0600 token file only.
     let token_file = bed.paths.k3s_token();
@@ -1085,7 +1086,7 @@ fn k3s_helper() {
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        use tfagent::reconcile::Step;
+        use tfagent::step::Step;
         let paths = ServicePaths::under(&dir);
         let token = CancellationToken::new();
         let supervisor = Supervisor::new(
@@ -1129,7 +1130,7 @@ async fn addons_are_deployed(
 ) {
     use tfagent::{
         addons::{AddonsStep, K3sPaths},
-        reconcile::Step,
+        step::Step,
     };
     let step = AddonsStep::new(K3sPaths::under(&paths.k3s_data_dir));
     let outcome = step.converge(spec).await.unwrap();

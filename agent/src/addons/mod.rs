@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use tracing::info;
 
 use crate::{
-    reconcile::{Capability, Plan, StepError, StepName},
     state::StagedFile,
+    step::{Capability, StepError, StepName},
 };
 use tfagent_spec::{NodeSpec, defaults};
 
@@ -212,7 +212,7 @@ impl<C: ClusterOps> Capability for AddonsStep<C> {
         Ok(Observed { present, wanted })
     }
 
-    fn plan(_desired: &NodeSpec, observed: &Observed) -> Plan<AddonChange> {
+    fn plan(_desired: &NodeSpec, observed: &Observed) -> Vec<AddonChange> {
         let mut changes = Vec::new();
         for (file, content) in &observed.wanted {
             let present = observed.present.get(*file);
@@ -229,7 +229,7 @@ impl<C: ClusterOps> Capability for AddonsStep<C> {
                 changes.push(AddonChange::Remove { file: file.clone() });
             }
         }
-        Plan::Changes(changes)
+        changes
     }
 
     async fn apply(&self, desired: &NodeSpec, changes: &[AddonChange]) -> Result<(), StepError> {

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::reconcile::{Step, StepOutcome};
+use crate::step::{Step, StepOutcome};
 use tfagent_spec::{
     AcmeServer, CertManager, Longhorn, Metallb, Role, SpecDocument, ValidationContext,
     fixtures::example_spec,
@@ -144,10 +144,10 @@ fn observed(present: &[(&str, &str)], spec: &NodeSpec) -> Observed {
 }
 
 fn plan(spec: &NodeSpec, observed: &Observed) -> Vec<String> {
-    match <AddonsStep<K3sKubectl> as Capability>::plan(spec, observed) {
-        Plan::Changes(changes) => changes.iter().map(ToString::to_string).collect(),
-        Plan::NotImplemented { .. } => panic!("implemented"),
-    }
+    <AddonsStep<K3sKubectl> as Capability>::plan(spec, observed)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 #[test]

@@ -2,13 +2,13 @@
 //! logic is unit-tested with fakes and the Linux implementations are tested
 //! as root.
 
+pub mod addon_facts;
 pub mod probe;
 
 use std::collections::BTreeSet;
 
+pub use addon_facts::AddonHostFacts;
 pub use probe::{BtrfsPool, CgroupMode, HostCapabilities};
-
-use crate::addons::prereq::{self, AddonHostFacts};
 
 /// Read-only facts about the host, for `GetInfo` and validation.
 pub trait HostInfo: Send + Sync + std::fmt::Debug + 'static {
@@ -35,6 +35,6 @@ impl HostInfo for LinuxHost {
     }
 
     fn addon_facts(&self, filesystems: &BTreeSet<String>) -> AddonHostFacts {
-        prereq::probe(&probe::ProbeRoot::host(), filesystems)
+        addon_facts::probe(&probe::ProbeRoot::host(), filesystems)
     }
 }

@@ -44,7 +44,7 @@ pub use vip_route::{VipOverlay, with_vip};
 
 use crate::{
     host::HostCapabilities,
-    reconcile::{self, Capability, StepError, StepName},
+    step::{Capability, StepError, StepName},
 };
 use tfagent_spec::{Endpoint, Host, IfName, Network, NodeSpec, WgKey, Wireguard};
 use tfagent_supervisor::Supervisor;
@@ -387,9 +387,9 @@ impl Capability for NetworkStep {
         Ok(observed)
     }
 
-    fn plan(desired: &NodeSpec, observed: &Arc<Observed>) -> reconcile::Plan<Change> {
+    fn plan(desired: &NodeSpec, observed: &Arc<Observed>) -> Vec<Change> {
         let wireguard = with_vip(&desired.network.wireguard, observed.vip);
-        reconcile::Plan::Changes(plan(&wireguard, observed))
+        plan(&wireguard, observed)
     }
 
     async fn apply(&self, desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {
@@ -681,7 +681,7 @@ mod tests {
     use super::*;
     use crate::{
         net::fake::FakeNet,
-        reconcile::{Step, StepOutcome},
+        step::{Step, StepOutcome},
     };
     use tfagent_spec::fixtures::{example_spec, wireguard};
 

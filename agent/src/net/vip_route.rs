@@ -153,7 +153,7 @@ mod tests {
     use super::*;
     use crate::{
         net::{Backend, fake::FakeNet},
-        reconcile::{Step, StepOutcome},
+        step::{Step, StepOutcome},
     };
     use tfagent_spec::{
         KeyPair,

@@ -5,20 +5,7 @@ use std::{
     time::SystemTime,
 };
 
-use super::StepName;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
-    /// No spec has reached this step yet.
-    Pending,
-    Progressing,
-    Converged,
-    Failed,
-    /// An earlier step failed, so this one did not run.
-    Blocked,
-    /// This build cannot carry the step out; nothing was done.
-    NotImplemented,
-}
+use crate::step::{Condition, StepName};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepStatus {
@@ -40,7 +27,6 @@ pub struct StepStatus {
 #[derive(Debug)]
 pub struct StatusBoard {
     steps: RwLock<Vec<StepStatus>>,
-    // ---- reset ----
     /// Held through each reconcile pass and through a reset, so the two
     /// never run at once.
     pass: tokio::sync::Mutex<()>,
@@ -69,7 +55,6 @@ impl StatusBoard {
         }
     }
 
-    // ---- reset ----
     /// Serialises reconcile passes and resets.
     pub fn pass_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.pass

@@ -2,8 +2,11 @@
 
 use std::sync::Mutex;
 
+use async_trait::async_trait;
+use tfagent_spec::NodeSpec;
+
 use super::*;
-use crate::events::Event;
+use crate::{events::Event, step::Capability};
 use tfagent_spec::fixtures::example_spec;
 
 /// What a fake step finds on its "host".
@@ -11,8 +14,6 @@ use tfagent_spec::fixtures::example_spec;
 enum Behaviour {
     UpToDate,
     Changes(usize),
-    NotImplemented,
-    NothingAsked,
     ObserveFails,
     ApplyFails,
 }
@@ -54,17 +55,11 @@ impl Capability for FakeStep {
         }
     }
 
-    fn plan(_desired: &NodeSpec, observed: &Behaviour) -> Plan<String> {
+    fn plan(_desired: &NodeSpec, observed: &Behaviour) -> Vec<String> {
         match observed {
-            Behaviour::UpToDate | Behaviour::ObserveFails => Plan::Changes(vec![]),
-            Behaviour::Changes(n) => {
-                Plan::Changes((0..*n).map(|i| format!("change {i}")).collect())
-            }
-            Behaviour::ApplyFails => Plan::Changes(vec!["doomed".into()]),
-            Behaviour::NotImplemented => Plan::NotImplemented {
-                wants: vec!["things".into()],
-            },
-            Behaviour::NothingAsked => Plan::NotImplemented { wants: vec![] },
+            Behaviour::UpToDate | Behaviour::ObserveFails => vec![],
+            Behaviour::Changes(n) => (0..*n).map(|i| format!("change {i}")).collect(),
+            Behaviour::ApplyFails => vec!["doomed".into()],
         }
     }
 
@@ -229,40 +224,38 @@ async fn an_observe_failure_is_a_failure() {
     assert!(storage.last_error.unwrap().contains("no such device"));
 }
 
-#[tokio::test]
-async fn a_step_not_implemented_says_so_and_never_counts_as_converged() {
-    let h = harness();
-    step(&h, StepName::Vip).set(Behaviour::NotImplemented);
-    assert!(h.reconciler.converge(&desired(2)).await);
-    let vip = h.status.get(StepName::Vip).unwrap();
-    assert_eq!(vip.condition, Condition::NotImplemented);
-    assert!(vip.message.contains("not implemented"), "{}", vip.message);
-    assert_eq!(vip.converged_generation, 0);
-    assert_eq!(
-        h.status.converged_generation(),
-        0,
-        "the node is not converged"
-    );
-    assert!(!h.log.lock().unwrap().iter().any(|l| l.starts_with("apply")));
-    // Addons may rely on what vip was asked to do, so it waits.
-    let addons = h.status.get(StepName::Addons).unwrap();
-    assert_eq!(addons.condition, Condition::Blocked);
-    assert!(addons.message.contains("vip"), "{}", addons.message);
+/// Counts what it is told.
+#[derive(Debug, Default)]
+struct CountingObserver(Mutex<Vec<(StepName, String)>>);
+
+impl RunObserver for CountingObserver {
+    fn step_ran(&self, step: StepName, result: Result<&StepOutcome, &StepError>, _took: Duration) {
+        let result = match result {
+            Ok(StepOutcome::UpToDate) => "up to date".to_owned(),
+            Ok(StepOutcome::Applied { changes }) => format!("applied {changes}"),
+            Err(error) => format!("failed: {error}"),
+        };
+        self.0.lock().unwrap().push((step, result));
+    }
 }
 
 #[tokio::test]
-async fn a_step_not_implemented_and_asked_nothing_blocks_nothing() {
-    let h = harness();
-    step(&h, StepName::Storage).set(Behaviour::NothingAsked);
-    assert!(h.reconciler.converge(&desired(1)).await);
+async fn observers_hear_of_every_run_but_not_of_blocked_steps() {
+    let mut h = harness();
+    let observer = Arc::new(CountingObserver::default());
+    h.reconciler = h.reconciler.with_observer(observer.clone());
+    step(&h, StepName::Storage).set(Behaviour::Changes(2));
+    step(&h, StepName::Services).set(Behaviour::ApplyFails);
+    assert!(!h.reconciler.converge(&desired(1)).await);
+    let heard = observer.0.lock().unwrap().clone();
     assert_eq!(
-        h.status.get(StepName::Storage).unwrap().condition,
-        Condition::NotImplemented
+        heard,
+        [
+            (StepName::Storage, "applied 2".to_owned()),
+            (StepName::Network, "up to date".to_owned()),
+            (StepName::Services, "failed: doomed: device busy".to_owned()),
+        ]
     );
-    for later in [StepName::Network, StepName::Addons] {
-        assert_eq!(h.status.get(later).unwrap().condition, Condition::Converged);
-    }
-    assert_eq!(h.status.converged_generation(), 0, "still not converged");
 }
 
 #[tokio::test]
@@ -294,7 +287,7 @@ async fn a_repeated_failure_is_quiet_and_keeps_its_transition_time() {
             &e.kind,
             EventKind::Step {
                 step: StepName::Services,
-                phase: StepPhase::Converged,
+                condition: Condition::Converged,
                 ..
             }
         )),
@@ -309,7 +302,6 @@ async fn a_repeated_failure_is_quiet_and_keeps_its_transition_time() {
 #[tokio::test]
 async fn events_mark_new_generations_and_quiet_resyncs_publish_nothing() {
     let h = harness();
-    step(&h, StepName::Addons).set(Behaviour::NotImplemented);
     h.reconciler.converge(&desired(1)).await;
     let first = events_since(&h, 0);
     assert_eq!(first.len(), 10, "start and outcome per step: {first:#?}");
@@ -330,7 +322,7 @@ async fn events_mark_new_generations_and_quiet_resyncs_publish_nothing() {
         &healed[0].kind,
         EventKind::Step {
             step: StepName::Storage,
-            phase: StepPhase::Converged,
+            condition: Condition::Converged,
             ..
         }
     ));

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 pub use paths::ServicePaths;
 use tfagent_supervisor::{ServiceDef, ServiceName, Supervisor, def};
 
-use crate::reconcile::{Capability, Plan, StepError, StepName};
+use crate::step::{Capability, StepError, StepName};
 use tfagent_spec::NodeSpec;
 
 /// A file the services read, rendered from the spec.
@@ -274,7 +274,7 @@ impl Capability for Services {
         })
     }
 
-    fn plan(desired: &NodeSpec, observed: &Observed) -> Plan<Change> {
+    fn plan(desired: &NodeSpec, observed: &Observed) -> Vec<Change> {
         let wanted = self::desired(desired, &observed.paths);
         let mut changes = Vec::new();
         for file in wanted.files {
@@ -296,7 +296,7 @@ impl Capability for Services {
                 }
             }
         }
-        Plan::Changes(changes)
+        changes
     }
 
     async fn apply(&self, _desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {
@@ -367,10 +367,7 @@ mod tests {
     }
 
     fn changes(spec: &NodeSpec, observed: &Observed) -> Vec<Change> {
-        match <Services as Capability>::plan(spec, observed) {
-            Plan::Changes(changes) => changes,
-            Plan::NotImplemented { .. } => panic!("implemented"),
-        }
+        <Services as Capability>::plan(spec, observed)
     }
 
     /// The host after applying `changes`.

@@ -35,7 +35,7 @@ use self::{
 };
 use crate::{
     host::probe::parse_mountinfo,
-    reconcile::{Capability, Plan, StepError, StepName},
+    step::{Capability, StepError, StepName},
 };
 use tfagent_spec::{NodeSpec, SpecDocument, VolumeSource};
 
@@ -526,8 +526,8 @@ impl Capability for Storage {
             .map_err(observe_error)
     }
 
-    fn plan(desired: &NodeSpec, observed: &Observed) -> Plan<Change> {
-        Plan::Changes(plan::plan(desired, observed))
+    fn plan(desired: &NodeSpec, observed: &Observed) -> Vec<Change> {
+        plan::plan(desired, observed)
     }
 
     async fn apply(&self, _desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {

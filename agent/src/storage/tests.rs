@@ -9,7 +9,7 @@ use super::{
     ops::{PathKind, Signature},
     *,
 };
-use crate::reconcile::{Step, StepOutcome};
+use crate::step::{Step, StepOutcome};
 use tfagent_spec::{StorageDoc, ValidationContext, fixtures::example_document};
 
 const STATE: &str = "/state";
@@ -248,10 +248,7 @@ async fn a_device_that_changed_after_the_plan_is_not_formatted() {
         "volumes:\n  - name: data\n    device: /dev/disk/by-id/blank\n    mount_point: /srv/data\n",
     );
     let plan = Capability::observe(&h.storage, &spec).await.unwrap();
-    let changes = match <Storage as Capability>::plan(&spec, &plan) {
-        Plan::Changes(changes) => changes,
-        Plan::NotImplemented { .. } => unreachable!(),
-    };
+    let changes = <Storage as Capability>::plan(&spec, &plan);
     // Someone puts a filesystem on it in between.
     h.ops
         .state()

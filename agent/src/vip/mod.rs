@@ -26,8 +26,8 @@ pub use engine::{EngineConfig, Placement, ReadinessProbe, VipEngine, VipRouter, 
 use keepalived::Files;
 
 use crate::{
-    reconcile::{Capability, Plan, StepError, StepName},
     services::RenderedFile,
+    step::{Capability, StepError, StepName},
 };
 use tfagent_spec::NodeSpec;
 use tfagent_supervisor::{ServiceDef, Supervisor};
@@ -249,8 +249,8 @@ impl Capability for VipStep {
         })
     }
 
-    fn plan(_desired: &NodeSpec, observed: &Observed) -> Plan<Change> {
-        Plan::Changes(plan(observed))
+    fn plan(_desired: &NodeSpec, observed: &Observed) -> Vec<Change> {
+        plan(observed)
     }
 
     async fn apply(&self, _desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {
@@ -427,7 +427,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reset_stops_keepalived_and_the_engine_and_removes_the_files() {
-        use crate::reconcile::Step;
+        use crate::step::Step;
         let dir = tempfile::tempdir().unwrap();
         let supervisor = Supervisor::new(
             tfagent_supervisor::SupervisorConfig {
@@ -439,7 +439,7 @@ mod tests {
             tokio_util::sync::CancellationToken::new(),
         );
         let network = Arc::new(crate::test_support::network_step());
-        let step = crate::test_support::vip_step(dir.path(), &supervisor, network);
+        let (step, _engine) = crate::test_support::vip_step(dir.path(), &supervisor, network);
         let spec = example_spec("server-init");
         step.converge(&spec).await.unwrap();
         assert!(step.engine().config().is_some());

@@ -33,7 +33,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     control::{Controller, NodeStatus, VERSION},
     net::InterfaceStatus,
-    reconcile::{Condition, StepName},
+    reconcile::RunObserver,
+    step::{Condition, StepError, StepName, StepOutcome},
     storage::{VolumeState, VolumeStatus},
 };
 use tfagent_supervisor::{ServiceState, ServiceStatus};
@@ -65,27 +66,8 @@ struct RunLabels {
     result: &'static str,
 }
 
-/// How a converge run of a step ended, as the metrics label it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunResult {
-    UpToDate,
-    Applied { changes: usize },
-    Failed,
-    NotImplemented,
-}
-
-impl RunResult {
-    fn label(self) -> &'static str {
-        match self {
-            RunResult::UpToDate => "up_to_date",
-            RunResult::Applied { .. } => "applied",
-            RunResult::Failed => "failed",
-            RunResult::NotImplemented => "not_implemented",
-        }
-    }
-}
-
-/// Counters the reconciler feeds as it runs steps.
+/// Counters the reconciler feeds as it runs steps (it tells them through
+/// [`RunObserver`]).
 #[derive(Debug, Clone)]
 pub struct ReconcileMetrics {
     runs: Family<RunLabels, Counter>,
@@ -106,26 +88,32 @@ impl Default for ReconcileMetrics {
     }
 }
 
-impl ReconcileMetrics {
-    /// Records one converge run of `step` (blocked steps do not run).
-    pub fn observe(&self, step: StepName, result: RunResult, took: Duration) {
+impl RunObserver for ReconcileMetrics {
+    fn step_ran(&self, step: StepName, result: Result<&StepOutcome, &StepError>, took: Duration) {
         let step = step.as_str();
+        let label = match result {
+            Ok(StepOutcome::UpToDate) => "up_to_date",
+            Ok(StepOutcome::Applied { .. }) => "applied",
+            Err(_) => "failed",
+        };
         self.runs
             .get_or_create(&RunLabels {
                 step,
-                result: result.label(),
+                result: label,
             })
             .inc();
-        if let RunResult::Applied { changes } = result {
+        if let Ok(StepOutcome::Applied { changes }) = result {
             self.changes
                 .get_or_create(&StepLabels { step })
-                .inc_by(changes as u64);
+                .inc_by(*changes as u64);
         }
         self.duration
             .get_or_create(&StepLabels { step })
             .observe(took.as_secs_f64());
     }
+}
 
+impl ReconcileMetrics {
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "tfagent_reconcile_runs",
@@ -213,17 +201,15 @@ fn condition_label(condition: Condition) -> &'static str {
         Condition::Converged => "converged",
         Condition::Failed => "failed",
         Condition::Blocked => "blocked",
-        Condition::NotImplemented => "not_implemented",
     }
 }
 
-const CONDITIONS: [Condition; 6] = [
+const CONDITIONS: [Condition; 5] = [
     Condition::Pending,
     Condition::Progressing,
     Condition::Converged,
     Condition::Failed,
     Condition::Blocked,
-    Condition::NotImplemented,
 ];
 
 /// One gauge family from `(labels, value)` samples.

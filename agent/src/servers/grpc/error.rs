@@ -17,13 +17,10 @@ impl From<ControlError> for Status {
                 }
                 Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
             }
-            ControlError::Unsupported(_) => Status::unimplemented(error.to_string()),
             ControlError::State(_) | ControlError::Internal { .. } => {
                 Status::internal(error.to_string())
             }
-            // ---- storage ----
             ControlError::Storage(_) => Status::unavailable(error.to_string()),
-            // ---- services ----
             ControlError::Service(SuperviseError::NotFound(_)) => {
                 Status::not_found(error.to_string())
             }
@@ -31,12 +28,10 @@ impl From<ControlError> for Status {
                 Status::unavailable(error.to_string())
             }
             ControlError::Service(_) => Status::failed_precondition(error.to_string()),
-            ControlError::NoSupervisor => Status::failed_precondition(error.to_string()),
-            // ---- network ----
+            ControlError::Kubeconfig(_) => Status::failed_precondition(error.to_string()),
             ControlError::Precondition(_) => Status::failed_precondition(error.to_string()),
             ControlError::BadRequest(_) => Status::invalid_argument(error.to_string()),
             ControlError::Trial(_) => Status::internal(error.to_string()),
-            // ---- reset ----
             ControlError::Reset { .. } => Status::failed_precondition(error.to_string()),
         }
     }

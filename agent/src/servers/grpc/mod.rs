@@ -11,15 +11,13 @@ mod view;
 
 pub use auth::{AuthLayer, Caller, LocalAccess, required_role};
 pub use server::{
-    BoundSocket, MAX_REQUEST_BYTES, ServeError, TlsListener, bind_tls, bind_unix, serve,
+    BoundSocket, MAX_REQUEST_BYTES, RemoteApi, ServeError, TlsListener, bind_tls, bind_unix, serve,
     warn_if_expiring,
 };
-pub use tfagent_proto::v1 as proto;
 
+#[cfg(test)]
+mod corpus_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tls_tests;
-// ---- safety ----
-#[cfg(test)]
-mod corpus_tests;

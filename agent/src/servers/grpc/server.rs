@@ -21,8 +21,21 @@ use super::{
     auth::{AuthLayer, LocalAccess},
     service::NodeAgentService,
 };
-use crate::{config::RemoteApi, control::Controller};
+use crate::control::Controller;
 use tfagent_spec::limits;
+
+/// The remote API: TCP with mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteApi {
+    pub address: SocketAddr,
+    /// The node's certificate (PEM), naming the addresses clients dial.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA that signs client certificates; its clients' roles are in
+    /// their certificates.
+    pub client_ca: PathBuf,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

@@ -18,7 +18,7 @@ use tonic::{
 };
 
 use super::*;
-use crate::{config::RemoteApi, test_support::controller};
+use crate::test_support::controller;
 use tfagent_pki::{AccessRole, Authority, Issued};
 use tfagent_spec::fixtures::example_document;
 use tfagentctl::client::*;

@@ -1,7 +1,6 @@
-//! Try mode: a spec applied on trial is reverted to the one before it unless
-//! confirmed by its deadline. The trial (its generation, deadline and the
-//! spec to go back to) is persisted, so an agent restarted inside the window
-//! still reverts.
+//! The record of a spec on trial (try mode): its generation, deadline and
+//! the spec to go back to, persisted so that an agent restarted inside the
+//! window still reverts.
 
 use std::{
     fs, io,
@@ -11,15 +10,12 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::StagedFile;
+use super::atomic::StagedFile;
 use tfagent_spec::{NodeSpec, SpecDocument, ValidationContext};
 
 /// The trial's file in the state dir (0600: the previous spec holds the
 /// cluster token).
 pub const TRIAL_FILE: &str = "trial.json";
-
-/// Longest trial window.
-pub const MAX_TRY_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrialError {

@@ -470,11 +470,11 @@ async fn service_status_logs_and_restart_over_the_socket() {
     use futures::StreamExt;
 
     use crate::{
-        control::Controller,
+        control::{Controller, ControllerParts},
         events::EventBus,
-        reconcile::{StatusBoard, StepName},
+        reconcile::StatusBoard,
         state::StateStore,
-        test_support::{FakeHost, steps},
+        step::StepName,
     };
     use tfagent_supervisor::{ServiceDef, Supervisor, SupervisorConfig, cgroup::CgroupLayout};
 
@@ -500,17 +500,25 @@ async fn service_status_logs_and_restart_over_the_socket() {
         ))
         .unwrap();
     let (store, loaded) = StateStore::open(&dir.path().join("state")).unwrap();
-    let controller = Arc::new(
-        Controller::new(
-            store,
-            loaded,
-            steps(&dir.path().join("services")),
-            Arc::new(StatusBoard::new(&StepName::ORDER)),
-            Arc::new(EventBus::default()),
-            Arc::new(FakeHost),
-        )
-        .with_supervisor(supervisor.clone()),
+    let services = dir.path().join("services");
+    let (steps, mut collaborators) = crate::test_support::wired(
+        &services,
+        crate::storage::Storage::linux(&dir.path().join("state"), None),
     );
+    // The services the RPCs see are the ones this supervisor runs.
+    collaborators.services = Arc::new(crate::services::Services::new(
+        supervisor.clone(),
+        crate::services::ServicePaths::under(&services),
+    ));
+    let controller = Arc::new(Controller::new(ControllerParts {
+        store,
+        loaded,
+        steps,
+        status: Arc::new(StatusBoard::new(&StepName::ORDER)),
+        events: Arc::new(EventBus::default()),
+        collaborators,
+        remote_api: None,
+    }));
     let socket = dir.path().join("run/tfagent.sock");
     let bound = bind_unix(&socket, None).await.unwrap();
     let token = stop.clone();

@@ -1,23 +1,23 @@
 //! Domain → proto for what the agent reports: info, status, plans, events.
-//! (The spec's own conversion lives in `convert.rs`.)
+//! (The spec's own conversion is `tfagent_spec::proto`.)
 
 use std::time::SystemTime;
 
 use prost_types::Timestamp;
 use tfagent_proto::v1 as pb;
 
+use tfagent_spec::{Role, wgquick::HubInfo};
+use tfagent_supervisor::{ExitInfo, ServiceState, ServiceStatus};
+
 use crate::{
-    control::{ApplyOutcome, NodeInfo, NodeStatus, PlannedStep},
-    events::{Event, EventKind, StepPhase},
+    control::{ApplyOutcome, NodeInfo, NodeStatus},
+    events::{Event, EventKind},
     host::{CgroupMode, HostCapabilities},
-    reconcile::{Condition, StepStatus},
+    net::InterfaceStatus,
+    reconcile::StepStatus,
+    step::{Condition, StepPlan},
     storage::{DiskInfo, VolumeStatus},
 };
-use tfagent_spec::Role;
-use tfagent_supervisor::{ExitInfo, ServiceState, ServiceStatus};
-// ---- network ----
-use crate::net::InterfaceStatus;
-use tfagent_spec::wgquick::HubInfo;
 
 pub fn timestamp(time: SystemTime) -> Timestamp {
     Timestamp::from(time)
@@ -52,14 +52,8 @@ pub fn info(info: NodeInfo) -> pb::NodeInfo {
                 lacks: p.lacks,
             })
             .collect(),
-        wireguard_public_key: info
-            .wireguard_public_key
-            .map(|k| k.to_string())
-            .unwrap_or_default(),
-        wireguard_backend: info
-            .wireguard_backend
-            .map(|b| b.to_string())
-            .unwrap_or_default(),
+        wireguard_public_key: info.wireguard_public_key.to_string(),
+        wireguard_backend: info.wireguard_backend.to_string(),
     }
 }
 
@@ -98,10 +92,10 @@ pub fn apply_outcome(outcome: ApplyOutcome) -> pb::ApplyResponse {
     }
 }
 
-fn step_plan(plan: PlannedStep) -> pb::StepPlan {
+fn step_plan(plan: StepPlan) -> pb::StepPlan {
     pb::StepPlan {
         step: plan.step.to_string(),
-        implemented: plan.implemented,
+        implemented: true,
         actions: plan.actions,
         error: plan.error.unwrap_or_default(),
     }
@@ -257,7 +251,6 @@ fn condition(condition: Condition) -> pb::Condition {
         Condition::Converged => pb::Condition::Converged,
         Condition::Failed => pb::Condition::Failed,
         Condition::Blocked => pb::Condition::Blocked,
-        Condition::NotImplemented => pb::Condition::NotImplemented,
     }
 }
 
@@ -278,15 +271,16 @@ pub fn event(event: Event) -> pb::Event {
         EventKind::SpecAccepted => pb::event::Kind::SpecAccepted(pb::SpecAccepted {}),
         EventKind::Step {
             step,
-            phase,
+            condition,
             message,
         } => {
-            let phase = match phase {
-                StepPhase::Started => pb::StepPhase::Started,
-                StepPhase::Converged => pb::StepPhase::Converged,
-                StepPhase::Failed => pb::StepPhase::Failed,
-                StepPhase::NotImplemented => pb::StepPhase::NotImplemented,
-                StepPhase::Blocked => pb::StepPhase::Blocked,
+            let phase = match condition {
+                // A step is pending only before its first run: never news.
+                Condition::Pending => pb::StepPhase::Unspecified,
+                Condition::Progressing => pb::StepPhase::Started,
+                Condition::Converged => pb::StepPhase::Converged,
+                Condition::Failed => pb::StepPhase::Failed,
+                Condition::Blocked => pb::StepPhase::Blocked,
             };
             pb::event::Kind::Step(pb::StepEvent {
                 step: step.to_string(),

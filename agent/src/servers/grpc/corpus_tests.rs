@@ -14,11 +14,12 @@ use tonic::{Code, transport::Channel};
 use super::*;
 use crate::{
     app,
-    control::Controller,
+    control::{Controller, ControllerParts},
     events::EventBus,
     net::{Backend, NetworkStep, fake::FakeNet},
-    reconcile::{StatusBoard, StepName},
+    reconcile::StatusBoard,
     state::StateStore,
+    step::StepName,
     storage::{DevicePolicy, Storage, StorageOps, fake::FakeOps},
     test_support::FakeHost,
 };
@@ -672,33 +673,30 @@ impl Harness {
             },
             CancellationToken::new(),
         );
-        let steps = app::steps(
-            &storage,
-            network.clone(),
-            crate::services::Services::new(
+        let (vip, vip_engine) =
+            crate::test_support::vip_step(&services, &supervisor, network.clone());
+        let (steps, collaborators) = app::Wiring {
+            storage,
+            network,
+            services: crate::services::Services::new(
                 supervisor.clone(),
                 crate::services::ServicePaths::under(&services),
             ),
-            Arc::new(crate::test_support::vip_step(
-                &services,
-                &supervisor,
-                network.clone(),
-            )),
-        );
+            vip,
+            vip_engine,
+            host: Arc::new(FakeHost),
+        }
+        .assemble();
         let (store, loaded) = StateStore::open(&state).unwrap();
-        let controller = Arc::new(
-            Controller::new(
-                store,
-                loaded,
-                steps,
-                Arc::new(StatusBoard::new(&StepName::ORDER)),
-                Arc::new(EventBus::default()),
-                Arc::new(FakeHost),
-            )
-            .with_storage(storage)
-            .with_network(network)
-            .with_supervisor(supervisor.clone()),
-        );
+        let controller = Arc::new(Controller::new(ControllerParts {
+            store,
+            loaded,
+            steps,
+            status: Arc::new(StatusBoard::new(&StepName::ORDER)),
+            events: Arc::new(EventBus::default()),
+            collaborators,
+            remote_api: None,
+        }));
         let socket = dir.path().join("tfagent.sock");
         let bound = bind_unix(&socket, None).await.unwrap();
         let shutdown = CancellationToken::new();
