@@ -22,7 +22,7 @@ use std::{
 
 use common::{Figure, Goal, Summary, report};
 use tfagent::{
-    net::{self, Backend},
+    network::{self, Backend},
     step::Step,
 };
 use tfagent_spec::{KeyPair, NodeSpec, Peer, SpecDocument, ValidationContext, Wireguard};
@@ -131,7 +131,7 @@ impl Drop for Wg {
 }
 
 fn socket(interface: &str) -> PathBuf {
-    Path::new(net::linux::WIREGUARD_SOCKET_DIR).join(format!("{interface}.sock"))
+    Path::new(network::linux::WIREGUARD_SOCKET_DIR).join(format!("{interface}.sock"))
 }
 
 fn base_spec() -> NodeSpec {
@@ -250,16 +250,16 @@ fn inside() {
             },
             tokio_util::sync::CancellationToken::new(),
         );
-        let userspace = Arc::new(net::SupervisedWireguardGo::new(
+        let userspace = Arc::new(network::SupervisedWireguardGo::new(
             supervisor,
             Path::new("wireguard-go"),
-            Path::new(net::linux::WIREGUARD_SOCKET_DIR),
+            Path::new(network::linux::WIREGUARD_SOCKET_DIR),
             Arc::new(tokio::sync::Notify::new()),
         ));
-        let step = net::NetworkStep::new(
+        let step = network::NetworkStep::new(
             Backend::Userspace,
             Arc::clone(&own),
-            net::linux::host(Backend::Userspace, userspace),
+            network::linux::host(Backend::Userspace, userspace),
         );
 
         let start = Instant::now();

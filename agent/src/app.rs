@@ -12,7 +12,7 @@ use crate::{
     control::{Collaborators, Controller, ControllerParts, RemoteApiInfo},
     events::EventBus,
     host::{HostInfo, LinuxHost},
-    net,
+    network,
     reconcile::{Reconciler, StatusBoard},
     servers::{
         grpc::{self, ServeError},
@@ -33,9 +33,9 @@ pub enum AppError {
     #[error(transparent)]
     Metrics(#[from] MetricsError),
     #[error(transparent)]
-    Key(#[from] net::KeyError),
+    Key(#[from] network::KeyError),
     #[error(transparent)]
-    Backend(#[from] net::BackendError),
+    Backend(#[from] network::BackendError),
     /// A task the agent cannot run without died; the supervisor (zinit,
     /// systemd) restarts the agent.
     #[error("the {task} task crashed: {source}")]
@@ -50,7 +50,7 @@ pub enum AppError {
 #[derive(Debug)]
 pub struct Wiring {
     pub storage: storage::Storage,
-    pub network: Arc<net::NetworkStep>,
+    pub network: Arc<network::NetworkStep>,
     pub services: services::Services,
     pub vip: vip::VipStep,
     pub vip_engine: vip::VipEngine,
@@ -146,33 +146,33 @@ pub async fn run(
             info!("adopted the running keepalived");
         }
     }
-    let key = Arc::new(net::key::load_or_generate(store.dir())?);
+    let key = Arc::new(network::key::load_or_generate(store.dir())?);
     let capabilities = LinuxHost.capabilities();
-    let backend = match net::choose_backend(config.wireguard_backend, &capabilities) {
+    let backend = match network::choose_backend(config.wireguard_backend, &capabilities) {
         Ok(backend) => backend,
         // With neither, the network step fails and says why; the agent
         // still serves.
-        Err(net::BackendError::Neither) => {
+        Err(network::BackendError::Neither) => {
             warn!("the host has neither the wireguard module nor wireguard-go");
-            net::Backend::Userspace
+            network::Backend::Userspace
         }
         Err(error) => return Err(error.into()),
     };
     info!(%backend, public_key = %key.public(), "WireGuard");
     let reconcile_now = Arc::new(tokio::sync::Notify::new());
-    let userspace = net::userspace(
+    let userspace = network::userspace(
         capabilities.wireguard_go.as_deref(),
         supervisor.clone(),
         Arc::clone(&reconcile_now),
     );
     // A healthy interface gives the network step no reason to touch its
     // wireguard-go: adopt it now, as the services above.
-    if backend == net::Backend::Userspace
+    if backend == network::Backend::Userspace
         && let Some(desired) = &loaded.desired
     {
         userspace.adopt(&desired.spec.network.wireguard.interface);
     }
-    let network = Arc::new(net::step(backend, key, userspace));
+    let network = Arc::new(network::step(backend, key, userspace));
     let storage = storage::Storage::linux(&config.state_dir, config.allowed_devices.clone());
     let keepalived_status = supervisor.clone();
     let (vip_engine, vip_task) = vip::VipEngine::new(

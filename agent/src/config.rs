@@ -67,7 +67,7 @@ struct RawConfig {
     // ---- services ----
     services: RawServices,
     // ---- network ----
-    wireguard_backend: crate::net::BackendChoice,
+    wireguard_backend: crate::network::BackendChoice,
     // ---- vip ----
     vip: RawVip,
 }
@@ -312,7 +312,7 @@ pub struct BootConfig {
     // ---- network ----
     /// `auto` (kernel module when present, else wireguard-go), `kernel` or
     /// `userspace`.
-    pub wireguard_backend: crate::net::BackendChoice,
+    pub wireguard_backend: crate::network::BackendChoice,
     // ---- vip ----
     pub vip: crate::vip::VipSettings,
 }
@@ -352,7 +352,7 @@ impl Default for BootConfig {
             allowed_devices: None,
             services: ServicePaths::default(),
             service_cgroups: true,
-            wireguard_backend: crate::net::BackendChoice::Auto,
+            wireguard_backend: crate::network::BackendChoice::Auto,
             vip: RawVip::default()
                 .validate(&ServicePaths::default(), |_, _| unreachable!())
                 .unwrap_or_else(|_| unreachable!("the defaults are valid")),
@@ -558,7 +558,7 @@ mod tests {
         );
         assert_eq!(
             config.wireguard_backend,
-            crate::net::BackendChoice::Userspace
+            crate::network::BackendChoice::Userspace
         );
         let err = parse("wireguard_backend = \"ebpf\"")
             .unwrap_err()

@@ -3,7 +3,7 @@
 //!
 //! Layers, each using only those before it: `state` and `host`; `step` (the
 //! contract every step implements) and `events`; the steps (`storage`,
-//! `net`, `services`, `vip`, `addons`); `reconcile`; `control`; `servers`
+//! `network`, `services`, `vip`, `addons`); `reconcile`; `control`; `servers`
 //! (gRPC, metrics); `config` and `app` (wiring only).
 
 pub mod addons;
@@ -12,7 +12,7 @@ pub mod config;
 pub mod control;
 pub mod events;
 pub mod host;
-pub mod net;
+pub mod network;
 pub mod reconcile;
 pub mod servers;
 pub mod services;

@@ -129,10 +129,10 @@ pub fn vip_step(
 }
 
 /// A network step over a fake host, with a fixed-seed-free fresh key.
-pub fn network_step() -> crate::net::NetworkStep {
-    crate::net::NetworkStep::new(
-        crate::net::Backend::Userspace,
+pub fn network_step() -> crate::network::NetworkStep {
+    crate::network::NetworkStep::new(
+        crate::network::Backend::Userspace,
         Arc::new(tfagent_spec::KeyPair::generate()),
-        crate::net::fake::FakeNet::default().host(),
+        crate::network::fake::FakeNet::default().host(),
     )
 }

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use super::ports::{Collaborators, Mesh, Services, Vip, Volumes};
 use crate::{
     host::HostInfo,
-    net::{Backend, InterfaceStatus},
+    network::{Backend, InterfaceStatus},
     services::{ServicePaths, k3s::KubeconfigError},
     storage::{DiskInfo, StorageError, VolumeStatus},
     vip::VipStatus,

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use super::ports;
 use crate::{
-    net::{Backend, InterfaceStatus, NetworkStep},
+    network::{Backend, InterfaceStatus, NetworkStep},
     services::{self, k3s::KubeconfigError},
     storage::{DiskInfo, Storage, StorageError, VolumeStatus},
     vip::{VipEngine, VipStatus},

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::{
     host::HostInfo,
-    net::{Backend, InterfaceStatus},
+    network::{Backend, InterfaceStatus},
     services::k3s::KubeconfigError,
     storage::{DiskInfo, StorageError, VolumeStatus},
     vip::VipStatus,

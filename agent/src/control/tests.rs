@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::{
-    net::Backend,
+    network::Backend,
     reconcile,
     services::ServicePaths,
     state::trial::{self, Trial},

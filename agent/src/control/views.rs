@@ -16,7 +16,7 @@ use super::{
 use crate::{
     addons::prereq::{self, AddonPrerequisites},
     host::{AddonHostFacts, HostCapabilities},
-    net::{Backend, InterfaceStatus},
+    network::{Backend, InterfaceStatus},
     reconcile::{StatusBoard, StepStatus},
     state::RefusedSpec,
     vip::VipStatus,

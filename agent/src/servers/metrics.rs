@@ -32,7 +32,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
     control::{Controller, NodeStatus, VERSION},
-    net::InterfaceStatus,
+    network::InterfaceStatus,
     reconcile::RunObserver,
     step::{Condition, StepError, StepName, StepOutcome},
     storage::{VolumeState, VolumeStatus},
@@ -320,7 +320,7 @@ impl StatusCollector {
         wireguard: Option<&InterfaceStatus>,
     ) -> Result<(), fmt::Error> {
         let peers = wireguard.map(|w| w.peers.as_slice()).unwrap_or_default();
-        let label = |peer: &crate::net::PeerStatus| {
+        let label = |peer: &crate::network::PeerStatus| {
             let name = if peer.name.is_empty() {
                 peer.public_key.to_string()
             } else {
@@ -662,7 +662,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::net::{Backend, PeerStatus};
+    use crate::network::{Backend, PeerStatus};
     use tfagent_spec::KeyPair;
 
     fn scrape(snapshot: Snapshot) -> String {

@@ -16,7 +16,7 @@ use crate::{
     app,
     control::{Controller, ControllerParts},
     events::EventBus,
-    net::{Backend, NetworkStep, fake::FakeNet},
+    network::{Backend, NetworkStep, fake::FakeNet},
     reconcile::StatusBoard,
     state::StateStore,
     step::StepName,

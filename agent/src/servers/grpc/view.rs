@@ -13,7 +13,7 @@ use crate::{
     control::{ApplyOutcome, NodeInfo, NodeStatus},
     events::{Event, EventKind},
     host::{CgroupMode, HostCapabilities},
-    net::InterfaceStatus,
+    network::InterfaceStatus,
     reconcile::StepStatus,
     step::{Condition, StepPlan},
     storage::{DiskInfo, VolumeStatus},

@@ -680,7 +680,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::{
-        net::fake::FakeNet,
+        network::fake::FakeNet,
         step::{Step, StepOutcome},
     };
     use tfagent_spec::fixtures::{example_spec, wireguard};

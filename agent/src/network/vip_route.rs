@@ -152,7 +152,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        net::{Backend, fake::FakeNet},
+        network::{Backend, fake::FakeNet},
         step::{Step, StepOutcome},
     };
     use tfagent_spec::{
