@@ -11,8 +11,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::REDACTED;
-use super::limits::MAX_DOCUMENT_BYTES;
+use crate::limits::MAX_DOCUMENT_BYTES;
+use crate::types::REDACTED;
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
@@ -190,8 +190,6 @@ pub struct StorageDoc {
     #[serde(skip_serializing_if = "is_default")]
     pub persist: PersistDoc,
 }
-
-// ---- storage.persist ----
 
 /// `storage.persist`: host paths bind-mounted from subdirectories of a
 /// volume, so what k3s and friends write there survives a tmpfs root.

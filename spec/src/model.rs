@@ -7,15 +7,14 @@ use std::num::NonZeroU16;
 
 use ipnet::IpNet;
 
-use super::REDACTED;
-use super::document::{
+use crate::document::{
     AddonsDoc, CertManagerDoc, ClusterDoc, IngressNginxDoc, LocalPathDoc, LonghornDoc, MetallbDoc,
     NetworkDoc, PeerDoc, PersistDoc, PersistPathDoc, ServiceDoc, ServicesDoc, SpecDocument,
     StorageDoc, VipDoc, VipServerDoc, VolumeDoc, WireguardDoc,
 };
-use super::types::{
+use crate::types::{
     AbsPath, AcmeServer, AddressPool, ByteSize, Endpoint, Filesystem, FormatPolicy, Host, IfName,
-    JoinUrl, Label, NodeName, Propagation, Role, Secret, WgKey, WipeSignature,
+    JoinUrl, Label, NodeName, Propagation, REDACTED, Role, Secret, WgKey, WipeSignature,
 };
 
 /// The whole desired state of one node.
@@ -125,8 +124,6 @@ pub struct Storage {
     /// Paths kept on a volume; `None` exactly when there are no volumes.
     pub persist: Option<Persist>,
 }
-
-// ---- storage.persist ----
 
 /// Host paths bind-mounted from subdirectories of one volume.
 #[derive(Clone, Debug, PartialEq, Eq)]

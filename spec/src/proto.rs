@@ -88,7 +88,7 @@ fn message<D: Default + PartialEq, M: From<D>>(section: D) -> Option<M> {
     (section != D::default()).then(|| M::from(section))
 }
 
-// ---------------------------------------------------------------- proto → document
+// Proto → document.
 
 impl From<pb::NodeSpec> for SpecDocument {
     fn from(spec: pb::NodeSpec) -> Self {
@@ -177,8 +177,6 @@ impl From<pb::StorageSpec> for StorageDoc {
         }
     }
 }
-
-// ---- storage.persist ----
 
 impl From<pb::PersistSpec> for PersistDoc {
     fn from(p: pb::PersistSpec) -> Self {
@@ -307,7 +305,7 @@ impl From<pb::LonghornAddon> for LonghornDoc {
     }
 }
 
-// ---------------------------------------------------------------- document → proto
+// Document → proto.
 
 impl From<SpecDocument> for pb::NodeSpec {
     fn from(doc: SpecDocument) -> Self {
