@@ -56,7 +56,6 @@ struct RawConfig {
     log_level: Option<String>,
     resync_interval_secs: Option<u64>,
     socket_allowed_uids: Option<Vec<u32>>,
-    // ---- storage ----
     allowed_devices: Option<Vec<String>>,
     metrics_address: Option<String>,
     socket_reader_group: Option<GroupRef>,
@@ -64,11 +63,8 @@ struct RawConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
-    // ---- services ----
     services: RawServices,
-    // ---- network ----
     wireguard_backend: crate::network::BackendChoice,
-    // ---- vip ----
     vip: RawVip,
 }
 
@@ -299,21 +295,17 @@ pub struct BootConfig {
     pub socket_reader_gid: Option<u32>,
     /// The remote API; `None` (the default): off.
     pub remote_api: Option<RemoteApi>,
-    // ---- storage ----
     /// Device path patterns (`*`, `?`) storage volumes may use; `None`
     /// admits any device except the disk holding `/` or the state dir,
     /// which is always refused.
     pub allowed_devices: Option<Vec<String>>,
-    // ---- services ----
     /// Where containerd and k3s keep their files.
     pub services: ServicePaths,
     /// Whether each service gets its own cgroup.
     pub service_cgroups: bool,
-    // ---- network ----
     /// `auto` (kernel module when present, else wireguard-go), `kernel` or
     /// `userspace`.
     pub wireguard_backend: crate::network::BackendChoice,
-    // ---- vip ----
     pub vip: crate::vip::VipSettings,
 }
 

@@ -9,7 +9,10 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-use crate::{AccessRole, PkiError, ROLE_PREFIX};
+use crate::{
+    error::PkiError,
+    role::{AccessRole, ROLE_PREFIX},
+};
 
 /// How long `certs init` makes certificates valid.
 pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);

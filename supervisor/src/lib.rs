@@ -11,15 +11,18 @@
 
 pub mod backoff;
 pub mod cgroup;
+mod config;
 pub mod def;
 pub mod logs;
 pub mod probe;
 pub mod record;
+mod runner;
 pub mod state;
 pub mod supervisor;
 mod sys;
 
+pub use config::SupervisorConfig;
 pub use def::{ServiceDef, ServiceName};
 pub use state::{ExitInfo, ServiceState, ServiceStatus};
-pub use supervisor::{Ensured, SuperviseError, Supervisor, SupervisorConfig};
+pub use supervisor::{Ensured, SuperviseError, Supervisor};
 pub use sys::Rlimit;

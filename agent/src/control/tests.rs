@@ -247,7 +247,6 @@ async fn a_cancelled_apply_leaves_disk_and_memory_agreeing() {
     }
 }
 
-// ---- reset ----
 /// A step that records its teardowns, and fails them when told.
 #[derive(Debug)]
 struct RecordingStep {
@@ -443,7 +442,6 @@ async fn a_reset_ends_a_trial_so_nothing_is_restored_later() {
     assert!(controller.status().trial.is_none());
 }
 
-// ---- network ----
 async fn wait_for_generation(controller: &Controller, generation: u64) -> Duration {
     let start = std::time::Instant::now();
     while current(controller).map(|c| c.generation) != Some(generation) {

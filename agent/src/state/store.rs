@@ -242,7 +242,6 @@ impl StateStore {
         })
     }
 
-    // ---- reset ----
     /// Forgets the stored spec of `generation`: records the generation
     /// first (so later ones count on), then removes the spec file. A crash
     /// in between leaves the spec stored.

@@ -152,7 +152,6 @@ impl NodeAgent for NodeAgentService {
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
         let mut status = view::status(self.controller.full_status().await);
-        // ---- storage ----
         // The storage step reports the same failure; the rest of the status
         // is still worth serving.
         match self.controller.volumes().await {
@@ -162,7 +161,6 @@ impl NodeAgent for NodeAgentService {
         Ok(Response::new(status))
     }
 
-    // ---- storage ----
     #[instrument(name = "rpc.list_disks", skip_all)]
     async fn list_disks(
         &self,
@@ -174,7 +172,6 @@ impl NodeAgent for NodeAgentService {
         }))
     }
 
-    // ---- network ----
     #[instrument(name = "rpc.confirm", skip_all)]
     async fn confirm(
         &self,
@@ -231,8 +228,6 @@ impl NodeAgent for NodeAgentService {
         )))
     }
 
-    // ---- services ----
-
     type LogsStream = ReplyStream<pb::LogLine>;
 
     #[instrument(name = "rpc.logs", skip_all, fields(service))]
@@ -285,7 +280,6 @@ impl NodeAgent for NodeAgentService {
         Ok(Response::new(pb::KubeconfigResponse { kubeconfig }))
     }
 
-    // ---- reset ----
     #[instrument(name = "rpc.reset", skip_all)]
     async fn reset(
         &self,

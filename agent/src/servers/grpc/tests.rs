@@ -260,7 +260,6 @@ async fn an_invalid_spec_names_every_field_and_changes_nothing() {
         ))
         .await
         .unwrap_err();
-    // ---- network ----
     assert_eq!(try_mode.code(), Code::InvalidArgument);
     assert!(
         try_mode.message().contains("try_timeout"),
@@ -437,8 +436,6 @@ async fn a_stale_socket_is_replaced_and_the_new_one_is_0600() {
     assert!(!path.exists());
 }
 
-// ---- storage ----
-
 #[tokio::test]
 async fn list_disks_answers_and_status_has_no_volumes_without_a_spec() {
     let agent = TestAgent::start(&[our_uid()]).await;
@@ -460,8 +457,6 @@ async fn list_disks_answers_and_status_has_no_volumes_without_a_spec() {
         .into_inner();
     assert!(status.volumes.is_empty());
 }
-
-// ---- services ----
 
 #[tokio::test]
 async fn service_status_logs_and_restart_over_the_socket() {
@@ -612,7 +607,6 @@ async fn service_status_logs_and_restart_over_the_socket() {
     served.await.unwrap().unwrap();
 }
 
-// ---- reset ----
 #[tokio::test]
 async fn reset_needs_the_node_name_then_forgets_the_spec_and_generations_go_on() {
     let agent = TestAgent::start(&[our_uid()]).await;

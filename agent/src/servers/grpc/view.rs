@@ -124,7 +124,6 @@ pub fn status(status: NodeStatus) -> pb::NodeStatus {
     }
 }
 
-// ---- vip ----
 fn vip_status(status: crate::vip::VipStatus) -> pb::VipStatus {
     let election = status
         .election
@@ -167,8 +166,6 @@ fn vip_status(status: crate::vip::VipStatus) -> pb::VipStatus {
     }
 }
 
-// ---- services ----
-
 fn service_state(state: ServiceState) -> pb::ServiceState {
     match state {
         ServiceState::Waiting => pb::ServiceState::Waiting,
@@ -204,7 +201,6 @@ fn service_status(service: ServiceStatus) -> pb::ServiceStatus {
     }
 }
 
-// ---- network ----
 fn wireguard_status(status: InterfaceStatus) -> pb::WireguardStatus {
     pb::WireguardStatus {
         interface: status.interface,
@@ -296,8 +292,6 @@ pub fn event(event: Event) -> pb::Event {
         kind: Some(kind),
     }
 }
-
-// ---- storage ----
 
 pub fn volume(volume: VolumeStatus) -> pb::VolumeStatus {
     pb::VolumeStatus {
