@@ -28,6 +28,7 @@ test: deps lint fuzz-build
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	scripts/check-structure.sh
 
 # The fuzz targets (spec parsing from files and from the wire) must keep
 # building; run them with `cargo +nightly fuzz run spec_document` in fuzz/.

@@ -1,48 +1,17 @@
 //! Shared helpers of the unit tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::BTreeSet, path::Path, sync::Arc};
+use std::{path::Path, sync::Arc};
 
+pub use crate::host::FakeHost;
 use crate::{
     app,
     control::{Collaborators, Controller, ControllerParts},
     events::EventBus,
-    host::{AddonHostFacts, CgroupMode, HostCapabilities, HostInfo},
     reconcile::StatusBoard,
     state::StateStore,
     step::{Step, StepName},
 };
-
-/// A host with fixed, zOS-like capabilities.
-#[derive(Debug)]
-pub struct FakeHost;
-
-impl HostInfo for FakeHost {
-    fn hostname(&self) -> String {
-        "node-under-test".into()
-    }
-
-    fn capabilities(&self) -> HostCapabilities {
-        HostCapabilities {
-            kernel_release: "6.1.0-test".into(),
-            kernel_wireguard: true,
-            wireguard_go: None,
-            cgroup_mode: CgroupMode::V1,
-            filesystems: BTreeSet::from(["btrfs".to_owned()]),
-            btrfs_pools: vec![],
-        }
-    }
-
-    fn addon_facts(&self, filesystems: &BTreeSet<String>) -> AddonHostFacts {
-        // As on zOS: no open-iscsi, one public NIC.
-        AddonHostFacts {
-            filesystems: filesystems.clone(),
-            iscsiadm: None,
-            iscsi_tcp: false,
-            broadcast_interfaces: BTreeSet::from(["eth0".to_owned()]),
-        }
-    }
-}
 
 /// This build's steps, the services step keeping its files under `dir`
 /// (never starting anything unless applied).
