@@ -699,7 +699,6 @@ fn members_of_the_reader_group_may_read_and_nothing_more() {
     assert_eq!(daemon.json(&["status"])["desired_generation"], 0);
 }
 
-// ---- services ----
 #[test]
 fn logs_and_restart_name_the_missing_service() {
     let daemon = Daemon::start();
