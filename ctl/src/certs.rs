@@ -9,8 +9,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::CtlError;
 use tfagent_pki::{AccessRole, Authority, Issued, write_new};
+
+use crate::error::CtlError;
 
 fn failed(error: impl std::fmt::Display) -> CtlError {
     CtlError::new(format!("certs init: {error}"))

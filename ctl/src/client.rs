@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use hyper_util::rt::TokioIo;
 use tfagent_proto::v1::node_agent_client::NodeAgentClient;
 use tokio::net::UnixStream;
-use tonic::{
-    Status,
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
-};
-use tonic_types::StatusExt;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tower::service_fn;
+
+/// Here for the agent's API tests; defined beside `CtlError`, which shows
+/// each field of a refused spec on a line of its own.
+pub use crate::error::bad_request_fields;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -115,17 +115,4 @@ fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-/// The field violations of an INVALID_ARGUMENT status, as (field, message).
-pub fn bad_request_fields(status: &Status) -> Vec<(String, String)> {
-    status
-        .get_details_bad_request()
-        .map(|bad| {
-            bad.field_violations
-                .into_iter()
-                .map(|v| (v.field, v.description))
-                .collect()
-        })
-        .unwrap_or_default()
 }

@@ -5,10 +5,10 @@ use std::io::{self, Write};
 use serde::Serialize;
 use tfagent_proto::v1 as pb;
 
-use super::render::time;
+use crate::output::time;
 
 #[derive(Serialize)]
-pub(super) struct VipView {
+pub(crate) struct VipView {
     vip: String,
     /// The holder's name (or address when it is not a known server).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,7 +38,7 @@ fn non_empty(text: &str) -> Option<String> {
     Some(text.to_owned()).filter(|t| !t.is_empty())
 }
 
-pub(super) fn vip_view(status: &pb::NodeStatus) -> Option<VipView> {
+pub(crate) fn vip_view(status: &pb::NodeStatus) -> Option<VipView> {
     let vip = status.vip.as_ref()?;
     Some(VipView {
         vip: vip.vip.clone(),
@@ -62,7 +62,7 @@ pub(super) fn vip_view(status: &pb::NodeStatus) -> Option<VipView> {
 
 /// `vip  10.100.0.250 held by server-1 (10.100.0.1), epoch 3` and this
 /// node's part on the next lines.
-pub(super) fn write_table(out: &mut dyn Write, view: Option<&VipView>) -> io::Result<()> {
+pub(crate) fn write_table(out: &mut dyn Write, view: Option<&VipView>) -> io::Result<()> {
     let Some(view) = view else { return Ok(()) };
     let holder = match (&view.holder, &view.holder_address) {
         (Some(name), Some(address)) if name != address => format!("held by {name} ({address})"),

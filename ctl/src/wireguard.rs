@@ -1,17 +1,20 @@
-//! tfagentctl's WireGuard parts: the interface and peers in `status`, the
-//! trial in `status`, and `wg access-config`.
+//! tfagentctl's WireGuard parts: the interface and peers in `status`, and
+//! `wg access-config`.
 
 use std::io::{self, Write};
 
 use ipnet::IpNet;
 use serde::Serialize;
 use tfagent_proto::v1 as pb;
-
-use super::{CtlError, Output, render};
 use tfagent_spec::{KeyPair, wgquick as access};
 
+use crate::{
+    error::CtlError,
+    output::{Output, structured, time},
+};
+
 #[derive(Serialize)]
-pub struct WireguardView {
+pub(crate) struct WireguardView {
     interface: String,
     backend: String,
     up: bool,
@@ -33,13 +36,7 @@ struct PeerView {
     allowed_ips: Vec<String>,
 }
 
-#[derive(Serialize)]
-pub struct TrialView {
-    generation: u64,
-    deadline: Option<String>,
-}
-
-pub fn wireguard_view(status: &pb::NodeStatus) -> Option<WireguardView> {
+pub(crate) fn wireguard_view(status: &pb::NodeStatus) -> Option<WireguardView> {
     let wg = status.wireguard.as_ref()?;
     Some(WireguardView {
         interface: wg.interface.clone(),
@@ -55,7 +52,7 @@ pub fn wireguard_view(status: &pb::NodeStatus) -> Option<WireguardView> {
                 name: p.name.clone(),
                 public_key: p.public_key.clone(),
                 endpoint: Some(p.endpoint.clone()).filter(|e| !e.is_empty()),
-                latest_handshake: render::time(p.latest_handshake.as_ref()),
+                latest_handshake: time(p.latest_handshake.as_ref()),
                 rx_bytes: p.rx_bytes,
                 tx_bytes: p.tx_bytes,
                 allowed_ips: p.allowed_ips.clone(),
@@ -64,30 +61,8 @@ pub fn wireguard_view(status: &pb::NodeStatus) -> Option<WireguardView> {
     })
 }
 
-pub fn trial_view(status: &pb::NodeStatus) -> Option<TrialView> {
-    status.trial.as_ref().map(|t| TrialView {
-        generation: t.generation,
-        deadline: render::time(t.deadline.as_ref()),
-    })
-}
-
-/// The table lines of the trial and the interface.
-pub fn write_table(
-    out: &mut dyn Write,
-    trial: Option<&TrialView>,
-    last_trial: Option<&str>,
-    wg: Option<&WireguardView>,
-) -> io::Result<()> {
-    if let Some(trial) = trial {
-        writeln!(
-            out,
-            "trial       generation {} is reverted at {} unless confirmed (tfagentctl confirm)",
-            trial.generation,
-            trial.deadline.as_deref().unwrap_or("?")
-        )?;
-    } else if let Some(last) = last_trial {
-        writeln!(out, "last trial  {last}")?;
-    }
+/// The interface's line and a row per peer; nothing before any spec.
+pub(crate) fn write_table(out: &mut dyn Write, wg: Option<&WireguardView>) -> io::Result<()> {
     let Some(wg) = wg else {
         return Ok(());
     };
@@ -148,7 +123,7 @@ struct AccessView {
 /// Builds a person's config from the hub's answer. A new person gets a key
 /// pair made here, shown once; a person already in the spec fills in their
 /// own private key.
-pub fn access_config(
+pub(crate) fn access_config(
     out: &mut dyn Write,
     output: Output,
     name: &str,
@@ -217,7 +192,7 @@ pub fn access_config(
     };
     let write = |out: &mut dyn Write| -> io::Result<()> {
         if output != Output::Table {
-            return render::structured(out, output, &view);
+            return structured(out, output, &view);
         }
         match &view.peer_entry {
             Some(entry) => {
