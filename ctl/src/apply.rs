@@ -69,7 +69,6 @@ struct ApplyView {
 #[derive(Serialize)]
 struct PlanView {
     step: String,
-    implemented: bool,
     actions: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -92,7 +91,6 @@ pub(crate) fn write(
             .iter()
             .map(|p| PlanView {
                 step: p.step.clone(),
-                implemented: p.implemented,
                 actions: p.actions.clone(),
                 error: Some(p.error.clone()).filter(|e| !e.is_empty()),
             })
@@ -119,11 +117,10 @@ pub(crate) fn write(
     }
     writeln!(out, "plan:")?;
     for step in &view.plan {
-        let (tag, lines) = match (&step.error, step.implemented) {
-            (Some(error), _) => (style.paint("cannot plan", "31"), vec![error.clone()]),
-            (None, false) => (style.paint("not implemented", "33"), step.actions.clone()),
-            (None, true) if step.actions.is_empty() => (style.paint("no change", "32"), Vec::new()),
-            (None, true) => (
+        let (tag, lines) = match &step.error {
+            Some(error) => (style.paint("cannot plan", "31"), vec![error.clone()]),
+            None if step.actions.is_empty() => (style.paint("no change", "32"), Vec::new()),
+            None => (
                 style.paint(&format!("{} change(s)", step.actions.len()), "36"),
                 step.actions.clone(),
             ),

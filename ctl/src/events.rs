@@ -64,13 +64,13 @@ pub(crate) fn write(
         Output::Table => {
             let what = match (&view.step, &view.phase) {
                 (Some(step), Some(phase)) => {
-                    let phase_width = "not-implemented".len();
+                    // Wider than any phase, as earlier versions printed it,
+                    // so scripts that cut the columns keep working.
+                    let phase_width = 15;
                     let painted = match phase.as_str() {
                         "converged" => style.paint(&format!("{phase:<phase_width$}"), "32"),
                         "failed" => style.paint(&format!("{phase:<phase_width$}"), "31"),
-                        "blocked" | "not-implemented" => {
-                            style.paint(&format!("{phase:<phase_width$}"), "33")
-                        }
+                        "blocked" => style.paint(&format!("{phase:<phase_width$}"), "33"),
                         _ => format!("{phase:<phase_width$}"),
                     };
                     format!("{step:<9} {painted} {}", view.message)

@@ -45,7 +45,7 @@ impl Style {
         let code = match condition {
             "converged" => "32",
             "failed" => "31",
-            "blocked" | "not-implemented" => "33",
+            "blocked" => "33",
             _ => "36",
         };
         self.paint(&format!("{condition:<width$}"), code)
@@ -81,7 +81,7 @@ pub(crate) fn time(ts: Option<&Timestamp>) -> Option<String> {
 }
 
 /// A proto enum value's name as the command line shows it:
-/// `CONDITION_NOT_IMPLEMENTED` -> `not-implemented`.
+/// `CONDITION_CONVERGED` -> `converged`.
 pub(crate) fn kebab(name: &str, prefix: &str) -> String {
     name.strip_prefix(prefix)
         .unwrap_or(name)

@@ -95,7 +95,6 @@ pub fn apply_outcome(outcome: ApplyOutcome) -> pb::ApplyResponse {
 fn step_plan(plan: StepPlan) -> pb::StepPlan {
     pb::StepPlan {
         step: plan.step.to_string(),
-        implemented: true,
         actions: plan.actions,
         error: plan.error.unwrap_or_default(),
     }
