@@ -78,17 +78,37 @@ impl Committer {
     /// one, in a task of its own. Returns the generation and whether it is
     /// new.
     pub async fn commit(self: &Arc<Self>, spec: NodeSpec) -> Result<(u64, bool), ControlError> {
-        let commit = Arc::clone(self).commit_now(spec);
+        self.commit_then(spec, |_| {}).await
+    }
+
+    /// [`Self::commit`], calling `stored` with the generation once the spec
+    /// is on disk and before anyone sees it, so what the caller records
+    /// about it is never seen out of step with the spec. `stored` may block:
+    /// it runs off the async threads.
+    pub async fn commit_then(
+        self: &Arc<Self>,
+        spec: NodeSpec,
+        stored: impl FnOnce(u64) + Send + 'static,
+    ) -> Result<(u64, bool), ControlError> {
+        let commit = Arc::clone(self).commit_now(spec, stored);
         tokio::spawn(commit.instrument(Span::current()))
             .await
             .map_err(ControlError::internal("storing the spec"))?
     }
 
-    async fn commit_now(self: Arc<Self>, spec: NodeSpec) -> Result<(u64, bool), ControlError> {
+    async fn commit_now(
+        self: Arc<Self>,
+        spec: NodeSpec,
+        stored: impl FnOnce(u64) + Send + 'static,
+    ) -> Result<(u64, bool), ControlError> {
         let _serialised = self.lock.lock().await;
         let current = self.current();
         if let Some(current) = current.as_ref().filter(|c| c.spec == spec) {
-            return Ok((current.generation, false));
+            let generation = current.generation;
+            tokio::task::spawn_blocking(move || stored(generation))
+                .await
+                .map_err(ControlError::internal("storing the spec"))?;
+            return Ok((generation, false));
         }
         // A spec refused at startup still used up its generation number.
         let floor = self
@@ -106,6 +126,7 @@ impl Committer {
         tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
                 this.store.save(&to_save)?;
+                stored(to_save.generation);
                 if had_refused {
                     this.store.clear_refused()?;
                 }

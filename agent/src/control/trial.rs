@@ -234,21 +234,32 @@ impl Trials {
     }
 
     /// Restores the spec a trial replaced, unless it was confirmed meanwhile.
-    async fn revert(&self, generation: u64) -> Result<(), ControlError> {
+    async fn revert(self: &Arc<Self>, generation: u64) -> Result<(), ControlError> {
         let _serialised = self.serialise().await;
         let Some(pending) = self.pending().filter(|t| t.generation == generation) else {
             return Ok(());
         };
-        let (reverted_to, _) = self.committer.commit(pending.previous).await?;
-        self.clear_record().await?;
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // The trial ends as the restored spec is stored, before anyone sees
+        // it: status never shows the restored generation still on trial.
+        let trials = Arc::clone(self);
+        let (reverted_to, _) = self
+            .committer
+            .commit_then(pending.previous, move |reverted_to| {
+                // A record left behind only reverts, at the next start, to
+                // the spec that is current again: harmless, so it is logged.
+                if let Err(error) = trial::clear(&trials.state_dir) {
+                    warn!(%error, "cannot remove the trial record");
+                }
+                *trials.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                trials.set_last(format!(
+                    "generation {generation} was not confirmed in time and was reverted as generation {reverted_to}"
+                ));
+            })
+            .await?;
         warn!(
             generation,
             reverted_to, "the spec on trial was not confirmed in time; reverted"
         );
-        self.set_last(format!(
-            "generation {generation} was not confirmed in time and was reverted as generation {reverted_to}"
-        ));
         Ok(())
     }
 }
