@@ -25,7 +25,7 @@ use tfagent::{
     storage::{
         DevicePolicy, OpsError, Storage, StorageOps,
         linux::LinuxStorage,
-        ops::{BlockDevice, DeviceNode, MountSource, PathKind, QuotaState, Signature, Usage},
+        ports::{BlockDevice, DeviceNode, MountSource, PathKind, QuotaState, Signature, Usage},
     },
 };
 use tfagent_spec::{Filesystem, NodeSpec, Propagation, SpecDocument, ValidationContext};

@@ -1,18 +1,20 @@
 //! A recording fake of the network host, and spec builders, for unit tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+use std::{
+    io,
+    sync::{Arc, Mutex},
+};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
 
-use super::{
-    DeviceState, DeviceUpdate, LinkOps, LinkState, NetHost, NetHostError, PeerState, PeerUpdate,
-    UserspaceWg, WgOps,
+use super::ports::{
+    DeviceState, DeviceUpdate, LinkOps, LinkState, NetHost, NetHostCause, NetHostError, PeerState,
+    PeerUpdate, UserspaceWg, WgOps,
 };
 use tfagent_spec::IfName;
 
-/// A distinct key per `n`.
 /// What the fake host holds, and every call made to it.
 #[derive(Debug, Default)]
 pub struct FakeState {
@@ -55,7 +57,11 @@ impl FakeNet {
             .as_ref()
             .is_some_and(|f| call.starts_with(f.as_str()))
         {
-            return Err(NetHostError::new(interface, "fake", "injected failure"));
+            return Err(NetHostError::host(
+                interface,
+                "fake",
+                io::Error::other("injected failure"),
+            ));
         }
         Ok(state)
     }
@@ -67,7 +73,7 @@ impl FakeNet {
         state
             .link
             .as_mut()
-            .ok_or_else(|| NetHostError::new(interface, "fake", "no such link"))
+            .ok_or_else(|| NetHostError::new(interface, "fake", NetHostCause::NoSuchInterface))
     }
 }
 
@@ -88,10 +94,9 @@ impl WgOps for FakeNet {
             interface,
             format!("configure {} peer(s)", update.peers.len()),
         )?;
-        let device = state
-            .device
-            .as_mut()
-            .ok_or_else(|| NetHostError::new(interface, "configure", "no device"))?;
+        let device = state.device.as_mut().ok_or_else(|| {
+            NetHostError::host(interface, "configure", io::Error::other("no device"))
+        })?;
         if let Some(key) = &update.private_key {
             device.public_key = Some(key.public());
         }

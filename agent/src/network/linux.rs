@@ -1,13 +1,17 @@
-//! The Linux implementations of the network host traits: rtnetlink for the
-//! link, generic netlink (kernel) or the UAPI socket (wireguard-go) for the
-//! device. wireguard-go itself runs under the supervisor (`supervised`).
+//! The Linux implementations of the network ports: rtnetlink for the link,
+//! generic netlink (kernel) or the UAPI socket (wireguard-go) for the
+//! device. wireguard-go itself runs under the supervisor
+//! (`linux/wireguard_go.rs`).
+
+mod wireguard_go;
 
 use std::{
+    error::Error,
     io,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, UNIX_EPOCH},
 };
 
 use async_trait::async_trait;
@@ -25,16 +29,25 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use wireguard_uapi::{get, xplatform};
 
 use super::{
-    Backend, DeviceState, DeviceUpdate, LinkOps, LinkState, NetHost, NetHostError, PeerState,
-    PeerUpdate, UserspaceWg, WgOps, is_link_local,
+    backend::Backend,
+    ports::{
+        DeviceState, DeviceUpdate, LinkOps, LinkState, NetHost, NetHostCause, NetHostError,
+        PeerState, PeerUpdate, UserspaceWg, WgOps,
+    },
 };
 use tfagent_spec::{IfName, KeyPair, WgKey};
+pub use wireguard_go::{SupervisedWireguardGo, service_name};
 
 /// Where wireguard-go puts its control sockets (host-wide).
 pub const WIREGUARD_SOCKET_DIR: &str = "/var/run/wireguard";
 
 /// The main routing table.
 const RT_TABLE_MAIN: u8 = 254;
+
+/// True for IPv6 link-local addresses, which the kernel manages.
+fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+}
 
 /// The real host for `backend`; `userspace` runs wireguard-go.
 pub fn host(backend: Backend, userspace: Arc<dyn UserspaceWg>) -> NetHost {
@@ -51,15 +64,13 @@ pub fn host(backend: Backend, userspace: Arc<dyn UserspaceWg>) -> NetHost {
     }
 }
 
-// ---------------------------------------------------------------- rtnetlink
-
 /// Link, addresses and routes over rtnetlink.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Rtnetlink;
 
 fn connect(interface: &IfName) -> Result<Handle, NetHostError> {
     let (connection, handle, _) = rtnetlink::new_connection()
-        .map_err(|e| NetHostError::new(interface, "opening rtnetlink", e))?;
+        .map_err(|e| NetHostError::host(interface, "opening rtnetlink", e))?;
     tokio::spawn(connection);
     Ok(handle)
 }
@@ -82,7 +93,7 @@ async fn link_index(
         Ok(Some(message)) => message,
         Ok(None) => return Ok(None),
         Err(error) if is_errno(&error, libc::ENODEV) => return Ok(None),
-        Err(error) => return Err(NetHostError::new(interface, "reading the link", error)),
+        Err(error) => return Err(NetHostError::host(interface, "reading the link", error)),
     };
     let mtu = message
         .attributes
@@ -106,13 +117,14 @@ fn index_of(interface: &IfName) -> Result<Option<u32>, NetHostError> {
     match nix::net::if_::if_nametoindex(interface.as_str()) {
         Ok(index) => Ok(Some(index)),
         Err(nix::errno::Errno::ENODEV) => Ok(None),
-        Err(error) => Err(NetHostError::new(interface, "finding the link", error)),
+        Err(error) => Err(NetHostError::host(interface, "finding the link", error)),
     }
 }
 
 fn require_index(interface: &IfName) -> Result<u32, NetHostError> {
-    index_of(interface)?
-        .ok_or_else(|| NetHostError::new(interface, "finding the link", "no such interface"))
+    index_of(interface)?.ok_or_else(|| {
+        NetHostError::new(interface, "finding the link", NetHostCause::NoSuchInterface)
+    })
 }
 
 /// The device a main-table route to exactly `destination` goes through.
@@ -151,10 +163,10 @@ async fn route_device(
 fn route_message(
     index: u32,
     destination: IpNet,
-) -> Result<rtnetlink::packet_route::route::RouteMessage, String> {
+) -> Result<rtnetlink::packet_route::route::RouteMessage, NetHostCause> {
     Ok(RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(destination.addr(), destination.prefix_len())
-        .map_err(|e| e.to_string())?
+        .map_err(refused)?
         .output_interface(index)
         .protocol(RouteProtocol::Static)
         .build())
@@ -175,7 +187,7 @@ impl LinkOps for Rtnetlink {
         while let Some(message) = addresses
             .try_next()
             .await
-            .map_err(|e| NetHostError::new(interface, "reading addresses", e))?
+            .map_err(|e| NetHostError::host(interface, "reading addresses", e))?
         {
             let local = message.attributes.iter().find_map(|a| match a {
                 AddressAttribute::Local(ip) => Some(*ip),
@@ -199,7 +211,7 @@ impl LinkOps for Rtnetlink {
             while let Some(message) = routes
                 .try_next()
                 .await
-                .map_err(|e| NetHostError::new(interface, "reading routes", e))?
+                .map_err(|e| NetHostError::host(interface, "reading routes", e))?
             {
                 let header = &message.header;
                 if header.table != RT_TABLE_MAIN || header.protocol != RouteProtocol::Static {
@@ -241,7 +253,7 @@ impl LinkOps for Rtnetlink {
             .add(LinkWireguard::new(interface.as_str()).build())
             .execute()
             .await
-            .map_err(|e| NetHostError::new(interface, "creating the WireGuard link", e))
+            .map_err(|e| NetHostError::host(interface, "creating the WireGuard link", e))
     }
 
     async fn set_mtu(&self, interface: &IfName, mtu: u32) -> Result<(), NetHostError> {
@@ -252,7 +264,7 @@ impl LinkOps for Rtnetlink {
             .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
             .execute()
             .await
-            .map_err(|e| NetHostError::new(interface, "setting the MTU", e))
+            .map_err(|e| NetHostError::host(interface, "setting the MTU", e))
     }
 
     async fn set_up(&self, interface: &IfName) -> Result<(), NetHostError> {
@@ -263,7 +275,7 @@ impl LinkOps for Rtnetlink {
             .set(LinkUnspec::new_with_index(index).up().build())
             .execute()
             .await
-            .map_err(|e| NetHostError::new(interface, "bringing the link up", e))
+            .map_err(|e| NetHostError::host(interface, "bringing the link up", e))
     }
 
     async fn add_address(&self, interface: &IfName, address: IpNet) -> Result<(), NetHostError> {
@@ -276,7 +288,7 @@ impl LinkOps for Rtnetlink {
             .await
         {
             Err(error) if is_errno(&error, libc::EEXIST) => Ok(()),
-            result => result.map_err(|e| NetHostError::new(interface, "adding an address", e)),
+            result => result.map_err(|e| NetHostError::host(interface, "adding an address", e)),
         }
     }
 
@@ -293,14 +305,14 @@ impl LinkOps for Rtnetlink {
         while let Some(message) = found
             .try_next()
             .await
-            .map_err(|e| NetHostError::new(interface, "finding an address", e))?
+            .map_err(|e| NetHostError::host(interface, "finding an address", e))?
         {
             handle
                 .address()
                 .del(message)
                 .execute()
                 .await
-                .map_err(|e| NetHostError::new(interface, "removing an address", e))?;
+                .map_err(|e| NetHostError::host(interface, "removing an address", e))?;
         }
         Ok(())
     }
@@ -308,38 +320,40 @@ impl LinkOps for Rtnetlink {
     async fn add_route(&self, interface: &IfName, destination: IpNet) -> Result<(), NetHostError> {
         let handle = connect(interface)?;
         let index = require_index(interface)?;
+        let what = "adding a route";
         let message = route_message(index, destination)
-            .map_err(|e| NetHostError::new(interface, "adding a route", e))?;
-        let failed = |e: &dyn std::fmt::Display| NetHostError::new(interface, "adding a route", e);
+            .map_err(|cause| NetHostError::new(interface, what, cause))?;
+        let failed = |e: rtnetlink::Error| NetHostError::host(interface, what, e);
         match handle.route().add(message.clone()).execute().await {
             Err(error) if is_errno(&error, libc::EEXIST) => {
                 // Not one of ours (those are observed and never re-added):
                 // through this link, take it over; through another, the
                 // peer's traffic would leave by that one, so say so.
-                match route_device(&handle, destination)
-                    .await
-                    .map_err(|e| failed(&e))?
-                {
+                match route_device(&handle, destination).await.map_err(failed)? {
                     Some(oif) if oif == index => handle
                         .route()
                         .add(message)
                         .replace()
                         .execute()
                         .await
-                        .map_err(|e| failed(&e)),
+                        .map_err(failed),
                     Some(oif) => {
                         let device = nix::net::if_::if_indextoname(oif)
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_else(|_| format!("index {oif}"));
-                        Err(failed(&format!(
-                            "a route to {destination} already goes through {device}; \
-                             remove it, or take {destination} out of the peer's allowed IPs"
-                        )))
+                        Err(NetHostError::new(
+                            interface,
+                            what,
+                            NetHostCause::RouteTaken {
+                                destination,
+                                device,
+                            },
+                        ))
                     }
                     None => Ok(()),
                 }
             }
-            result => result.map_err(|e| failed(&e)),
+            result => result.map_err(failed),
         }
     }
 
@@ -350,16 +364,15 @@ impl LinkOps for Rtnetlink {
     ) -> Result<(), NetHostError> {
         let handle = connect(interface)?;
         let index = require_index(interface)?;
+        let what = "removing a route";
         let message = route_message(index, destination)
-            .map_err(|e| NetHostError::new(interface, "removing a route", e))?;
+            .map_err(|cause| NetHostError::new(interface, what, cause))?;
         match handle.route().del(message).execute().await {
             Err(error) if is_errno(&error, libc::ESRCH) => Ok(()),
-            result => result.map_err(|e| NetHostError::new(interface, "removing a route", e)),
+            result => result.map_err(|e| NetHostError::host(interface, what, e)),
         }
     }
 }
-
-// ---------------------------------------------------------------- device
 
 fn public_of(private: [u8; 32]) -> Option<WgKey> {
     // An all-zero key is "no key".
@@ -403,15 +416,20 @@ fn device_state(device: get::Device) -> DeviceState {
     }
 }
 
+/// An error of the host, as the cause of a failed operation.
+fn refused(error: impl Error + Send + Sync + 'static) -> NetHostCause {
+    NetHostCause::Host(Box::new(error))
+}
+
 async fn blocking<T: Send + 'static>(
     interface: &IfName,
     what: &'static str,
-    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+    work: impl FnOnce() -> Result<T, NetHostCause> + Send + 'static,
 ) -> Result<T, NetHostError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| NetHostError::new(interface, what, e))?
-        .map_err(|e| NetHostError::new(interface, what, e))
+        .map_err(|e| NetHostError::host(interface, what, e))?
+        .map_err(|cause| NetHostError::new(interface, what, cause))
 }
 
 /// wireguard-go's UAPI socket (the cross-platform protocol).
@@ -473,7 +491,7 @@ fn uapi_update(update: &DeviceUpdate) -> xplatform::set::Device {
 /// message line by line, one syscall and one wake-up of wireguard-go per
 /// line: a 1000-peer update became thousands of them.) The message holds
 /// the private key: it is never logged, and errors quote only the answer.
-async fn uapi_set(socket: &Path, message: &xplatform::set::Device) -> Result<(), String> {
+async fn uapi_set(socket: &Path, message: &xplatform::set::Device) -> Result<(), NetHostCause> {
     use std::fmt::Write as _;
 
     use tokio::io::AsyncWriteExt;
@@ -483,20 +501,19 @@ async fn uapi_set(socket: &Path, message: &xplatform::set::Device) -> Result<(),
     text.push('\n');
     let mut stream = tokio::net::UnixStream::connect(socket)
         .await
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(text.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(refused)?;
+    stream.write_all(text.as_bytes()).await.map_err(refused)?;
     let mut answer = String::new();
     BufReader::new(stream)
         .read_line(&mut answer)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(refused)?;
     match answer.trim() {
         "errno=0" => Ok(()),
-        "" => Err("wireguard-go closed the connection without an answer".into()),
-        other => Err(format!("wireguard-go refused the update ({other})")),
+        "" => Err(NetHostCause::NoAnswer),
+        other => Err(NetHostCause::Refused {
+            answer: other.to_owned(),
+        }),
     }
 }
 
@@ -516,7 +533,7 @@ impl WgOps for UapiWg {
                 {
                     Ok(None)
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(refused(e)),
             }
         })
         .await
@@ -532,7 +549,7 @@ impl WgOps for UapiWg {
         drop(update);
         uapi_set(&socket, &message)
             .await
-            .map_err(|e| NetHostError::new(interface, "configuring the device", e))
+            .map_err(|cause| NetHostError::new(interface, "configuring the device", cause))
     }
 }
 
@@ -545,15 +562,12 @@ impl WgOps for KernelWg {
     async fn device(&self, interface: &IfName) -> Result<Option<DeviceState>, NetHostError> {
         let name = interface.to_string();
         blocking(interface, "reading the device", move || {
-            let mut socket = wireguard_uapi::WgSocket::connect().map_err(|e| e.to_string())?;
+            let mut socket = wireguard_uapi::WgSocket::connect().map_err(refused)?;
             match socket.get_device(wireguard_uapi::DeviceInterface::from_name(name)) {
                 Ok(device) => Ok(Some(device_state(device))),
-                Err(wireguard_uapi::err::GetDeviceError::AccessError) => {
-                    Err("permission denied".into())
-                }
                 // No such device (or not a WireGuard one).
                 Err(wireguard_uapi::err::GetDeviceError::NlError(_)) => Ok(None),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(refused(e)),
             }
         })
         .await
@@ -632,14 +646,9 @@ impl WgOps for KernelWg {
             device.private_key = private_key.as_ref();
             device.listen_port = update.listen_port;
             device.peers = peers;
-            let mut socket = wireguard_uapi::WgSocket::connect().map_err(|e| e.to_string())?;
-            socket.set_device(device).map_err(|e| e.to_string())
+            let mut socket = wireguard_uapi::WgSocket::connect().map_err(refused)?;
+            socket.set_device(device).map_err(refused)
         })
         .await
     }
-}
-
-/// Seconds since the epoch, for status.
-pub fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -9,174 +9,42 @@
 //! Two backends: the kernel module (link created over rtnetlink, configured
 //! over generic netlink) and userspace `wireguard-go` (started through
 //! [`UserspaceWg`], configured over its UAPI socket).
+//!
+//! The ports and the state they read are in `ports.rs`, the plan's input
+//! and the VIP overlay in `plan.rs`, the step's value in `state.rs`.
 
-mod host;
+mod backend;
 pub mod key;
 pub mod linux;
 pub mod plan;
-mod supervised;
+pub mod ports;
+mod state;
 mod vip_route;
 
 #[cfg(test)]
 pub(crate) mod fake;
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    fmt,
-    net::{IpAddr, SocketAddr},
-    path::Path,
-    sync::{Arc, Mutex},
-    time::SystemTime,
-};
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, sync::Arc, time::SystemTime};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use serde::Deserialize;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-pub use host::{DeviceUpdate, LinkOps, NetHostError, PeerUpdate, UserspaceWg, WgOps};
+pub use backend::{Backend, BackendChoice, BackendError, choose_backend};
 pub use key::KeyError;
-pub use plan::{Change, PeerChange, plan};
-pub use supervised::{SupervisedWireguardGo, service_name};
-use tfagent_spec::KeyPair;
-pub use vip_route::{VipOverlay, with_vip};
-
-use crate::{
-    host::HostCapabilities,
-    step::{Capability, StepError, StepName},
+pub use linux::{SupervisedWireguardGo, service_name};
+pub use plan::{Change, Observed, PeerChange, VipOverlay, plan, with_vip};
+pub use ports::{
+    DeviceState, DeviceUpdate, LinkOps, LinkState, NetHost, NetHostCause, NetHostError, PeerState,
+    PeerUpdate, UserspaceWg, WgOps,
 };
-use tfagent_spec::{Endpoint, Host, IfName, Network, NodeSpec, WgKey, Wireguard};
+pub use state::NetworkStep;
+use state::Written;
+
+use crate::step::{Capability, StepError, StepName};
+use tfagent_spec::{Endpoint, Host, IfName, KeyPair, Network, NodeSpec, WgKey, Wireguard};
 use tfagent_supervisor::Supervisor;
-
-/// The WireGuard implementation that carries the interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// The kernel module (as on zOS).
-    Kernel,
-    /// `wireguard-go`, a userspace process per interface.
-    Userspace,
-}
-
-impl Backend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Kernel => "kernel",
-            Backend::Userspace => "userspace",
-        }
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The boot config's `wireguard_backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    /// The kernel module when the host has it, else wireguard-go.
-    #[default]
-    Auto,
-    Kernel,
-    Userspace,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum BackendError {
-    #[error(
-        "the boot config forces the kernel WireGuard backend, but the host has no wireguard module"
-    )]
-    NoKernelModule,
-    #[error(
-        "the boot config forces the userspace WireGuard backend, but wireguard-go is not on PATH"
-    )]
-    NoWireguardGo,
-    #[error("no WireGuard backend: the host has neither the wireguard module nor wireguard-go")]
-    Neither,
-}
-
-/// Picks the backend for `choice` on a host with `caps`.
-pub fn choose_backend(
-    choice: BackendChoice,
-    caps: &HostCapabilities,
-) -> Result<Backend, BackendError> {
-    let userspace = caps.wireguard_go.is_some();
-    match choice {
-        BackendChoice::Kernel if caps.kernel_wireguard => Ok(Backend::Kernel),
-        BackendChoice::Kernel => Err(BackendError::NoKernelModule),
-        BackendChoice::Userspace if userspace => Ok(Backend::Userspace),
-        BackendChoice::Userspace => Err(BackendError::NoWireguardGo),
-        BackendChoice::Auto if caps.kernel_wireguard => Ok(Backend::Kernel),
-        BackendChoice::Auto if userspace => Ok(Backend::Userspace),
-        BackendChoice::Auto => Err(BackendError::Neither),
-    }
-}
-
-/// The link as rtnetlink shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkState {
-    /// The kernel's index: a re-created link (a restarted wireguard-go) gets
-    /// a new one.
-    pub index: u32,
-    pub up: bool,
-    pub mtu: u32,
-    /// Addresses with their prefix; IPv6 link-local ones are left out.
-    pub addresses: BTreeSet<IpNet>,
-    /// Routes through the link that the agent manages (its protocol).
-    pub routes: BTreeSet<IpNet>,
-}
-
-/// The WireGuard device as its backend shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeviceState {
-    /// Public key of the device's private key; `None` when it has none.
-    pub public_key: Option<WgKey>,
-    pub listen_port: u16,
-    pub peers: BTreeMap<WgKey, PeerState>,
-}
-
-/// One peer of the device.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeerState {
-    pub endpoint: Option<SocketAddr>,
-    pub allowed_ips: BTreeSet<IpNet>,
-    /// Seconds; 0 is off.
-    pub persistent_keepalive: u16,
-    pub last_handshake: Option<SystemTime>,
-    pub rx_bytes: u64,
-    pub tx_bytes: u64,
-}
-
-/// What the network step reads of the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observed {
-    pub backend: Backend,
-    /// The public key of the node's own private key.
-    pub own_key: WgKey,
-    /// `None`: the interface does not exist.
-    pub link: Option<LinkState>,
-    /// `None`: no WireGuard device answers under the interface's name.
-    pub device: Option<DeviceState>,
-    /// The spec's peer endpoints that are DNS names, resolved; a name that
-    /// does not resolve is missing, and that peer's endpoint is left alone.
-    /// (IP endpoints need no lookup: see [`Observed::endpoint`].)
-    pub endpoints: BTreeMap<Endpoint, SocketAddr>,
-    /// Where the vip engine put the VIP when this was read.
-    pub vip: Option<VipOverlay>,
-}
-
-impl Observed {
-    /// Where `endpoint` points: itself for an IP, the lookup for a name.
-    pub fn endpoint(&self, endpoint: &Endpoint) -> Option<SocketAddr> {
-        match endpoint.host() {
-            Host::Ip(ip) => Some(SocketAddr::new(*ip, endpoint.port())),
-            Host::Name(_) => self.endpoints.get(endpoint).copied(),
-        }
-    }
-}
 
 /// The status of the interface for `GetStatus`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,79 +72,7 @@ pub struct PeerStatus {
     pub allowed_ips: Vec<IpNet>,
 }
 
-/// The host parts the network step drives.
-#[derive(Debug, Clone)]
-pub struct NetHost {
-    pub wg: Arc<dyn WgOps>,
-    pub links: Arc<dyn LinkOps>,
-    /// Starts wireguard-go; used by the userspace backend only.
-    pub userspace: Arc<dyn UserspaceWg>,
-}
-
-/// What the last pass left on the link and device, so that a new spec is
-/// planned against it without re-reading every peer (a 1-peer change
-/// touches one peer). It holds while the link keeps its index; resync passes
-/// of an unchanged spec always read the host again and heal drift.
-#[derive(Debug, Clone)]
-struct Written {
-    wireguard: Wireguard,
-    link: LinkState,
-    device: DeviceState,
-}
-
-/// The network capability.
-pub struct NetworkStep {
-    backend: Backend,
-    key: Arc<KeyPair>,
-    host: NetHost,
-    written: Mutex<Option<Arc<Written>>>,
-    /// The last observation, which apply turns into what it wrote.
-    observed: Mutex<Option<(Wireguard, Arc<Observed>)>>,
-    /// Where the vip engine put the VIP; every pass plans with it.
-    vip: Mutex<Option<VipOverlay>>,
-    /// Held while a pass or a VIP move changes the device, so one never
-    /// interleaves with the other.
-    apply_lock: tokio::sync::Mutex<()>,
-}
-
-impl fmt::Debug for NetworkStep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NetworkStep")
-            .field("backend", &self.backend)
-            .field("public_key", &self.key.public())
-            .finish_non_exhaustive()
-    }
-}
-
 impl NetworkStep {
-    pub fn new(backend: Backend, key: Arc<KeyPair>, host: NetHost) -> Self {
-        Self {
-            backend,
-            key,
-            host,
-            written: Mutex::new(None),
-            observed: Mutex::new(None),
-            vip: Mutex::new(None),
-            apply_lock: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn vip_overlay(&self) -> std::sync::MutexGuard<'_, Option<VipOverlay>> {
-        self.vip.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    pub fn public_key(&self) -> WgKey {
-        self.key.public()
-    }
-
-    fn written(&self) -> std::sync::MutexGuard<'_, Option<Arc<Written>>> {
-        self.written.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The live state of the interface and its peers.
     pub async fn status(&self, desired: Option<&Wireguard>) -> Option<InterfaceStatus> {
         let wireguard = desired?;
@@ -382,8 +178,7 @@ impl Capability for NetworkStep {
             endpoints: Self::resolve(wireguard).await,
             vip,
         });
-        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((wireguard.clone(), Arc::clone(&observed)));
+        *self.last_observed() = Some((wireguard.clone(), Arc::clone(&observed)));
         Ok(observed)
     }
 
@@ -396,7 +191,6 @@ impl Capability for NetworkStep {
         self.apply_and_remember(desired, changes).await
     }
 
-    // ---- reset ----
     /// Removes the interface's addresses, routes and peers (the plan of an
     /// interface that wants none, of which only removals are kept); with
     /// the userspace backend, stops wireguard-go, which takes the interface
@@ -444,7 +238,7 @@ impl Capability for NetworkStep {
             done.push(format!("stop wireguard-go for {interface}"));
         }
         *self.written() = None;
-        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.last_observed() = None;
         Ok(done)
     }
 }
@@ -499,11 +293,7 @@ impl NetworkStep {
         changes: &[Change],
     ) -> Result<(), StepError> {
         let _pass = self.apply_lock.lock().await;
-        let taken = self
-            .observed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let taken = self.last_observed().take();
         let planned_vip = taken.as_ref().and_then(|(_, o)| o.vip);
         let wireguard = &with_vip(&desired.network.wireguard, planned_vip);
         let observed = taken
@@ -515,7 +305,7 @@ impl NetworkStep {
             // The VIP moved during the pass, which may have put it back:
             // move it again, and read the device next time.
             let current = with_vip(&desired.network.wireguard, current_vip);
-            if let Err(error) = self.move_vip(wireguard, &current).await {
+            if let Err(error) = self.reroute_vip(wireguard, &current).await {
                 warn!(%error, "cannot move the VIP again after a pass");
             }
             *self.written() = None;
@@ -554,7 +344,7 @@ impl NetworkStep {
         result
     }
 
-    /// Makes `changes`; returns the device as it should be afterwards.
+    /// Makes `changes`, every device change of them in one update.
     async fn apply_changes(&self, network: &Network, changes: &[Change]) -> Result<(), StepError> {
         let wireguard = &network.wireguard;
         let interface = &wireguard.interface;
@@ -645,12 +435,6 @@ impl NetworkStep {
     }
 }
 
-/// True for IPv6 link-local addresses, which the kernel manages.
-pub(crate) fn is_link_local(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
-}
-
-/// The network step over the real host.
 /// How this host runs wireguard-go: under `supervisor`, poking
 /// `reconfigure` when a restarted one needs its configuration again.
 pub fn userspace(
@@ -676,222 +460,4 @@ pub fn step(
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-    use crate::{
-        network::fake::FakeNet,
-        step::{Step, StepOutcome},
-    };
-    use tfagent_spec::fixtures::{example_spec, wireguard};
-
-    fn spec_with(wg: Wireguard) -> NodeSpec {
-        let mut spec = example_spec("agent");
-        spec.network.wireguard = wg;
-        spec
-    }
-
-    fn step(fake: &FakeNet) -> NetworkStep {
-        NetworkStep::new(
-            Backend::Userspace,
-            Arc::new(KeyPair::generate()),
-            fake.host(),
-        )
-    }
-
-    #[tokio::test]
-    async fn converges_in_one_pass_then_changes_nothing() {
-        let fake = FakeNet::default();
-        let step = step(&fake);
-        let spec = spec_with(wireguard(3));
-        let outcome = step.converge(&spec).await.unwrap();
-        assert!(
-            matches!(outcome, StepOutcome::Applied { .. }),
-            "{outcome:?}"
-        );
-        assert_eq!(
-            fake.take_calls(),
-            [
-                "start wireguard-go",
-                "configure 3 peer(s)",
-                "mtu 1420",
-                "add address 10.100.0.1/24",
-                "up",
-                "add route 10.200.0.0/16",
-            ]
-        );
-        assert_eq!(step.converge(&spec).await.unwrap(), StepOutcome::UpToDate);
-        assert_eq!(fake.take_calls(), ["read device"]);
-        let device = fake.state().device.clone().unwrap();
-        assert_eq!(device.public_key, Some(step.public_key()));
-        assert_eq!(device.peers.len(), 3);
-    }
-
-    // ---- reset ----
-    #[tokio::test]
-    async fn a_teardown_strips_the_interface_and_stops_wireguard_go_and_the_key_stays() {
-        let fake = FakeNet::default();
-        let step = step(&fake);
-        let spec = spec_with(wireguard(3));
-        step.converge(&spec).await.unwrap();
-        fake.take_calls();
-        let done = Step::teardown(&step, &spec).await.unwrap();
-        let calls = fake.take_calls();
-        assert!(
-            calls.contains(&"remove address 10.100.0.1/24".to_owned()),
-            "{calls:?}"
-        );
-        assert!(
-            calls.contains(&"remove route 10.200.0.0/16".to_owned()),
-            "{calls:?}"
-        );
-        assert!(
-            calls.contains(&"configure 3 peer(s)".to_owned()),
-            "{calls:?}"
-        );
-        assert_eq!(calls.last().map(String::as_str), Some("stop wireguard-go"));
-        assert!(
-            !calls
-                .iter()
-                .any(|c| c.starts_with("add") || c.starts_with("start"))
-        );
-        assert_eq!(done.len(), 3 + 2 + 1, "{done:?}");
-        assert!(fake.state().link.is_none());
-        // Nothing left: a second teardown only makes sure wireguard-go is
-        // stopped.
-        let again = Step::teardown(&step, &spec).await.unwrap();
-        assert_eq!(again, ["stop wireguard-go for wg-test"]);
-        // A new spec after it converges from scratch with the same key.
-        let public = step.public_key();
-        step.converge(&spec).await.unwrap();
-        assert_eq!(
-            fake.state().device.clone().unwrap().public_key,
-            Some(public)
-        );
-    }
-
-    #[tokio::test]
-    async fn a_kernel_teardown_leaves_the_link_empty() {
-        let fake = FakeNet::default();
-        let step = NetworkStep::new(Backend::Kernel, Arc::new(KeyPair::generate()), fake.host());
-        let spec = spec_with(wireguard(2));
-        step.converge(&spec).await.unwrap();
-        fake.take_calls();
-        Step::teardown(&step, &spec).await.unwrap();
-        let state = fake.state();
-        let link = state.link.clone().unwrap();
-        assert!(
-            link.addresses.is_empty() && link.routes.is_empty(),
-            "{link:?}"
-        );
-        assert!(state.device.clone().unwrap().peers.is_empty());
-        assert!(!state.calls.iter().any(|c| c.contains("wireguard-go")));
-    }
-
-    #[tokio::test]
-    async fn the_kernel_backend_creates_the_link_and_configures_it_the_same_way() {
-        let fake = FakeNet::default();
-        let step = NetworkStep::new(Backend::Kernel, Arc::new(KeyPair::generate()), fake.host());
-        let spec = spec_with(wireguard(2));
-        step.converge(&spec).await.unwrap();
-        assert_eq!(
-            fake.take_calls(),
-            [
-                "create link",
-                "configure 2 peer(s)",
-                "mtu 1420",
-                "add address 10.100.0.1/24",
-                "up",
-                "add route 10.200.0.0/16",
-            ]
-        );
-        assert_eq!(step.converge(&spec).await.unwrap(), StepOutcome::UpToDate);
-        assert_eq!(step.backend(), Backend::Kernel);
-    }
-
-    #[tokio::test]
-    async fn a_new_spec_is_planned_against_what_was_written_and_touches_one_peer() {
-        let fake = FakeNet::default();
-        let step = step(&fake);
-        step.converge(&spec_with(wireguard(5))).await.unwrap();
-        // A resync reads the device; the next spec needs no read.
-        step.converge(&spec_with(wireguard(5))).await.unwrap();
-        fake.take_calls();
-        let mut changed = wireguard(5);
-        changed.peers[3]
-            .allowed_ips
-            .push("10.100.0.128/25".parse().unwrap());
-        let outcome = step.converge(&spec_with(changed.clone())).await.unwrap();
-        assert_eq!(outcome, StepOutcome::Applied { changes: 1 });
-        assert_eq!(fake.take_calls(), ["configure 1 peer(s)"]);
-        // Drift while the spec stays: the resync reads and heals it.
-        fake.state().device.as_mut().unwrap().peers.clear();
-        let outcome = step.converge(&spec_with(changed)).await.unwrap();
-        assert_eq!(outcome, StepOutcome::Applied { changes: 5 });
-    }
-
-    #[tokio::test]
-    async fn a_failed_apply_forgets_what_was_written() {
-        let fake = FakeNet::default();
-        let step = step(&fake);
-        step.converge(&spec_with(wireguard(2))).await.unwrap();
-        fake.state().fail = Some("configure".into());
-        let error = step.converge(&spec_with(wireguard(3))).await.unwrap_err();
-        assert!(error.to_string().contains("add peer node-3"), "{error}");
-        assert!(error.to_string().contains("injected failure"), "{error}");
-        fake.state().fail = None;
-        fake.take_calls();
-        step.converge(&spec_with(wireguard(3))).await.unwrap();
-        assert_eq!(fake.take_calls()[0], "read device");
-    }
-
-    #[tokio::test]
-    async fn status_names_the_peers_the_spec_knows() {
-        let fake = FakeNet::default();
-        let step = step(&fake);
-        let spec = spec_with(wireguard(2));
-        assert_eq!(step.status(None).await, None);
-        step.converge(&spec).await.unwrap();
-        let status = step.status(Some(&spec.network.wireguard)).await.unwrap();
-        assert!(status.up);
-        assert_eq!(status.listen_port, 51820);
-        assert_eq!(status.backend, Backend::Userspace);
-        let names: Vec<&str> = status.peers.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["node-1", "node-2"]);
-        assert_eq!(status.peers[0].allowed_ips.len(), 2);
-    }
-
-    #[test]
-    fn the_backend_follows_the_host_and_the_boot_config() {
-        let mut caps = crate::host::HostInfo::capabilities(&crate::test_support::FakeHost);
-        caps.kernel_wireguard = false;
-        caps.wireguard_go = None;
-        assert_eq!(
-            choose_backend(BackendChoice::Auto, &caps),
-            Err(BackendError::Neither)
-        );
-        caps.wireguard_go = Some("/usr/bin/wireguard-go".into());
-        assert_eq!(
-            choose_backend(BackendChoice::Auto, &caps),
-            Ok(Backend::Userspace)
-        );
-        assert_eq!(
-            choose_backend(BackendChoice::Kernel, &caps),
-            Err(BackendError::NoKernelModule)
-        );
-        caps.kernel_wireguard = true;
-        assert_eq!(
-            choose_backend(BackendChoice::Auto, &caps),
-            Ok(Backend::Kernel)
-        );
-        assert_eq!(
-            choose_backend(BackendChoice::Userspace, &caps),
-            Ok(Backend::Userspace)
-        );
-        caps.wireguard_go = None;
-        assert_eq!(
-            choose_backend(BackendChoice::Userspace, &caps),
-            Err(BackendError::NoWireguardGo)
-        );
-    }
-}
+mod tests;

@@ -1,62 +1,29 @@
-//! The VIP's place in the mesh, as the vip engine sets it: VIP/32 on this
-//! node's interface (it holds the VIP) or in one peer's allowed IPs (that
-//! server holds it). The engine moves it at once; every later pass plans
-//! with it, so a resync never undoes a move.
+//! Moves the VIP at once when the vip engine says where it is: VIP/32 on
+//! this node's interface or in one peer's allowed IPs. Every later pass
+//! plans with it (see [`with_vip`]), so a resync never undoes a move.
 
 use std::{collections::BTreeSet, net::IpAddr};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
 
-use super::{DeviceUpdate, NetworkStep, PeerUpdate, plan::wanted_routes};
+use super::{
+    plan::{VipOverlay, wanted_routes, with_vip},
+    ports::{DeviceUpdate, NetHostError, PeerUpdate},
+    state::NetworkStep,
+};
 use crate::vip::{Placement, VipRouter};
 use tfagent_spec::Wireguard;
-
-/// Where the VIP is, as the network step plans it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VipOverlay {
-    pub vip: IpAddr,
-    pub placement: Placement,
-}
-
-fn host_net(ip: IpAddr) -> IpNet {
-    IpNet::from(ip)
-}
-
-/// `wireguard` as it must be with the VIP placed as `overlay` says.
-pub fn with_vip(wireguard: &Wireguard, overlay: Option<VipOverlay>) -> Wireguard {
-    let mut effective = wireguard.clone();
-    let Some(overlay) = overlay else {
-        return effective;
-    };
-    let vip = host_net(overlay.vip);
-    match overlay.placement {
-        Placement::Local => {
-            if !effective.addresses.contains(&vip) {
-                effective.addresses.push(vip);
-            }
-        }
-        Placement::Peer(key) => {
-            if let Some(peer) = effective.peers.iter_mut().find(|p| p.public_key == key)
-                && !peer.allowed_ips.contains(&vip)
-            {
-                peer.allowed_ips.push(vip);
-            }
-        }
-        Placement::Nowhere => {}
-    }
-    effective
-}
 
 impl NetworkStep {
     /// The device and link changes that take `before` to `after` where
     /// only the VIP moved: peers whose allowed IPs differ (the one losing
     /// it first), addresses and routes.
-    pub(super) async fn move_vip(
+    pub(super) async fn reroute_vip(
         &self,
         before: &Wireguard,
         after: &Wireguard,
-    ) -> Result<(), String> {
+    ) -> Result<(), NetHostError> {
         let interface = &after.interface;
         let mut losing = Vec::new();
         let mut gaining = Vec::new();
@@ -85,42 +52,33 @@ impl NetworkStep {
                 peers,
                 ..DeviceUpdate::default()
             };
-            self.host
-                .wg
-                .configure(interface, update)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.host.wg.configure(interface, update).await?;
         }
         let links = &self.host.links;
         let old_addresses: BTreeSet<IpNet> = before.addresses.iter().copied().collect();
         let new_addresses: BTreeSet<IpNet> = after.addresses.iter().copied().collect();
         for gone in old_addresses.difference(&new_addresses) {
-            links
-                .remove_address(interface, *gone)
-                .await
-                .map_err(|e| e.to_string())?;
+            links.remove_address(interface, *gone).await?;
         }
         for added in new_addresses.difference(&old_addresses) {
-            links
-                .add_address(interface, *added)
-                .await
-                .map_err(|e| e.to_string())?;
+            links.add_address(interface, *added).await?;
         }
         let old_routes = wanted_routes(before);
         let new_routes = wanted_routes(after);
         for gone in old_routes.difference(&new_routes) {
-            links
-                .remove_route(interface, *gone)
-                .await
-                .map_err(|e| e.to_string())?;
+            links.remove_route(interface, *gone).await?;
         }
         for added in new_routes.difference(&old_routes) {
-            links
-                .add_route(interface, *added)
-                .await
-                .map_err(|e| e.to_string())?;
+            links.add_route(interface, *added).await?;
         }
         Ok(())
+    }
+
+    /// [`Self::reroute_vip`] for [`VipRouter`], whose errors are text.
+    async fn move_vip(&self, before: &Wireguard, after: &Wireguard) -> Result<(), String> {
+        self.reroute_vip(before, after)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

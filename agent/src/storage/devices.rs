@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::ops::{OpsError, StorageOps};
+use super::ports::{OpsError, StorageOps};
 use crate::host::probe::{MountEntry, parse_mountinfo};
 
 /// The device rules of the boot config.

@@ -5,11 +5,12 @@
 
 use std::{
     collections::BTreeMap,
+    io,
     path::Path,
     sync::{Mutex, MutexGuard},
 };
 
-use super::ops::{
+use super::ports::{
     BlockDevice, DeviceNode, MountSource, OpsError, PathKind, QuotaState, Signature, StorageOps,
     Usage,
 };
@@ -250,7 +251,11 @@ impl StorageOps for FakeOps {
     ) -> Result<(), OpsError> {
         let mut state = self.call(format!("format {device} {filesystem} {label}"));
         if !state.signatures.get(device).is_none_or(Vec::is_empty) {
-            return Err(OpsError::Other(format!("{device} is not blank")));
+            return Err(OpsError::Tool {
+                tool: format!("mkfs.{filesystem} {device}"),
+                status: "exit 1".into(),
+                stderr: format!("{device} is not blank"),
+            });
         }
         state.signatures.insert(
             device.to_owned(),
@@ -261,7 +266,11 @@ impl StorageOps for FakeOps {
             }],
         );
         if state.die_after_format {
-            return Err(OpsError::Other("the agent died after mkfs".into()));
+            return Err(OpsError::io(
+                "formatting",
+                device,
+                io::Error::other("the agent died after mkfs"),
+            ));
         }
         Ok(())
     }
@@ -318,7 +327,10 @@ impl StorageOps for FakeOps {
                     .filter(|m| Path::new(dir).starts_with(&m.target))
                     .max_by_key(|m| m.target.len())
                     .cloned()
-                    .ok_or_else(|| OpsError::Other(format!("{dir} is on no mount")))?;
+                    .ok_or_else(|| {
+                        let cause = io::Error::other(format!("{dir} is on no mount"));
+                        OpsError::io("mounting at", target, cause)
+                    })?;
                 let rest = Path::new(dir)
                     .strip_prefix(&under.target)
                     .unwrap()
@@ -348,7 +360,7 @@ impl StorageOps for FakeOps {
             .iter_mut()
             .rev()
             .find(|m| m.target == target)
-            .ok_or_else(|| OpsError::Other(format!("{target} is not a mount")))?;
+            .ok_or_else(|| not_mounted("remounting", &target))?;
         mount.flags = options.to_vec();
         Ok(())
     }
@@ -361,7 +373,7 @@ impl StorageOps for FakeOps {
             .iter_mut()
             .rev()
             .find(|m| m.target == target)
-            .ok_or_else(|| OpsError::Other(format!("{target} is not a mount")))?;
+            .ok_or_else(|| not_mounted("setting the propagation of", &target))?;
         mount.shared = propagation == Propagation::Rshared;
         Ok(())
     }
@@ -376,7 +388,7 @@ impl StorageOps for FakeOps {
             .mounts
             .iter()
             .rposition(|m| m.target == target)
-            .ok_or_else(|| OpsError::Other(format!("{target} is not mounted")))?;
+            .ok_or_else(|| not_mounted("unmounting", &target))?;
         state.mounts.remove(index);
         Ok(())
     }
@@ -385,4 +397,9 @@ impl StorageOps for FakeOps {
         drop(self.call(format!("copy_contents {} {}", p(from), p(to))));
         Ok(())
     }
+}
+
+/// What the kernel says of a target that is no mount point.
+fn not_mounted(what: &'static str, target: &str) -> OpsError {
+    OpsError::io(what, target, io::Error::from_raw_os_error(libc::EINVAL))
 }

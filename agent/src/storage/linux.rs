@@ -14,7 +14,7 @@ use nix::{
     sys::stat::{major, minor},
 };
 
-use super::ops::{
+use super::ports::{
     BlockDevice, DeviceNode, MountSource, OpsError, PathKind, QuotaState, Signature, StorageOps,
     Usage,
 };
@@ -106,7 +106,10 @@ fn run(tool: &str, args: &[&str]) -> Result<String, OpsError> {
         .args(args)
         .env("LC_ALL", "C")
         .output()
-        .map_err(|e| OpsError::io(format!("running {tool}"), e))?;
+        .map_err(|source| OpsError::Spawn {
+            tool: tool.to_owned(),
+            source,
+        })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
@@ -126,8 +129,9 @@ fn tool_error(tool: &str, args: &[&str], output: &std::process::Output) -> OpsEr
 }
 
 fn path_str(path: &Path) -> Result<&str, OpsError> {
-    path.to_str()
-        .ok_or_else(|| OpsError::Other(format!("{} is not UTF-8", path.display())))
+    path.to_str().ok_or_else(|| OpsError::NotUtf8 {
+        path: path.to_owned(),
+    })
 }
 
 /// Parses `blkid -p -o export` output into signatures.
@@ -201,21 +205,20 @@ pub fn split_options(options: &[String]) -> (MsFlags, String) {
 impl StorageOps for LinuxStorage {
     fn mountinfo(&self) -> Result<String, OpsError> {
         let path = self.sys("/proc/self/mountinfo");
-        fs::read_to_string(&path).map_err(|e| OpsError::io(path.display(), e))
+        fs::read_to_string(&path).map_err(|e| OpsError::io("reading", &path, e))
     }
 
     fn resolve_device(&self, path: &Path) -> Result<Option<DeviceNode>, OpsError> {
         let resolved = match fs::canonicalize(path) {
             Ok(resolved) => resolved,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(OpsError::io(path.display(), e)),
+            Err(e) => return Err(OpsError::io("resolving", path, e)),
         };
-        let meta = fs::metadata(&resolved).map_err(|e| OpsError::io(resolved.display(), e))?;
+        let meta = fs::metadata(&resolved).map_err(|e| OpsError::io("examining", &resolved, e))?;
         if !meta.file_type().is_block_device() {
-            return Err(OpsError::Other(format!(
-                "{} is not a block device",
-                path.display()
-            )));
+            return Err(OpsError::NotBlockDevice {
+                path: path.to_owned(),
+            });
         }
         Ok(Some(DeviceNode {
             path: path_str(&resolved)?.to_owned(),
@@ -229,7 +232,10 @@ impl StorageOps for LinuxStorage {
             .args(args)
             .env("LC_ALL", "C")
             .output()
-            .map_err(|e| OpsError::io("running blkid", e))?;
+            .map_err(|source| OpsError::Spawn {
+                tool: "blkid".to_owned(),
+                source,
+            })?;
         match output.status.code() {
             Some(0) => Ok(parse_blkid_export(&String::from_utf8_lossy(&output.stdout))),
             // Nothing found: the device is blank.
@@ -257,7 +263,7 @@ impl StorageOps for LinuxStorage {
         let meta = match fs::symlink_metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PathKind::Missing),
-            Err(e) => return Err(OpsError::io(path.display(), e)),
+            Err(e) => return Err(OpsError::io("examining", path, e)),
         };
         let on_btrfs = nix::sys::statfs::statfs(path)
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC);
@@ -280,7 +286,10 @@ impl StorageOps for LinuxStorage {
             .args(args)
             .env("LC_ALL", "C")
             .output()
-            .map_err(|e| OpsError::io("running btrfs", e))?;
+            .map_err(|source| OpsError::Spawn {
+                tool: "btrfs".to_owned(),
+                source,
+            })?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
             if stderr.contains("quotas not enabled") {
@@ -288,13 +297,16 @@ impl StorageOps for LinuxStorage {
             }
             return Err(tool_error("btrfs", &args, &output));
         }
-        parse_qgroup_show(&String::from_utf8_lossy(&output.stdout))
-            .ok_or_else(|| OpsError::Other(format!("btrfs qgroup show {path}: no qgroup row")))
+        parse_qgroup_show(&String::from_utf8_lossy(&output.stdout)).ok_or_else(|| {
+            OpsError::NoQgroup {
+                path: subvolume.to_owned(),
+            }
+        })
     }
 
     fn usage(&self, path: &Path) -> Result<Usage, OpsError> {
         let stat = nix::sys::statvfs::statvfs(path)
-            .map_err(|e| OpsError::io(format!("statvfs {}", path.display()), e.into()))?;
+            .map_err(|e| OpsError::io("statvfs", path, e.into()))?;
         let unit = stat.fragment_size();
         Ok(Usage {
             size: stat.blocks().saturating_mul(unit),
@@ -308,7 +320,7 @@ impl StorageOps for LinuxStorage {
 
     fn block_devices(&self) -> Result<Vec<BlockDevice>, OpsError> {
         let dir = self.sys("/sys/class/block");
-        let entries = fs::read_dir(&dir).map_err(|e| OpsError::io(dir.display(), e))?;
+        let entries = fs::read_dir(&dir).map_err(|e| OpsError::io("reading", &dir, e))?;
         let mut devices = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -334,12 +346,12 @@ impl StorageOps for LinuxStorage {
         match fs::read_dir(dir) {
             Ok(mut entries) => Ok(entries.next().is_some()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(OpsError::io(dir.display(), e)),
+            Err(e) => Err(OpsError::io("reading", dir, e)),
         }
     }
 
     fn make_dir(&self, path: &Path) -> Result<(), OpsError> {
-        fs::create_dir_all(path).map_err(|e| OpsError::io(format!("mkdir {}", path.display()), e))
+        fs::create_dir_all(path).map_err(|e| OpsError::io("creating", path, e))
     }
 
     fn wipe(&self, device: &str) -> Result<(), OpsError> {
@@ -350,7 +362,7 @@ impl StorageOps for LinuxStorage {
         let path = "/proc/sys/kernel/random/uuid";
         fs::read_to_string(path)
             .map(|uuid| uuid.trim().to_owned())
-            .map_err(|e| OpsError::io(path, e))
+            .map_err(|e| OpsError::io("reading", path, e))
     }
 
     fn format(
@@ -393,8 +405,7 @@ impl StorageOps for LinuxStorage {
         options: &[String],
     ) -> Result<(), OpsError> {
         let (flags, data) = split_options(options);
-        let failed =
-            |e: nix::Error| OpsError::io(format!("mount at {}", target.display()), e.into());
+        let failed = |e: nix::Error| OpsError::io("mounting at", target, e.into());
         match source {
             MountSource::Device { device, filesystem } => nix::mount::mount(
                 Some(device.as_str()),
@@ -440,7 +451,7 @@ impl StorageOps for LinuxStorage {
             MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
             None::<&str>,
         )
-        .map_err(|e| OpsError::io(format!("remounting {}", target.display()), e.into()))
+        .map_err(|e| OpsError::io("remounting", target, e.into()))
     }
 
     fn set_propagation(&self, target: &Path, propagation: Propagation) -> Result<(), OpsError> {
@@ -455,12 +466,7 @@ impl StorageOps for LinuxStorage {
             kind | MsFlags::MS_REC,
             None::<&str>,
         )
-        .map_err(|e| {
-            OpsError::io(
-                format!("setting propagation of {}", target.display()),
-                e.into(),
-            )
-        })
+        .map_err(|e| OpsError::io("setting the propagation of", target, e.into()))
     }
 
     fn unmount(&self, target: &Path) -> Result<(), OpsError> {
@@ -469,10 +475,7 @@ impl StorageOps for LinuxStorage {
             Err(nix::Error::EBUSY) => Err(OpsError::Busy {
                 target: target.display().to_string(),
             }),
-            Err(e) => Err(OpsError::io(
-                format!("unmounting {}", target.display()),
-                e.into(),
-            )),
+            Err(e) => Err(OpsError::io("unmounting", target, e.into())),
         }
     }
 

@@ -8,8 +8,8 @@
 
 pub mod devices;
 pub mod linux;
-pub mod ops;
 pub mod plan;
+pub mod ports;
 pub mod records;
 
 #[cfg(test)]
@@ -25,12 +25,12 @@ use async_trait::async_trait;
 use tracing::{info, warn};
 
 pub use devices::{DevicePolicy, DiskInfo};
-pub use ops::{OpsError, StorageOps};
 pub use plan::{Change, Observed};
+pub use ports::{OpsError, StorageOps};
 
 use self::{
-    ops::{MountSource, PathKind, QuotaState},
     plan::{DeviceState, PoolState, SubvolumeState, subvolume_path, top_mount},
+    ports::{MountSource, PathKind, QuotaState},
     records::{Records, RecordsError},
 };
 use crate::{
@@ -50,6 +50,8 @@ pub enum StorageError {
     Refused(String),
     #[error("{device} changed since it was examined (now: {now}); not formatting it")]
     DeviceChanged { device: String, now: String },
+    #[error("{device} shows no UUID after mkfs")]
+    NoUuid { device: String },
     #[error("internal error: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -362,8 +364,8 @@ impl Inner {
                     .signatures(device)?
                     .into_iter()
                     .find_map(|s| s.uuid)
-                    .ok_or_else(|| {
-                        StorageError::Refused(format!("{device} shows no UUID after mkfs"))
+                    .ok_or_else(|| StorageError::NoUuid {
+                        device: device.clone(),
                     })?;
                 if made != uuid {
                     records.record_formatted(volume, made);
@@ -541,7 +543,6 @@ impl Capability for Storage {
             })?
     }
 
-    // ---- reset ----
     /// Unmounts what tfagent mounted, deepest first: the plan of a spec
     /// without volumes, of which only unmounts and forgets are kept, so
     /// nothing is ever formatted, wiped or deleted.

@@ -15,7 +15,7 @@
 use std::{collections::BTreeMap, fmt};
 
 use super::{
-    ops::{DeviceNode, MountSource, PathKind, QuotaState, Signature},
+    ports::{DeviceNode, MountSource, PathKind, QuotaState, Signature},
     records::{OwnedMount, Records},
 };
 use crate::host::probe::MountEntry;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{
     fake::{FakeMount, FakeOps},
-    ops::{PathKind, Signature},
+    ports::{PathKind, Signature},
     *,
 };
 use crate::step::{Step, StepOutcome};
@@ -487,7 +487,6 @@ async fn changed_mount_flags_are_applied_with_a_remount() {
     );
 }
 
-// ---- reset ----
 #[tokio::test]
 async fn a_teardown_unmounts_what_tfagent_mounted_and_destroys_nothing() {
     let h = harness(None);
@@ -545,7 +544,6 @@ async fn a_teardown_unmounts_what_tfagent_mounted_and_destroys_nothing() {
     );
 }
 
-// ---- crash consistency ----
 #[tokio::test]
 async fn killed_between_mkfs_and_its_record_the_filesystem_is_still_ours() {
     let h = harness(None);

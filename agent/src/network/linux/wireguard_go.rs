@@ -1,4 +1,5 @@
-//! wireguard-go under the agent's supervisor, like containerd and k3s: its
+//! The Linux implementation of [`UserspaceWg`]: wireguard-go under the
+//! agent's supervisor, like containerd and k3s: its
 //! own session, cgroup and log file (so it never writes into the agent's
 //! pipes, and outlives an agent restart, which adopts it), restarts with
 //! back-off, and status, logs and `tfagentctl restart` by name.
@@ -17,7 +18,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::host::{NetHostError, UserspaceWg};
+use crate::network::ports::{NetHostCause, NetHostError, UserspaceWg};
 use tfagent_spec::IfName;
 use tfagent_supervisor::{
     ServiceDef, ServiceName, Supervisor,
@@ -146,7 +147,7 @@ pub fn service_name(interface: &IfName) -> Result<ServiceName, NetHostError> {
         .collect();
     format!("wireguard-go-{suffix}")
         .parse()
-        .map_err(|e| NetHostError::new(interface, "naming the wireguard-go service", e))
+        .map_err(|e| NetHostError::host(interface, "naming the wireguard-go service", e))
 }
 
 #[async_trait]
@@ -154,8 +155,8 @@ impl UserspaceWg for SupervisedWireguardGo {
     async fn ensure_running(&self, interface: &IfName) -> Result<(), NetHostError> {
         let def = self.definition(interface)?;
         let name = def.name.clone();
-        let failed =
-            |e: &dyn std::fmt::Display| NetHostError::new(interface, "starting wireguard-go", e);
+        let what = "starting wireguard-go";
+        let failed = |e| NetHostError::host(interface, what, e);
         let known = self.supervisor.definition(name.as_str()).is_some();
         if !known && !self.adopt(interface) && answers(&self.socket(interface)) {
             // Started by someone else (by hand, or an older agent without a
@@ -163,27 +164,30 @@ impl UserspaceWg for SupervisedWireguardGo {
             warn!(%interface, "a wireguard-go this agent did not start serves the interface; using it unsupervised");
             return Ok(());
         }
-        self.supervisor.ensure(def).map_err(|e| failed(&e))?;
+        self.supervisor.ensure(def).map_err(failed)?;
         // Before waiting: a start that is slow to get ready still has its
         // later restarts reconfigured.
         self.watch_restarts(&name, interface);
-        let mut status = self
-            .supervisor
-            .watch(name.as_str())
-            .map_err(|e| failed(&e))?;
+        let mut status = self.supervisor.watch(name.as_str()).map_err(failed)?;
         let ready = tokio::time::timeout(START_TIMEOUT, async {
             status.wait_for(|s| s.ready).await.map(drop)
         })
         .await;
         match ready {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(failed(&"the supervisor stopped")),
-            Err(_) => {
-                let message = status.borrow().message.clone();
-                Err(failed(&format!(
-                    "its control socket did not answer within 10 s ({message})"
-                )))
-            }
+            Ok(Err(_)) => Err(NetHostError::new(
+                interface,
+                what,
+                NetHostCause::SupervisorStopped,
+            )),
+            Err(_) => Err(NetHostError::new(
+                interface,
+                what,
+                NetHostCause::NotReady {
+                    seconds: START_TIMEOUT.as_secs(),
+                    status: status.borrow().message.clone(),
+                },
+            )),
         }
     }
 

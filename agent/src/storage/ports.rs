@@ -1,18 +1,31 @@
-//! The host operations storage needs, behind one small trait: a Linux
-//! implementation ([`super::linux::LinuxStorage`]) and a recording fake in
-//! the unit tests. Every method is blocking; callers run them off the async
-//! threads.
+//! The host operations storage needs, behind one small trait, with what
+//! they read and their errors: a Linux implementation
+//! ([`super::linux::LinuxStorage`]) and a recording fake in the unit tests.
+//! Every method is blocking; callers run them off the async threads.
 
-use std::{fmt, io, path::Path};
+use std::{
+    fmt, io,
+    path::{Path, PathBuf},
+};
 
 use tfagent_spec::{Filesystem, Propagation};
 
 /// Why a host operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
-    #[error("{what}: {source}")]
+    /// A file operation or a syscall on `path` (`what`: "reading",
+    /// "unmounting", …).
+    #[error("{what} {}: {source}", path.display())]
     Io {
-        what: String,
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A tool could not be started.
+    #[error("running {tool}: {source}")]
+    Spawn {
+        tool: String,
         #[source]
         source: io::Error,
     },
@@ -23,17 +36,24 @@ pub enum OpsError {
         status: String,
         stderr: String,
     },
+    #[error("{} is not a block device", path.display())]
+    NotBlockDevice { path: PathBuf },
+    /// The tools take paths as text.
+    #[error("{} is not UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+    /// `btrfs qgroup show` succeeded but listed no qgroup of the subvolume.
+    #[error("btrfs qgroup show {}: no qgroup row", path.display())]
+    NoQgroup { path: PathBuf },
     /// The mount is in use; it is reported, never forced.
     #[error("{target} is busy (in use by a process or another mount); not forced")]
     Busy { target: String },
-    #[error("{0}")]
-    Other(String),
 }
 
 impl OpsError {
-    pub fn io(what: impl fmt::Display, source: io::Error) -> Self {
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {
-            what: what.to_string(),
+            what,
+            path: path.into(),
             source,
         }
     }
@@ -131,8 +151,6 @@ pub enum MountSource {
 
 /// Reads and changes of the host that storage makes.
 pub trait StorageOps: Send + Sync + fmt::Debug + 'static {
-    // ---- reads ----
-
     /// The text of /proc/self/mountinfo.
     fn mountinfo(&self) -> Result<String, OpsError>;
 
@@ -159,8 +177,6 @@ pub trait StorageOps: Send + Sync + fmt::Debug + 'static {
 
     /// Whether `dir` exists and holds at least one entry.
     fn has_entries(&self, dir: &Path) -> Result<bool, OpsError>;
-
-    // ---- changes ----
 
     /// Creates a directory and its parents (0755); no-op if it exists.
     fn make_dir(&self, path: &Path) -> Result<(), OpsError>;

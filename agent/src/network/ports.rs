@@ -1,33 +1,112 @@
-//! The host operations the network step needs, as small traits: the Linux
-//! implementations are in `linux.rs`, a recording fake in `fake.rs`.
+//! The host operations the network step needs, as small traits, the state
+//! they read and their errors: the Linux implementations are in `linux.rs`
+//! (wireguard-go's supervision in `linux/wireguard_go.rs`), a recording fake
+//! in `fake.rs`.
 
-use std::{fmt, net::SocketAddr, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    error::Error,
+    fmt,
+    net::SocketAddr,
+    sync::Arc,
+    time::SystemTime,
+};
 
 use async_trait::async_trait;
 use ipnet::IpNet;
 
-use tfagent_spec::KeyPair;
+use tfagent_spec::{IfName, KeyPair, WgKey};
 
-use super::{DeviceState, LinkState};
-use tfagent_spec::{IfName, WgKey};
-
-/// A host operation that failed; names the interface and what was done.
+/// A host operation that failed: the interface, what was being done, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("{what} on {interface}: {message}")]
+#[error("{what} on {interface}: {cause}")]
 pub struct NetHostError {
     pub interface: String,
     pub what: &'static str,
-    pub message: String,
+    #[source]
+    pub cause: NetHostCause,
+}
+
+/// Why a host operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetHostCause {
+    /// The host refused: netlink, the UAPI socket, the supervisor. Boxed so
+    /// that the ports name no Linux crate.
+    #[error(transparent)]
+    Host(Box<dyn Error + Send + Sync>),
+    #[error("no such interface")]
+    NoSuchInterface,
+    /// A route the agent wants is another link's.
+    #[error(
+        "a route to {destination} already goes through {device}; \
+         remove it, or take {destination} out of the peer's allowed IPs"
+    )]
+    RouteTaken { destination: IpNet, device: String },
+    #[error("wireguard-go closed the connection without an answer")]
+    NoAnswer,
+    /// wireguard-go answered a `set` with this (`errno=N`).
+    #[error("wireguard-go refused the update ({answer})")]
+    Refused { answer: String },
+    #[error("the supervisor stopped")]
+    SupervisorStopped,
+    /// A fresh wireguard-go's control socket did not answer in time; `status`
+    /// is what the supervisor last said of it.
+    #[error("its control socket did not answer within {seconds} s ({status})")]
+    NotReady { seconds: u64, status: String },
 }
 
 impl NetHostError {
-    pub fn new(interface: &IfName, what: &'static str, message: impl fmt::Display) -> Self {
+    pub fn new(interface: &IfName, what: &'static str, cause: NetHostCause) -> Self {
         Self {
             interface: interface.to_string(),
             what,
-            message: message.to_string(),
+            cause,
         }
     }
+
+    /// An error the host returned.
+    pub fn host(
+        interface: &IfName,
+        what: &'static str,
+        source: impl Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::new(interface, what, NetHostCause::Host(Box::new(source)))
+    }
+}
+
+/// The link as rtnetlink shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkState {
+    /// The kernel's index: a re-created link (a restarted wireguard-go) gets
+    /// a new one.
+    pub index: u32,
+    pub up: bool,
+    pub mtu: u32,
+    /// Addresses with their prefix; IPv6 link-local ones are left out.
+    pub addresses: BTreeSet<IpNet>,
+    /// Routes through the link that the agent manages (its protocol).
+    pub routes: BTreeSet<IpNet>,
+}
+
+/// The WireGuard device as its backend shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceState {
+    /// Public key of the device's private key; `None` when it has none.
+    pub public_key: Option<WgKey>,
+    pub listen_port: u16,
+    pub peers: BTreeMap<WgKey, PeerState>,
+}
+
+/// One peer of the device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerState {
+    pub endpoint: Option<SocketAddr>,
+    pub allowed_ips: BTreeSet<IpNet>,
+    /// Seconds; 0 is off.
+    pub persistent_keepalive: u16,
+    pub last_handshake: Option<SystemTime>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
 }
 
 /// One peer's part of a device update.
@@ -117,4 +196,13 @@ pub trait UserspaceWg: Send + Sync + fmt::Debug {
     async fn ensure_running(&self, interface: &IfName) -> Result<(), NetHostError>;
     /// Stops it (the interface goes with it).
     async fn stop(&self, interface: &IfName) -> Result<(), NetHostError>;
+}
+
+/// The host parts the network step drives.
+#[derive(Debug, Clone)]
+pub struct NetHost {
+    pub wg: Arc<dyn WgOps>,
+    pub links: Arc<dyn LinkOps>,
+    /// Starts wireguard-go; used by the userspace backend only.
+    pub userspace: Arc<dyn UserspaceWg>,
 }
