@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 
 use super::{DeviceUpdate, NetworkStep, PeerUpdate, plan::wanted_routes};
-use crate::vip::{Placement, VipRouter};
+use crate::vip::{Placement, RouteError, VipRouter};
 use tfagent_spec::Wireguard;
 
 /// Where the VIP is, as the network step plans it.
@@ -131,7 +131,7 @@ impl VipRouter for NetworkStep {
         wireguard: &Wireguard,
         vip: IpAddr,
         placement: Placement,
-    ) -> Result<(), String> {
+    ) -> Result<(), RouteError> {
         let _pass = self.apply_lock.lock().await;
         let overlay = VipOverlay { vip, placement };
         let old = self.vip_overlay().replace(overlay);
@@ -141,7 +141,13 @@ impl VipRouter for NetworkStep {
         let after = with_vip(wireguard, Some(overlay));
         // What the device holds is no longer what the last pass wrote.
         *self.written() = None;
-        self.move_vip(&before, &after).await
+        self.move_vip(&before, &after)
+            .await
+            .map_err(|message| RouteError {
+                vip,
+                placement,
+                source: message.into(),
+            })
     }
 }
 
