@@ -508,13 +508,15 @@ impl<'a> Running<'a> {
     }
 
     /// A re-created interface (a restarted wireguard-go) has a new index:
-    /// the socket bound to the old one hears nothing.
+    /// the socket bound to the old one hears nothing. It is closed first:
+    /// while it holds the port, a new bind fails with "address in use".
     fn check_socket(&mut self) {
         let index = self
             .parts
             .net
             .interface_index(&self.config.wireguard.interface);
         if self.socket.as_ref().map(|s| Some(s.interface_index())) != Some(index) {
+            self.socket = None;
             self.bind();
         }
     }

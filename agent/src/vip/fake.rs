@@ -114,6 +114,13 @@ impl FakeNet {
             interface: Arc::new(Mutex::new(Some(1))),
         }
     }
+
+    /// The interface went away and came back with a new index, as when
+    /// wireguard-go restarts.
+    pub fn recreate_interface(&self) {
+        let mut index = lock(&self.interface);
+        *index = Some(index.unwrap_or(0) + 1);
+    }
 }
 
 impl AnnounceNet for FakeNet {

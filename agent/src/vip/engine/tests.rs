@@ -529,3 +529,18 @@ async fn a_spec_without_the_vip_takes_it_out_of_the_mesh() {
     .await;
     until("the socket closes", || !mesh.is_bound(ip(9))).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_recreated_interface_gets_a_new_socket() {
+    let mesh = FakeMesh::default();
+    let w = start(&mesh, 9, false).await;
+    // wireguard-go restarted: the old socket hears nothing any more.
+    w.fakes.net.recreate_interface();
+    tokio::time::sleep(ANNOUNCE_PERIOD * 2).await;
+    assert_eq!(w.engine.status().error, None);
+    send(&mesh, 2, 9, &claim(2, 1));
+    until("the claim is heard", || {
+        w.fakes.router.last() == Some(Placement::Peer(fixtures::key(2)))
+    })
+    .await;
+}
