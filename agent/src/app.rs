@@ -175,18 +175,19 @@ pub async fn run(
     let network = Arc::new(network::step(backend, key, userspace));
     let storage = storage::Storage::linux(&config.state_dir, config.allowed_devices.clone());
     let keepalived_status = supervisor.clone();
+    let vip_files: Arc<dyn vip::RunDir> = Arc::new(vip::linux::LinuxRunDir::new(&config.vip.dir));
     let (vip_engine, vip_task) = vip::VipEngine::new(
-        vip::engine::EngineParts {
-            files: vip::keepalived::Files::new(&config.vip.dir),
-            router: network.clone(),
-            readiness: config.vip.readiness.clone(),
-            keepalived_pid: Arc::new(move || {
+        vip::linux::engine_parts(
+            &config.vip,
+            network.clone(),
+            Arc::clone(&vip_files),
+            Arc::new(move || {
                 keepalived_status
                     .watch(vip::keepalived::SERVICE)
                     .ok()
                     .and_then(|s| s.borrow().pid)
             }),
-        },
+        ),
         token.clone(),
     );
     let vip_task = tokio::spawn(vip_task);
@@ -194,7 +195,12 @@ pub async fn run(
         storage,
         network,
         services: services::Services::new(supervisor.clone(), config.services.clone()),
-        vip: vip::VipStep::new(config.vip.clone(), supervisor.clone(), vip_engine.clone()),
+        vip: vip::VipStep::new(
+            config.vip.clone(),
+            supervisor.clone(),
+            vip_engine.clone(),
+            vip_files,
+        ),
         vip_engine,
         host: Arc::new(LinuxHost),
     }

@@ -69,8 +69,8 @@ pub fn controller(state_dir: &Path) -> Arc<Controller> {
     }))
 }
 
-/// A vip step and its engine, which never runs (its task is dropped):
-/// configuring it only records the config.
+/// A vip step and its engine over fakes; the engine never runs (its task
+/// is dropped): configuring it only records the config.
 pub fn vip_step(
     dir: &Path,
     supervisor: &tfagent_supervisor::Supervisor,
@@ -82,17 +82,16 @@ pub fn vip_step(
         dir: dir.join("vip"),
         readiness: crate::vip::default_readiness(&paths),
     };
+    let fakes = crate::vip::fake::FakeParts::new(&crate::vip::fake::FakeMesh::default());
     let (engine, _task) = crate::vip::VipEngine::new(
         crate::vip::engine::EngineParts {
-            files: crate::vip::keepalived::Files::new(&settings.dir),
             router,
-            readiness: settings.readiness.clone(),
-            keepalived_pid: Arc::new(|| None),
+            ..fakes.engine_parts()
         },
         tokio_util::sync::CancellationToken::new(),
     );
     (
-        crate::vip::VipStep::new(settings, supervisor.clone(), engine.clone()),
+        crate::vip::VipStep::new(settings, supervisor.clone(), engine.clone(), fakes.files),
         engine,
     )
 }

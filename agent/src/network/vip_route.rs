@@ -12,7 +12,7 @@ use super::{
     ports::{DeviceUpdate, NetHostError, PeerUpdate},
     state::NetworkStep,
 };
-use crate::vip::{Placement, VipRouter};
+use crate::vip::{Placement, RouteError, VipRouter};
 use tfagent_spec::Wireguard;
 
 impl NetworkStep {
@@ -73,13 +73,6 @@ impl NetworkStep {
         }
         Ok(())
     }
-
-    /// [`Self::reroute_vip`] for [`VipRouter`], whose errors are text.
-    async fn move_vip(&self, before: &Wireguard, after: &Wireguard) -> Result<(), String> {
-        self.reroute_vip(before, after)
-            .await
-            .map_err(|e| e.to_string())
-    }
 }
 
 #[async_trait]
@@ -89,7 +82,7 @@ impl VipRouter for NetworkStep {
         wireguard: &Wireguard,
         vip: IpAddr,
         placement: Placement,
-    ) -> Result<(), String> {
+    ) -> Result<(), RouteError> {
         let _pass = self.apply_lock.lock().await;
         let overlay = VipOverlay { vip, placement };
         let old = self.vip_overlay().replace(overlay);
@@ -99,7 +92,13 @@ impl VipRouter for NetworkStep {
         let after = with_vip(wireguard, Some(overlay));
         // What the device holds is no longer what the last pass wrote.
         *self.written() = None;
-        self.move_vip(&before, &after).await
+        self.reroute_vip(&before, &after)
+            .await
+            .map_err(|error| RouteError {
+                vip,
+                placement,
+                source: Box::new(error),
+            })
     }
 }
 

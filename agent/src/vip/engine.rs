@@ -3,58 +3,32 @@
 //! file, sends and receives the agents' announcements over the mesh, and
 //! moves the VIP's route through the network step. Every decision is the
 //! [`Election`]'s; this module only carries them out, in the order they
-//! were made.
+//! were made, through the ports of [`super::ports`] (so its tests run it
+//! over fakes).
 
 use std::{
     collections::BTreeMap,
-    io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    path::{Path, PathBuf},
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use async_trait::async_trait;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    net::UdpSocket,
-    sync::{mpsc, watch},
-};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{
     announce::{Announcement, ClusterKey, MESSAGE_LEN},
-    election::{Action, Election, ElectionStatus, Ledger, Route, VrrpState},
-    keepalived::{self, Files},
+    election::{Action, Election, ElectionStatus, Route, VrrpState},
+    keepalived,
+    ports::{
+        AnnounceNet, Apiserver, Datagrams, KeepalivedNotify, Memory, Placement, RunDir, VipRouter,
+    },
 };
-use tfagent_spec::{IfName, NodeName, Secret, WgKey, Wireguard};
-use tfagent_supervisor::probe::{self, Probe};
+use tfagent_spec::{NodeName, Secret, WgKey, Wireguard};
 
 /// How often the holder claims the VIP again, healing lost messages.
 pub const ANNOUNCE_PERIOD: Duration = Duration::from_secs(1);
-
-/// Where the network step should send the VIP's traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// On this node's own interface.
-    Local,
-    /// Into this peer's allowed IPs.
-    Peer(WgKey),
-    Nowhere,
-}
-
-/// The network step's side: moves VIP/32 between the interface and peer
-/// entries at once, and keeps it there in later passes.
-#[async_trait]
-pub trait VipRouter: Send + Sync + std::fmt::Debug {
-    async fn place_vip(
-        &self,
-        wireguard: &Wireguard,
-        vip: IpAddr,
-        placement: Placement,
-    ) -> Result<(), String>;
-}
 
 /// What the engine runs from; built from the spec by the vip step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,12 +75,10 @@ impl EngineConfig {
     }
 }
 
-/// How the local apiserver is probed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReadinessProbe {
-    pub probe: Probe,
+/// How the apiserver gate follows its checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gate {
     pub period: Duration,
-    pub timeout: Duration,
     /// Results in a row that flip the state (both ways).
     pub threshold: u32,
 }
@@ -125,15 +97,6 @@ pub struct VipStatus {
     pub error: Option<String>,
 }
 
-/// What survives an agent restart (in the run directory).
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-struct Memory {
-    vip: IpAddr,
-    ledger: Ledger,
-    vrrp: VrrpState,
-    keepalived_pid: Option<u32>,
-}
-
 /// The handle the vip step and status use.
 #[derive(Debug, Clone)]
 pub struct VipEngine {
@@ -141,12 +104,16 @@ pub struct VipEngine {
     status: Arc<Mutex<VipStatus>>,
 }
 
-/// What the engine task needs besides its config.
+/// What the engine task needs besides its config: the ports it acts
+/// through.
 #[derive(Clone)]
 pub struct EngineParts {
-    pub files: Files,
     pub router: Arc<dyn VipRouter>,
-    pub readiness: ReadinessProbe,
+    pub net: Arc<dyn AnnounceNet>,
+    pub notify: Arc<dyn KeepalivedNotify>,
+    pub apiserver: Arc<dyn Apiserver>,
+    pub files: Arc<dyn RunDir>,
+    pub gate: Gate,
     /// keepalived's pid now, for telling an adopted keepalived from a new one.
     pub keepalived_pid: Arc<dyn Fn() -> Option<u32> + Send + Sync>,
 }
@@ -154,8 +121,12 @@ pub struct EngineParts {
 impl std::fmt::Debug for EngineParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineParts")
+            .field("router", &self.router)
+            .field("net", &self.net)
+            .field("notify", &self.notify)
+            .field("apiserver", &self.apiserver)
             .field("files", &self.files)
-            .field("readiness", &self.readiness)
+            .field("gate", &self.gate)
             .finish_non_exhaustive()
     }
 }
@@ -256,7 +227,7 @@ struct Running<'a> {
     key: ClusterKey,
     election: Election,
     status: Arc<Mutex<VipStatus>>,
-    socket: Option<(UdpSocket, u32)>,
+    socket: Option<Box<dyn Datagrams>>,
     /// The last placement failed: try again at the next tick.
     placement_failed: Option<Placement>,
 }
@@ -267,7 +238,13 @@ impl<'a> Running<'a> {
         config: Arc<EngineConfig>,
         status: Arc<Mutex<VipStatus>>,
     ) -> Self {
-        let memory = load_memory(&parts.files.ledger()).filter(|m| m.vip == config.vip);
+        let memory = match parts.files.load_memory() {
+            Ok(memory) => memory.filter(|m| m.vip == config.vip),
+            Err(error) => {
+                warn!(%error, "cannot read the election memory; starting afresh");
+                None
+            }
+        };
         let ledger = memory.map(|m| m.ledger).unwrap_or_default();
         // keepalived's state is remembered only for the same process: a
         // new keepalived starts as a backup and says so.
@@ -324,13 +301,20 @@ impl<'a> Running<'a> {
         // while the holder hands over.
         let tasks = CancellationToken::new();
         if self.config.server {
-            tokio::spawn(read_fifo(self.parts.files.fifo(), vrrp_tx, tasks.clone()));
-            tokio::spawn(probe_apiserver(
-                self.parts.readiness.clone(),
-                self.parts.files.track(),
-                ready_tx,
-                tasks.clone(),
-            ));
+            tokio::spawn(
+                read_notify(Arc::clone(&self.parts.notify), vrrp_tx, tasks.clone())
+                    .in_current_span(),
+            );
+            tokio::spawn(
+                probe_apiserver(
+                    Arc::clone(&self.parts.apiserver),
+                    Arc::clone(&self.parts.files),
+                    self.parts.gate,
+                    ready_tx,
+                    tasks.clone(),
+                )
+                .in_current_span(),
+            );
         }
         let _stop_tasks = tasks.drop_guard();
         self.bind();
@@ -342,7 +326,7 @@ impl<'a> Running<'a> {
         loop {
             let received = async {
                 match &self.socket {
-                    Some((socket, _)) => socket.recv_from(&mut buffer).await,
+                    Some(socket) => socket.recv_from(&mut buffer).await,
                     None => std::future::pending().await,
                 }
             };
@@ -350,7 +334,7 @@ impl<'a> Running<'a> {
                 () = stop.cancelled() => break,
                 Some(state) = vrrp_rx.recv() => {
                     info!(%state, "keepalived");
-                    let actions = self.election.on_vrrp(state, Instant::now());
+                    let actions = self.election.on_vrrp(state, now());
                     self.perform(actions).await;
                     // Even without a move: status and the memory of an
                     // adopted keepalived follow its state.
@@ -375,7 +359,7 @@ impl<'a> Running<'a> {
                     if let Some(placement) = self.placement_failed {
                         self.place(placement).await;
                     }
-                    let actions = self.election.on_tick(Instant::now());
+                    let actions = self.election.on_tick(now());
                     self.perform(actions).await;
                 }
             }
@@ -392,7 +376,7 @@ impl<'a> Running<'a> {
         if let Some(release) = self.election.release() {
             self.perform(vec![Action::Broadcast(release)]).await;
         }
-        if let Err(error) = write_track(&self.parts.files.track(), false) {
+        if let Err(error) = self.parts.files.write_track(false) {
             warn!(%error, "cannot leave the election");
             return;
         }
@@ -410,7 +394,7 @@ impl<'a> Running<'a> {
                 }
                 state = vrrp.recv() => {
                     let Some(state) = state else { return };
-                    let actions = self.election.on_vrrp(state, Instant::now());
+                    let actions = self.election.on_vrrp(state, now());
                     self.perform(actions).await;
                     if state != VrrpState::Master {
                         return;
@@ -425,7 +409,7 @@ impl<'a> Running<'a> {
         match Announcement::decode(bytes, &self.key) {
             Ok(message) => {
                 debug!(%from, ?message, "announcement");
-                let actions = self.election.on_message(from, message, Instant::now());
+                let actions = self.election.on_message(from, message, now());
                 self.perform(actions).await;
             }
             Err(error) => warn!(%from, %error, "refused an announcement"),
@@ -485,7 +469,7 @@ impl<'a> Running<'a> {
             Err(error) => {
                 warn!(%error, "cannot move the VIP; trying again");
                 self.placement_failed = Some(placement);
-                self.set_status(|s| s.error = Some(format!("moving the VIP: {error}")));
+                self.set_status(|s| s.error = Some(error.to_string()));
             }
         }
     }
@@ -494,7 +478,7 @@ impl<'a> Running<'a> {
         if self.socket.is_none() {
             self.bind();
         }
-        let Some((socket, _)) = &self.socket else {
+        let Some(socket) = &self.socket else {
             return;
         };
         let bytes = message.encode(&self.key);
@@ -507,7 +491,7 @@ impl<'a> Running<'a> {
     /// Binds the announcement socket to the WireGuard interface, so only
     /// what came through a peer's key is heard.
     fn bind(&mut self) {
-        match bind(
+        match self.parts.net.bind(
             &self.config.wireguard.interface,
             self.config.address,
             self.config.announce_port,
@@ -524,10 +508,15 @@ impl<'a> Running<'a> {
     }
 
     /// A re-created interface (a restarted wireguard-go) has a new index:
-    /// the socket bound to the old one hears nothing.
+    /// the socket bound to the old one hears nothing. It is closed first:
+    /// while it holds the port, a new bind fails with "address in use".
     fn check_socket(&mut self) {
-        let index = interface_index(&self.config.wireguard.interface);
-        if self.socket.as_ref().map(|(_, i)| Some(*i)) != Some(index) {
+        let index = self
+            .parts
+            .net
+            .interface_index(&self.config.wireguard.interface);
+        if self.socket.as_ref().map(|s| Some(s.interface_index())) != Some(index) {
+            self.socket = None;
             self.bind();
         }
     }
@@ -539,7 +528,7 @@ impl<'a> Running<'a> {
             vrrp: self.election.vrrp(),
             keepalived_pid: (self.parts.keepalived_pid)(),
         };
-        if let Err(error) = save_memory(&self.parts.files.ledger(), &memory) {
+        if let Err(error) = self.parts.files.save_memory(&memory) {
             warn!(%error, "cannot record the election state");
         }
     }
@@ -552,51 +541,24 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn interface_index(interface: &IfName) -> Option<u32> {
-    nix::net::if_::if_nametoindex(interface.as_str()).ok()
+/// The clock the election reads; tokio's, so tests can pause it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
-fn bind(interface: &IfName, address: IpAddr, port: u16) -> io::Result<(UdpSocket, u32)> {
-    let index = interface_index(interface)
-        .ok_or_else(|| io::Error::other(format!("no interface {interface}")))?;
-    let any = match address {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
-    let socket = std::net::UdpSocket::bind(SocketAddr::new(any, port))?;
-    nix::sys::socket::setsockopt(
-        &socket,
-        nix::sys::socket::sockopt::BindToDevice,
-        &std::ffi::OsString::from(interface.as_str()),
-    )
-    .map_err(io::Error::from)?;
-    socket.set_nonblocking(true)?;
-    Ok((UdpSocket::from_std(socket)?, index))
-}
-
-/// Reads keepalived's state changes, in order. Opened read-write, so the
-/// FIFO never reads as ended while keepalived restarts, and what keepalived
-/// wrote while no agent read it is still there.
-async fn read_fifo(
-    path: PathBuf,
+/// Reads keepalived's state changes, in order.
+async fn read_notify(
+    notify: Arc<dyn KeepalivedNotify>,
     states: mpsc::UnboundedSender<VrrpState>,
     stop: CancellationToken,
 ) {
-    if let Err(error) = make_fifo(&path) {
-        warn!(%error, path = %path.display(), "cannot create keepalived's notify FIFO");
-        return;
-    }
-    let receiver = match tokio::net::unix::pipe::OpenOptions::new()
-        .read_write(true)
-        .open_receiver(&path)
-    {
-        Ok(receiver) => receiver,
+    let mut lines = match notify.open() {
+        Ok(lines) => lines,
         Err(error) => {
-            warn!(%error, path = %path.display(), "cannot open keepalived's notify FIFO");
+            warn!(%error, "cannot hear keepalived");
             return;
         }
     };
-    let mut lines = BufReader::new(receiver).lines();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -610,7 +572,7 @@ async fn read_fifo(
                 }
                 Ok(None) => return,
                 Err(error) => {
-                    warn!(%error, "reading keepalived's notify FIFO");
+                    warn!(%error, "cannot hear keepalived");
                     return;
                 }
             }
@@ -618,42 +580,26 @@ async fn read_fifo(
     }
 }
 
-/// Creates the FIFO (0600) unless it exists.
-pub fn make_fifo(path: &Path) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
-        Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
-        Err(errno) => Err(io::Error::from(errno)),
-    }
-}
-
-/// keepalived's track file: "0" takes part, "1" keeps out (weight 0 turns a
-/// non-zero value into the fault state).
-pub fn write_track(path: &Path, ready: bool) -> io::Result<()> {
-    std::fs::write(path, if ready { "0\n" } else { "1\n" })
-}
-
-/// Probes the apiserver every period; after `threshold` equal results in a
+/// Checks the apiserver every period; after `threshold` equal results in a
 /// row that differ from the current state, writes the track file (at once)
 /// and reports it.
 async fn probe_apiserver(
-    readiness: ReadinessProbe,
-    track: PathBuf,
+    apiserver: Arc<dyn Apiserver>,
+    files: Arc<dyn RunDir>,
+    gate: Gate,
     results: mpsc::UnboundedSender<(bool, String)>,
     stop: CancellationToken,
 ) {
     let mut ready: Option<bool> = None;
     let mut streak = 0u32;
-    let mut interval = tokio::time::interval(readiness.period);
+    let mut interval = tokio::time::interval(gate.period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = interval.tick() => {}
         }
-        let (ok, message) = match probe::check(&readiness.probe, readiness.timeout).await {
+        let (ok, message) = match apiserver.check().await {
             Ok(message) => (true, message),
             Err(error) => (false, error.to_string()),
         };
@@ -664,11 +610,11 @@ async fn probe_apiserver(
         streak += 1;
         // The first result after a start counts at once: keepalived starts
         // out of the election until the apiserver answers.
-        if ready.is_some() && streak < readiness.threshold {
+        if ready.is_some() && streak < gate.threshold {
             continue;
         }
         streak = 0;
-        if let Err(error) = write_track(&track, ok) {
+        if let Err(error) = files.write_track(ok) {
             warn!(%error, "cannot write keepalived's track file");
             continue;
         }
@@ -682,17 +628,5 @@ async fn probe_apiserver(
     }
 }
 
-fn load_memory(path: &Path) -> Option<Memory> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-fn save_memory(path: &Path, memory: &Memory) -> io::Result<()> {
-    let bytes = serde_json::to_vec(memory).map_err(io::Error::other)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let temp = path.with_extension("tmp");
-    std::fs::write(&temp, bytes)?;
-    std::fs::rename(temp, path)
-}
+#[cfg(test)]
+mod tests;

@@ -15,177 +15,32 @@
 pub mod announce;
 pub mod election;
 pub mod engine;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod keepalived;
+pub mod linux;
+pub mod plan;
+pub mod ports;
 
-use std::{collections::BTreeMap, fmt, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
 pub use election::VrrpState;
-pub use engine::{EngineConfig, Placement, ReadinessProbe, VipEngine, VipRouter, VipStatus};
-use keepalived::Files;
+pub use engine::{EngineConfig, VipEngine, VipStatus};
+pub use plan::{Change, Observed, VipSettings, Wanted, wanted};
+pub use ports::{Placement, ReadinessProbe, RouteError, RunDir, VipRouter};
 
-use crate::{
-    services::RenderedFile,
-    step::{Capability, StepError, StepName},
-};
+use crate::step::{Capability, StepError, StepName};
 use tfagent_spec::NodeSpec;
-use tfagent_supervisor::{ServiceDef, Supervisor};
-
-/// The boot config's side of the VIP.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VipSettings {
-    /// The keepalived binary.
-    pub keepalived: PathBuf,
-    /// keepalived's configuration, FIFO and track file, and the agent's
-    /// election memory: runtime files (tmpfs).
-    pub dir: PathBuf,
-    /// How the local apiserver's readiness is checked.
-    pub readiness: ReadinessProbe,
-}
-
-/// What the spec asks of this node.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Wanted {
-    pub engine: Option<Arc<EngineConfig>>,
-    /// keepalived's configuration and service, on a server.
-    pub keepalived: Option<(String, ServiceDef)>,
-}
-
-/// What the step reads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observed {
-    pub wanted: Wanted,
-    pub config_file: Option<String>,
-    pub track_file: bool,
-    pub keepalived: Option<ServiceDef>,
-    pub engine: Option<Arc<EngineConfig>>,
-}
-
-/// One change the step makes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    WriteConfig(String),
-    /// Created "not ready": keepalived starts out of the election until the
-    /// apiserver answers.
-    CreateTrackFile,
-    Keepalived(Box<ServiceDef>),
-    StopKeepalived,
-    Engine(Option<Arc<EngineConfig>>),
-}
-
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Change::WriteConfig(_) => f.write_str("write keepalived's configuration"),
-            Change::CreateTrackFile => f.write_str(
-                "create keepalived's track file (out of the election until the apiserver is ready)",
-            ),
-            Change::Keepalived(_) => f.write_str("run keepalived with the configuration"),
-            Change::StopKeepalived => f.write_str("stop keepalived"),
-            Change::Engine(Some(config)) if config.server => write!(
-                f,
-                "take part in the election of VIP {} and announce it when held",
-                config.vip
-            ),
-            Change::Engine(Some(config)) => {
-                write!(f, "route VIP {} to whichever server holds it", config.vip)
-            }
-            Change::Engine(None) => f.write_str("stop following the VIP"),
-        }
-    }
-}
-
-/// What the spec asks of this node: the engine's config and, on a server,
-/// keepalived's.
-pub fn wanted(spec: &NodeSpec, settings: &VipSettings) -> Wanted {
-    let none = Wanted {
-        engine: None,
-        keepalived: None,
-    };
-    let (Some(vip), Some(election)) = (spec.cluster.vip, &spec.network.vip) else {
-        return none;
-    };
-    let wireguard = &spec.network.wireguard;
-    let server = spec.role.is_server();
-    let own = election.servers.iter().find(|s| s.name == spec.node_name);
-    let address = match (server, own) {
-        (true, Some(own)) => own.address,
-        // A worker announces from (and answers on) its own mesh address.
-        _ => match wireguard
-            .addresses
-            .iter()
-            .map(|a| a.addr())
-            .find(|a| a.is_ipv4() == vip.is_ipv4())
-        {
-            Some(address) => address,
-            None => return none,
-        },
-    };
-    let servers: BTreeMap<IpAddr, _> = election
-        .servers
-        .iter()
-        .map(|s| (s.address, s.name.clone()))
-        .collect();
-    let engine = EngineConfig {
-        node_name: spec.node_name.clone(),
-        address,
-        vip,
-        server,
-        servers,
-        wireguard: wireguard.clone(),
-        announce_port: election.announce_port,
-        token: spec.cluster.token.clone(),
-        master_down: keepalived::master_down(election.advert_interval_ms, election.priority),
-    };
-    let files = Files::new(&settings.dir);
-    let keepalived = server.then(|| {
-        let instance = keepalived::Instance {
-            node_name: &spec.node_name,
-            interface: &wireguard.interface,
-            address,
-            vip,
-            election,
-        };
-        let config = keepalived::render(&instance, &files);
-        let def = keepalived::service(&settings.keepalived, &files, &config);
-        (config, def)
-    });
-    Wanted {
-        engine: Some(Arc::new(engine)),
-        keepalived,
-    }
-}
-
-/// The pure plan.
-pub fn plan(observed: &Observed) -> Vec<Change> {
-    let mut changes = Vec::new();
-    match &observed.wanted.keepalived {
-        Some((config, def)) => {
-            if observed.config_file.as_ref() != Some(config) {
-                changes.push(Change::WriteConfig(config.clone()));
-            }
-            if !observed.track_file {
-                changes.push(Change::CreateTrackFile);
-            }
-            if observed.keepalived.as_ref() != Some(def) {
-                changes.push(Change::Keepalived(Box::new(def.clone())));
-            }
-        }
-        None if observed.keepalived.is_some() => changes.push(Change::StopKeepalived),
-        None => {}
-    }
-    if observed.engine != observed.wanted.engine {
-        changes.push(Change::Engine(observed.wanted.engine.clone()));
-    }
-    changes
-}
+use tfagent_supervisor::Supervisor;
 
 /// The vip capability.
 pub struct VipStep {
     settings: VipSettings,
     supervisor: Supervisor,
     engine: VipEngine,
+    files: Arc<dyn RunDir>,
 }
 
 impl fmt::Debug for VipStep {
@@ -197,27 +52,23 @@ impl fmt::Debug for VipStep {
 }
 
 impl VipStep {
-    pub fn new(settings: VipSettings, supervisor: Supervisor, engine: VipEngine) -> Self {
+    /// `files` is the run directory the engine shares.
+    pub fn new(
+        settings: VipSettings,
+        supervisor: Supervisor,
+        engine: VipEngine,
+        files: Arc<dyn RunDir>,
+    ) -> Self {
         Self {
             settings,
             supervisor,
             engine,
+            files,
         }
     }
 
     pub fn engine(&self) -> &VipEngine {
         &self.engine
-    }
-
-    fn files(&self) -> Files {
-        Files::new(&self.settings.dir)
-    }
-}
-
-fn io_error(what: &str, error: std::io::Error) -> StepError {
-    StepError::Observe {
-        what: what.into(),
-        source: Box::new(error),
     }
 }
 
@@ -231,16 +82,14 @@ impl Capability for VipStep {
     }
 
     async fn observe(&self, desired: &NodeSpec) -> Result<Observed, StepError> {
-        let files = self.files();
-        let config_file = match std::fs::read_to_string(files.config()) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_error("keepalived's configuration", e)),
-        };
+        let config_file = self.files.read_config().map_err(|e| StepError::Observe {
+            what: "keepalived's configuration".into(),
+            source: Box::new(e),
+        })?;
         Ok(Observed {
             wanted: wanted(desired, &self.settings),
             config_file,
-            track_file: files.track().exists(),
+            track_file: self.files.track_exists(),
             keepalived: self
                 .supervisor
                 .definition(keepalived::SERVICE)
@@ -250,11 +99,10 @@ impl Capability for VipStep {
     }
 
     fn plan(_desired: &NodeSpec, observed: &Observed) -> Vec<Change> {
-        plan(observed)
+        plan::plan(observed)
     }
 
     async fn apply(&self, _desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {
-        let files = self.files();
         for change in changes {
             let failed = |source: Box<dyn std::error::Error + Send + Sync>| StepError::Apply {
                 change: change.to_string(),
@@ -262,20 +110,18 @@ impl Capability for VipStep {
             };
             match change {
                 Change::WriteConfig(config) => {
-                    let file = RenderedFile {
-                        path: files.config(),
-                        contents: config.clone().into_bytes(),
-                        mode: 0o600,
-                        secret: false,
-                    };
-                    crate::services::write_file(&file).map_err(|e| failed(Box::new(e)))?;
+                    self.files
+                        .write_config(config)
+                        .map_err(|e| failed(Box::new(e)))?;
                 }
                 Change::CreateTrackFile => {
-                    engine::write_track(&files.track(), false).map_err(|e| failed(Box::new(e)))?;
+                    self.files
+                        .write_track(false)
+                        .map_err(|e| failed(Box::new(e)))?;
                 }
                 Change::Keepalived(def) => {
                     // The FIFO first, so keepalived writes into ours.
-                    engine::make_fifo(&files.fifo()).map_err(|e| failed(Box::new(e)))?;
+                    self.files.make_fifo().map_err(|e| failed(Box::new(e)))?;
                     self.supervisor
                         .ensure((**def).clone())
                         .map_err(|e| failed(Box::new(e)))?;
@@ -289,7 +135,6 @@ impl Capability for VipStep {
         Ok(())
     }
 
-    // ---- reset ----
     /// Stops following the VIP and stops keepalived (a holder's keepalived
     /// hands the VIP over as it stops), then removes keepalived's files and
     /// the election memory.
@@ -303,19 +148,15 @@ impl Capability for VipStep {
             self.supervisor.remove(&keepalived::service_name()).await;
             done.push(Change::StopKeepalived.to_string());
         }
-        let files = self.files();
-        for path in [files.config(), files.track(), files.fifo(), files.ledger()] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => done.push(format!("remove {}", path.display())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(StepError::Apply {
-                        change: format!("remove {}", path.display()),
-                        source: Box::new(e),
-                    });
-                }
-            }
-        }
+        let removed = self.files.remove_all().map_err(|e| StepError::Apply {
+            change: "remove keepalived's files and the election memory".into(),
+            source: Box::new(e),
+        })?;
+        done.extend(
+            removed
+                .iter()
+                .map(|path| format!("remove {}", path.display())),
+        );
         Ok(done)
     }
 }
@@ -336,98 +177,12 @@ pub fn default_readiness(paths: &crate::services::ServicePaths) -> ReadinessProb
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::step::Step;
+    use fake::{FakeMesh, FakeParts, RunFiles};
     use tfagent_spec::fixtures::example_spec;
-
-    fn settings() -> VipSettings {
-        let paths = crate::services::ServicePaths::under(std::path::Path::new("/run/t"));
-        VipSettings {
-            keepalived: "/usr/sbin/keepalived".into(),
-            dir: "/run/t/vip".into(),
-            readiness: default_readiness(&paths),
-        }
-    }
-
-    fn observed(wanted: Wanted) -> Observed {
-        Observed {
-            wanted,
-            config_file: None,
-            track_file: false,
-            keepalived: None,
-            engine: None,
-        }
-    }
-
-    #[test]
-    fn a_server_runs_keepalived_gated_out_until_ready_and_the_engine() {
-        let spec = example_spec("server-init");
-        let wanted = wanted(&spec, &settings());
-        let engine = wanted.engine.clone().unwrap();
-        assert!(engine.server);
-        assert_eq!(engine.address.to_string(), "10.100.0.1");
-        assert_eq!(engine.vip.to_string(), "10.100.0.250");
-        assert_eq!(engine.servers.len(), 3);
-        let (config, def) = wanted.keepalived.clone().unwrap();
-        assert!(config.contains("unicast_src_ip 10.100.0.1"), "{config}");
-        assert!(config.contains("priority 150"), "{config}");
-        assert_eq!(def.name.as_str(), "keepalived");
-        let changes = plan(&observed(wanted.clone()));
-        let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            shown,
-            [
-                "write keepalived's configuration",
-                "create keepalived's track file (out of the election until the apiserver is ready)",
-                "run keepalived with the configuration",
-                "take part in the election of VIP 10.100.0.250 and announce it when held",
-            ]
-        );
-        // Converged: nothing to do.
-        let done = Observed {
-            config_file: Some(config),
-            track_file: true,
-            keepalived: Some(def),
-            engine: wanted.engine.clone(),
-            wanted,
-        };
-        assert!(plan(&done).is_empty());
-    }
-
-    #[test]
-    fn a_worker_only_follows_the_holder() {
-        let spec = example_spec("agent");
-        let wanted = wanted(&spec, &settings());
-        assert!(wanted.keepalived.is_none());
-        let engine = wanted.engine.clone().unwrap();
-        assert!(!engine.server);
-        assert_eq!(
-            plan(&observed(wanted))
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-            ["route VIP 10.100.0.250 to whichever server holds it"]
-        );
-    }
-
-    #[test]
-    fn a_spec_without_a_vip_stops_keepalived_and_the_engine() {
-        let mut spec = example_spec("server-init");
-        let running = wanted(&spec, &settings());
-        spec.network.vip = None;
-        let now = wanted(&spec, &settings());
-        assert_eq!(now.engine, None);
-        let changes = plan(&Observed {
-            wanted: now,
-            config_file: Some("old".into()),
-            track_file: true,
-            keepalived: running.keepalived.map(|(_, def)| def),
-            engine: running.engine,
-        });
-        assert_eq!(changes, [Change::StopKeepalived, Change::Engine(None)]);
-    }
 
     #[tokio::test]
     async fn a_reset_stops_keepalived_and_the_engine_and_removes_the_files() {
-        use crate::step::Step;
         let dir = tempfile::tempdir().unwrap();
         let supervisor = Supervisor::new(
             tfagent_supervisor::SupervisorConfig {
@@ -438,43 +193,50 @@ mod tests {
             },
             tokio_util::sync::CancellationToken::new(),
         );
-        let network = Arc::new(crate::test_support::network_step());
-        let (step, _engine) = crate::test_support::vip_step(dir.path(), &supervisor, network);
+        let fakes = FakeParts::new(&FakeMesh::default());
+        // Never run: configuring it only records the config.
+        let (engine, _task) = VipEngine::new(
+            fakes.engine_parts(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let paths = crate::services::ServicePaths::under(dir.path());
+        let settings = VipSettings {
+            keepalived: "/nonexistent/keepalived".into(),
+            dir: dir.path().join("vip"),
+            readiness: default_readiness(&paths),
+        };
+        let step = VipStep::new(settings, supervisor.clone(), engine, fakes.files.clone());
         let spec = example_spec("server-init");
         step.converge(&spec).await.unwrap();
         assert!(step.engine().config().is_some());
         assert!(supervisor.definition(keepalived::SERVICE).is_some());
-        let files = Files::new(&dir.path().join("vip"));
-        assert!(files.config().exists() && files.track().exists());
+        let files = fakes.files.files();
+        assert!(files.config.unwrap().contains("vrrp_instance tfagent_vip"));
+        // Out of the election until the apiserver answers; the FIFO is
+        // there before keepalived starts.
+        assert_eq!(files.track, Some(false));
+        assert!(files.fifo);
+        // Converged: a second pass changes nothing.
+        assert!(matches!(
+            step.converge(&spec).await.unwrap(),
+            crate::step::StepOutcome::UpToDate
+        ));
 
         let done = Step::teardown(&step, &spec).await.unwrap();
-        assert_eq!(done[..2], ["stop following the VIP", "stop keepalived"]);
+        assert_eq!(
+            done,
+            [
+                "stop following the VIP",
+                "stop keepalived",
+                "remove keepalived.conf",
+                "remove apiserver-not-ready",
+                "remove notify.fifo",
+            ]
+        );
         assert!(step.engine().config().is_none());
         assert!(supervisor.definition(keepalived::SERVICE).is_none());
-        assert!(!files.config().exists() && !files.track().exists());
+        assert_eq!(fakes.files.files(), RunFiles::default());
         // Nothing left to take back.
         assert!(Step::teardown(&step, &spec).await.unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_changed_priority_rewrites_the_config_and_restarts_keepalived() {
-        let mut spec = example_spec("server-init");
-        let before = wanted(&spec, &settings());
-        spec.network.vip.as_mut().unwrap().priority = 120;
-        let after = wanted(&spec, &settings());
-        let (old_config, old_def) = before.keepalived.unwrap();
-        let changes = plan(&Observed {
-            wanted: after.clone(),
-            config_file: Some(old_config),
-            track_file: true,
-            keepalived: Some(old_def.clone()),
-            engine: after.engine.clone(),
-        });
-        assert!(matches!(changes[0], Change::WriteConfig(ref c) if c.contains("priority 120")));
-        let Change::Keepalived(def) = &changes[1] else {
-            panic!("{changes:?}")
-        };
-        assert_ne!(def.fingerprint(), old_def.fingerprint());
-        assert_eq!(changes.len(), 2);
     }
 }
