@@ -29,7 +29,7 @@ use crate::step::{Capability, StepError, StepName};
 use linux::HostFiles;
 pub use paths::ServicePaths;
 pub use plan::{Change, DesiredServices, Observed, desired};
-pub use ports::{FileState, RenderedFile, ServiceFiles, Supervision};
+pub use ports::{FileError, FileState, RenderedFile, ServiceFiles, Supervision, SupervisionError};
 
 // The VIP step writes keepalived's config the same way.
 pub(crate) use linux::write_file;
@@ -84,10 +84,16 @@ impl<S: Supervision, F: ServiceFiles> Services<S, F> {
     }
 }
 
-fn boxed(
-    error: impl std::error::Error + Send + Sync + 'static,
-) -> Box<dyn std::error::Error + Send + Sync> {
-    Box::new(error)
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs a blocking file operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    task: impl FnOnce() -> Result<T, FileError> + Send + 'static,
+) -> Result<T, BoxError> {
+    match tokio::task::spawn_blocking(task).await {
+        Ok(done) => done.map_err(Into::into),
+        Err(panicked) => Err(panicked.into()),
+    }
 }
 
 #[async_trait]
@@ -100,25 +106,23 @@ impl<S: Supervision, F: ServiceFiles> Capability for Services<S, F> {
     }
 
     async fn observe(&self, desired: &NodeSpec) -> Result<Observed, StepError> {
-        let observe_error = |source| StepError::Observe {
-            what: "the services' files".into(),
-            source,
-        };
         let paths: Vec<PathBuf> = self::desired(desired, &self.paths)
             .files
             .into_iter()
             .map(|f| f.path)
             .collect();
         let host = Arc::clone(&self.files);
-        let files = tokio::task::spawn_blocking(move || {
+        let files = blocking(move || {
             paths
                 .into_iter()
                 .map(|path| host.state(&path).map(|state| (path, state)))
-                .collect::<Result<_, _>>()
+                .collect()
         })
         .await
-        .map_err(|e| observe_error(boxed(e)))?
-        .map_err(|e| observe_error(boxed(e)))?;
+        .map_err(|source| StepError::Observe {
+            what: "the services' files".into(),
+            source,
+        })?;
         let supervised = self
             .supervisor
             .definitions()
@@ -138,22 +142,19 @@ impl<S: Supervision, F: ServiceFiles> Capability for Services<S, F> {
 
     async fn apply(&self, _desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {
         for change in changes {
-            let failed = |source| StepError::Apply {
+            let failed = |source: BoxError| StepError::Apply {
                 change: change.to_string(),
                 source,
             };
             match change {
                 Change::WriteFile(file) => {
                     let (host, file) = (Arc::clone(&self.files), file.clone());
-                    tokio::task::spawn_blocking(move || host.write(&file))
-                        .await
-                        .map_err(|e| failed(boxed(e)))?
-                        .map_err(|e| failed(boxed(e)))?;
+                    blocking(move || host.write(&file)).await.map_err(failed)?;
                 }
                 Change::Start(def) | Change::Update { def, .. } => {
                     self.supervisor
                         .ensure(def.clone())
-                        .map_err(|e| failed(boxed(e)))?;
+                        .map_err(|e| failed(e.into()))?;
                 }
             }
         }
@@ -175,10 +176,8 @@ impl<S: Supervision, F: ServiceFiles> Capability for Services<S, F> {
         for path in teardown.remove {
             let change = format!("remove {}", path.display());
             let host = Arc::clone(&self.files);
-            let removed = tokio::task::spawn_blocking(move || host.remove(&path))
+            let removed = blocking(move || host.remove(&path))
                 .await
-                .map_err(boxed)
-                .and_then(|removed| removed.map_err(boxed))
                 .map_err(|source| StepError::Apply {
                     change: change.clone(),
                     source,
