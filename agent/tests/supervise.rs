@@ -181,7 +181,7 @@ async fn wait_for(
 }
 
 async fn containerd_answers(socket: &Path) -> Result<String, String> {
-    let check = services::containerd::VersionCheck {
+    let check = services::linux::VersionCheck {
         socket: socket.to_owned(),
     };
     tfagent_supervisor::probe::check(

@@ -17,6 +17,11 @@ use tfagent_spec::{AcmeServer, Addons};
 /// k3s's own manifests or a person's.
 pub const FILE_PREFIX: &str = "tfagent-";
 
+/// Whether the file `name` of the manifests directory is the agent's.
+pub fn is_owned(name: &str) -> bool {
+    name.starts_with(FILE_PREFIX) && name.ends_with(".yaml")
+}
+
 /// A Helm chart, pinned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chart {
@@ -163,8 +168,6 @@ fn documents(docs: &[String]) -> String {
     text
 }
 
-// ------------------------------------------------------------ chart values
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct IngressNginxValues {
@@ -217,8 +220,6 @@ struct LonghornValues {
 struct LonghornSettings {
     default_data_path: String,
 }
-
-// ------------------------------------------------------------ other resources
 
 #[derive(Serialize)]
 struct IpAddressPoolSpec {

@@ -8,26 +8,33 @@
 //! removed file deployed, so the agent first deletes those resources from
 //! the cluster (a deleted HelmChart uninstalls its chart), then the file.
 
+pub mod linux;
 pub mod manifests;
+pub mod plan;
+pub mod ports;
 pub mod prereq;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::BTreeMap,
-    fmt, fs, io,
     path::{Path, PathBuf},
-    process::Stdio,
+    sync::Arc,
 };
 
 use async_trait::async_trait;
 use tracing::info;
 
-use crate::{
-    state::StagedFile,
-    step::{Capability, StepError, StepName},
-};
+use crate::step::{Capability, StepError, StepName};
 use tfagent_spec::{NodeSpec, defaults};
 
+pub use linux::{HostManifests, K3sKubectl};
 pub use manifests::FILE_PREFIX;
+pub use plan::{AddonChange, Observed};
+pub use ports::{ClusterError, ClusterOps, ManifestError, ManifestFiles};
 
 /// Where k3s looks for manifests and its admin credentials, under its data
 /// dir.
@@ -54,97 +61,15 @@ impl Default for K3sPaths {
     }
 }
 
-/// The cluster side of removing an add-on.
-#[async_trait]
-pub trait ClusterOps: Send + Sync + fmt::Debug + 'static {
-    /// Deletes what `manifest` deployed; what is already gone is no error.
-    async fn delete_resources(
-        &self,
-        k3s: &Path,
-        kubeconfig: &Path,
-        manifest: &Path,
-    ) -> Result<(), io::Error>;
-}
-
-/// `k3s kubectl delete`, with the server's admin credentials.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct K3sKubectl;
-
-#[async_trait]
-impl ClusterOps for K3sKubectl {
-    async fn delete_resources(
-        &self,
-        k3s: &Path,
-        kubeconfig: &Path,
-        manifest: &Path,
-    ) -> Result<(), io::Error> {
-        let output = tokio::process::Command::new(k3s)
-            .arg("kubectl")
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(["delete", "--ignore-not-found", "--wait=false", "-f"])
-            .arg(manifest)
-            .stdin(Stdio::null())
-            .output()
-            .await?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "k3s kubectl delete: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )))
-        }
-    }
-}
-
-/// The files the step owns, as they are on disk.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Observed {
-    /// File name → content, for the `tfagent-*.yaml` files present.
-    pub present: BTreeMap<String, String>,
-    /// File name → content the spec asks for.
-    pub wanted: BTreeMap<&'static str, String>,
-}
-
-/// One change to the manifests directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AddonChange {
-    Write {
-        file: &'static str,
-        content: String,
-        new: bool,
-    },
-    Remove {
-        file: String,
-    },
-}
-
-impl fmt::Display for AddonChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AddonChange::Write {
-                file, new: true, ..
-            } => write!(f, "write {file}"),
-            AddonChange::Write {
-                file, new: false, ..
-            } => write!(f, "rewrite {file}"),
-            AddonChange::Remove { file } => write!(
-                f,
-                "delete what {file} deployed from the cluster, then remove it"
-            ),
-        }
-    }
-}
-
-/// The add-ons step.
+/// The add-ons step, over the cluster and the manifest files.
 #[derive(Debug)]
-pub struct AddonsStep<C: ClusterOps = K3sKubectl> {
+pub struct AddonsStep<C: ClusterOps = K3sKubectl, M: ManifestFiles = HostManifests> {
     paths: K3sPaths,
     cluster: C,
+    files: Arc<M>,
 }
 
-impl AddonsStep<K3sKubectl> {
+impl AddonsStep {
     pub fn new(paths: K3sPaths) -> Self {
         Self::with_cluster(paths, K3sKubectl)
     }
@@ -152,38 +77,55 @@ impl AddonsStep<K3sKubectl> {
 
 impl<C: ClusterOps> AddonsStep<C> {
     pub fn with_cluster(paths: K3sPaths, cluster: C) -> Self {
-        Self { paths, cluster }
+        Self::with_ports(paths, cluster, HostManifests)
     }
 }
 
-fn observe_error(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> StepError {
-    StepError::Observe {
-        what: what.to_owned(),
-        source: Box::new(source),
-    }
-}
-
-/// The `tfagent-*.yaml` files of `dir`; none when it does not exist yet.
-fn read_owned(dir: &Path) -> io::Result<BTreeMap<String, String>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e),
-    };
-    let mut files = BTreeMap::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(FILE_PREFIX) && name.ends_with(".yaml") && entry.file_type()?.is_file()
-        {
-            files.insert(name, fs::read_to_string(entry.path())?);
+impl<C: ClusterOps, M: ManifestFiles> AddonsStep<C, M> {
+    pub fn with_ports(paths: K3sPaths, cluster: C, files: M) -> Self {
+        Self {
+            paths,
+            cluster,
+            files: Arc::new(files),
         }
     }
-    Ok(files)
+
+    /// The owned files present.
+    async fn owned(&self) -> Result<BTreeMap<String, String>, StepError> {
+        let (files, dir) = (Arc::clone(&self.files), self.paths.manifests.clone());
+        blocking(move || files.owned(&dir))
+            .await
+            .map_err(|source| StepError::Observe {
+                what: "the manifests directory".into(),
+                source,
+            })
+    }
+
+    /// Removes the owned file `name`.
+    async fn remove(&self, name: &str) -> Result<(), BoxError> {
+        let (files, dir, name) = (
+            Arc::clone(&self.files),
+            self.paths.manifests.clone(),
+            name.to_owned(),
+        );
+        blocking(move || files.remove(&dir, &name)).await
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs a blocking file operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    task: impl FnOnce() -> Result<T, ManifestError> + Send + 'static,
+) -> Result<T, BoxError> {
+    match tokio::task::spawn_blocking(task).await {
+        Ok(done) => done.map_err(Into::into),
+        Err(panicked) => Err(panicked.into()),
+    }
 }
 
 #[async_trait]
-impl<C: ClusterOps> Capability for AddonsStep<C> {
+impl<C: ClusterOps, M: ManifestFiles> Capability for AddonsStep<C, M> {
     type Observed = Observed;
     type Change = AddonChange;
 
@@ -192,77 +134,43 @@ impl<C: ClusterOps> Capability for AddonsStep<C> {
     }
 
     async fn observe(&self, desired: &NodeSpec) -> Result<Observed, StepError> {
-        // Only servers deploy manifests; an agent wants none.
-        let wanted = if desired.role.is_server() {
-            manifests::render(&desired.addons)
-                .map_err(|e| observe_error("the add-on manifests", e))?
-        } else {
-            BTreeMap::new()
-        };
-        let dir = self.paths.manifests.clone();
-        let present = tokio::task::spawn_blocking(move || read_owned(&dir))
-            .await
-            .map_err(|e| observe_error("the manifests directory", e))?
-            .map_err(|e| {
-                observe_error(
-                    &format!("the manifests directory {}", self.paths.manifests.display()),
-                    e,
-                )
-            })?;
+        let wanted = plan::wanted(desired).map_err(|source| StepError::Observe {
+            what: "the add-on manifests".into(),
+            source: Box::new(source),
+        })?;
+        let present = self.owned().await?;
         Ok(Observed { present, wanted })
     }
 
     fn plan(_desired: &NodeSpec, observed: &Observed) -> Vec<AddonChange> {
-        let mut changes = Vec::new();
-        for (file, content) in &observed.wanted {
-            let present = observed.present.get(*file);
-            if present != Some(content) {
-                changes.push(AddonChange::Write {
-                    file,
-                    content: content.clone(),
-                    new: present.is_none(),
-                });
-            }
-        }
-        for file in observed.present.keys() {
-            if !observed.wanted.contains_key(file.as_str()) {
-                changes.push(AddonChange::Remove { file: file.clone() });
-            }
-        }
-        changes
+        plan::plan(observed)
     }
 
     async fn apply(&self, desired: &NodeSpec, changes: &[AddonChange]) -> Result<(), StepError> {
         let dir = &self.paths.manifests;
         for change in changes {
-            let failed = |source: io::Error| StepError::Apply {
+            let failed = |source: BoxError| StepError::Apply {
                 change: change.to_string(),
-                source: Box::new(source),
+                source,
             };
             match change {
                 AddonChange::Write { file, content, .. } => {
-                    let (dir, file, content) = (dir.clone(), *file, content.clone());
-                    // Temp file, fsync, rename: k3s never reads half a file.
-                    tokio::task::spawn_blocking(move || {
-                        fs::create_dir_all(&dir)?;
-                        StagedFile::write(&dir, file, content.as_bytes())?.commit()
-                    })
-                    .await
-                    .map_err(io::Error::other)
-                    .and_then(|written| written)
-                    .map_err(failed)?;
+                    let (files, dir, file, content) =
+                        (Arc::clone(&self.files), dir.clone(), *file, content.clone());
+                    blocking(move || files.write(&dir, file, &content))
+                        .await
+                        .map_err(failed)?;
                 }
                 AddonChange::Remove { file } => {
-                    let path = dir.join(file);
                     self.cluster
                         .delete_resources(
                             Path::new(desired.services.k3s.binary.as_str()),
                             &self.paths.admin_kubeconfig,
-                            &path,
+                            &dir.join(file),
                         )
                         .await
-                        .map_err(failed)?;
-                    tokio::fs::remove_file(&path).await.map_err(failed)?;
+                        .map_err(|e| failed(Box::new(e)))?;
+                    self.remove(file).await.map_err(failed)?;
                 }
             }
             info!(%change, "done");
@@ -270,31 +178,19 @@ impl<C: ClusterOps> Capability for AddonsStep<C> {
         Ok(())
     }
 
-    // ---- reset ----
     /// Removes the manifests tfagent wrote. The cluster's resources are
     /// left alone: resetting one server must not delete what the whole
     /// cluster runs.
     async fn teardown(&self, _last: &NodeSpec) -> Result<Vec<String>, StepError> {
-        let dir = self.paths.manifests.clone();
-        let present = tokio::task::spawn_blocking(move || read_owned(&dir))
-            .await
-            .map_err(|e| observe_error("the manifests directory", e))?
-            .map_err(|e| observe_error("the manifests directory", e))?;
         let mut done = Vec::new();
-        for file in present.keys() {
-            let path = self.paths.manifests.join(file);
-            let change = format!("remove {}", path.display());
-            tokio::fs::remove_file(&path)
-                .await
-                .map_err(|source| StepError::Apply {
-                    change: change.clone(),
-                    source: Box::new(source),
-                })?;
+        for file in self.owned().await?.keys() {
+            let change = format!("remove {}", self.paths.manifests.join(file).display());
+            self.remove(file).await.map_err(|source| StepError::Apply {
+                change: change.clone(),
+                source,
+            })?;
             done.push(change);
         }
         Ok(done)
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,43 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Mutex;
+use std::fs;
 
-use super::*;
+use super::{
+    fake::{FakeCluster, FakeManifests},
+    *,
+};
 use crate::step::{Step, StepOutcome};
 use tfagent_spec::{
     AcmeServer, CertManager, Longhorn, Metallb, Role, SpecDocument, ValidationContext,
     fixtures::example_spec,
 };
-
-/// Records deletions; fails them while `fail` is set.
-#[derive(Debug, Default)]
-struct FakeCluster {
-    deleted: Mutex<Vec<String>>,
-    fail: Mutex<bool>,
-}
-
-#[async_trait]
-impl ClusterOps for &'static FakeCluster {
-    async fn delete_resources(
-        &self,
-        _k3s: &Path,
-        _kubeconfig: &Path,
-        manifest: &Path,
-    ) -> Result<(), io::Error> {
-        if *self.fail.lock().unwrap() {
-            return Err(io::Error::other("the apiserver is not ready"));
-        }
-        self.deleted
-            .lock()
-            .unwrap()
-            .push(manifest.file_name().unwrap().to_string_lossy().into_owned());
-        Ok(())
-    }
-}
-
-fn cluster() -> &'static FakeCluster {
-    Box::leak(Box::default())
-}
 
 fn all_on() -> NodeSpec {
     let mut spec = example_spec("server-init");
@@ -64,7 +37,7 @@ fn check_golden(case: &str, files: &BTreeMap<&'static str, String>) {
             fs::write(dir.join(name), content).unwrap();
         }
     }
-    let on_disk = read_owned(&dir).unwrap();
+    let on_disk = HostManifests.owned(&dir).unwrap();
     let rendered: BTreeMap<String, String> = files
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -133,56 +106,6 @@ fn values_come_from_the_spec() {
     assert!(files.keys().all(|f| !f.contains("local-path")));
 }
 
-fn observed(present: &[(&str, &str)], spec: &NodeSpec) -> Observed {
-    Observed {
-        present: present
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        wanted: manifests::render(&spec.addons).unwrap(),
-    }
-}
-
-fn plan(spec: &NodeSpec, observed: &Observed) -> Vec<String> {
-    <AddonsStep<K3sKubectl> as Capability>::plan(spec, observed)
-        .iter()
-        .map(ToString::to_string)
-        .collect()
-}
-
-#[test]
-fn plans_write_what_is_missing_or_different_and_remove_what_is_off() {
-    let mut spec = all_on();
-    spec.addons.cert_manager = None;
-    spec.addons.longhorn = None;
-    spec.addons.ingress_nginx = false;
-    let wanted = manifests::render(&spec.addons).unwrap();
-    let metallb = wanted["tfagent-metallb.yaml"].as_str();
-    let state = observed(
-        &[
-            ("tfagent-metallb.yaml", metallb),
-            ("tfagent-metallb-config.yaml", "stale"),
-            ("tfagent-longhorn.yaml", "old"),
-        ],
-        &spec,
-    );
-    assert_eq!(
-        plan(&spec, &state),
-        [
-            "rewrite tfagent-metallb-config.yaml",
-            "delete what tfagent-longhorn.yaml deployed from the cluster, then remove it",
-        ]
-    );
-    let converged = Observed {
-        present: wanted
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-        wanted: wanted.clone(),
-    };
-    assert!(plan(&spec, &converged).is_empty());
-}
-
 fn spec_with(role: Role, addons: impl FnOnce(&mut NodeSpec)) -> NodeSpec {
     let mut spec = example_spec("server-init");
     spec.role = role;
@@ -207,8 +130,8 @@ async fn turning_addons_on_and_off_adds_and_removes_exactly_their_files() {
     // k3s's own manifest and a person's are never touched.
     fs::write(paths.manifests.join("coredns.yaml"), "k3s").unwrap();
     fs::write(paths.manifests.join("custom.yaml"), "mine").unwrap();
-    let fake = cluster();
-    let step = AddonsStep::with_cluster(paths.clone(), fake);
+    let fake = FakeCluster::default();
+    let step = AddonsStep::with_cluster(paths.clone(), fake.clone());
 
     let only_ingress = spec_with(Role::ServerInit, |s| {
         s.addons = Default::default();
@@ -268,7 +191,7 @@ async fn turning_addons_on_and_off_adds_and_removes_exactly_their_files() {
         StepOutcome::Applied { changes: 2 }
     );
     assert_eq!(
-        *fake.deleted.lock().unwrap(),
+        fake.state().deleted,
         ["tfagent-metallb-config.yaml", "tfagent-metallb.yaml"]
     );
     assert_eq!(
@@ -285,8 +208,8 @@ async fn turning_addons_on_and_off_adds_and_removes_exactly_their_files() {
 async fn a_file_whose_resources_cannot_be_deleted_stays_until_they_can() {
     let data = tempfile::tempdir().unwrap();
     let paths = K3sPaths::under(data.path());
-    let fake = cluster();
-    let step = AddonsStep::with_cluster(paths.clone(), fake);
+    let fake = FakeCluster::default();
+    let step = AddonsStep::with_cluster(paths.clone(), fake.clone());
     let on = spec_with(Role::ServerInit, |s| {
         s.addons = Default::default();
         s.addons.ingress_nginx = true;
@@ -294,13 +217,13 @@ async fn a_file_whose_resources_cannot_be_deleted_stays_until_they_can() {
     step.converge(&on).await.unwrap();
     let off = spec_with(Role::ServerInit, |s| s.addons = Default::default());
 
-    *fake.fail.lock().unwrap() = true;
+    fake.state().fail = true;
     let error = step.converge(&off).await.unwrap_err().to_string();
     assert!(error.contains("tfagent-ingress-nginx.yaml"), "{error}");
     assert!(error.contains("the apiserver is not ready"), "{error}");
     assert!(paths.manifests.join("tfagent-ingress-nginx.yaml").exists());
 
-    *fake.fail.lock().unwrap() = false;
+    fake.state().fail = false;
     step.converge(&off).await.unwrap();
     assert!(!paths.manifests.join("tfagent-ingress-nginx.yaml").exists());
 }
@@ -309,7 +232,7 @@ async fn a_file_whose_resources_cannot_be_deleted_stays_until_they_can() {
 async fn agents_deploy_no_manifests() {
     let data = tempfile::tempdir().unwrap();
     let paths = K3sPaths::under(data.path());
-    let step = AddonsStep::with_cluster(paths.clone(), cluster());
+    let step = AddonsStep::with_cluster(paths.clone(), FakeCluster::default());
     let agent = example_spec("agent");
     assert_eq!(step.converge(&agent).await.unwrap(), StepOutcome::UpToDate);
     assert!(!paths.manifests.exists());
@@ -330,4 +253,89 @@ fn the_example_server_spec_turns_on_what_it_says() {
             "tfagent-metallb.yaml",
         ]
     );
+}
+
+fn faked() -> (
+    AddonsStep<FakeCluster, FakeManifests>,
+    FakeCluster,
+    FakeManifests,
+) {
+    let (cluster, files) = (FakeCluster::default(), FakeManifests::default());
+    let step = AddonsStep::with_ports(
+        K3sPaths::under(Path::new("/k3s")),
+        cluster.clone(),
+        files.clone(),
+    );
+    (step, cluster, files)
+}
+
+#[tokio::test]
+async fn only_differing_files_are_written_and_removal_deletes_from_the_cluster_first() {
+    let (step, cluster, files) = faked();
+    let spec = all_on();
+    assert_eq!(
+        step.converge(&spec).await.unwrap(),
+        StepOutcome::Applied { changes: 6 }
+    );
+    assert_eq!(files.take_calls().len(), 6);
+    assert_eq!(step.converge(&spec).await.unwrap(), StepOutcome::UpToDate);
+    assert!(files.take_calls().is_empty());
+
+    // Edited behind the agent's back: written again, and only that one.
+    files.dir().files.insert(
+        "/k3s/server/manifests/tfagent-longhorn.yaml".into(),
+        "edited".into(),
+    );
+    let plan = Step::plan(&step, &spec).await.unwrap();
+    assert_eq!(plan, ["rewrite tfagent-longhorn.yaml"]);
+    step.converge(&spec).await.unwrap();
+    assert_eq!(files.take_calls(), ["write tfagent-longhorn.yaml"]);
+
+    let mut no_longhorn = spec.clone();
+    no_longhorn.addons.longhorn = None;
+    step.converge(&no_longhorn).await.unwrap();
+    assert_eq!(cluster.state().deleted, ["tfagent-longhorn.yaml"]);
+    assert_eq!(files.take_calls(), ["remove tfagent-longhorn.yaml"]);
+
+    // The cluster refuses: the file stays, so the next pass tries again.
+    let mut no_metallb = no_longhorn.clone();
+    no_metallb.addons.metallb = None;
+    cluster.state().fail = true;
+    let error = step.converge(&no_metallb).await.unwrap_err().to_string();
+    assert!(
+        error.starts_with(
+            "delete what tfagent-metallb-config.yaml deployed from the cluster, then remove it: \
+             k3s kubectl delete -f /k3s/server/manifests/tfagent-metallb-config.yaml: "
+        ),
+        "{error}"
+    );
+    assert!(files.take_calls().is_empty());
+    assert_eq!(
+        Step::plan(&step, &no_metallb).await.unwrap().len(),
+        2,
+        "both MetalLB files are still to be removed"
+    );
+}
+
+#[tokio::test]
+async fn teardown_removes_the_agents_files_and_leaves_the_cluster_alone() {
+    let (step, cluster, files) = faked();
+    step.converge(&all_on()).await.unwrap();
+    files
+        .dir()
+        .files
+        .insert("/k3s/server/manifests/coredns.yaml".into(), "k3s".into());
+    files.take_calls();
+    let done = Step::teardown(&step, &all_on()).await.unwrap();
+    assert_eq!(done.len(), 6);
+    assert_eq!(
+        done[0],
+        "remove /k3s/server/manifests/tfagent-cert-manager-issuer.yaml"
+    );
+    assert!(cluster.state().deleted.is_empty());
+    assert_eq!(
+        files.dir().files.keys().collect::<Vec<_>>(),
+        [Path::new("/k3s/server/manifests/coredns.yaml")]
+    );
+    assert!(Step::teardown(&step, &all_on()).await.unwrap().is_empty());
 }

@@ -78,7 +78,7 @@ impl Services for FakeServices {
     }
 
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError> {
-        crate::services::k3s::kubeconfig_for(&self.paths.k3s_kubeconfig(), server)
+        crate::services::linux::kubeconfig_for(&self.paths.k3s_kubeconfig(), server)
     }
 }
 

@@ -60,7 +60,7 @@ impl ports::Services for services::Services {
     }
 
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError> {
-        services::k3s::kubeconfig_for(&self.paths().k3s_kubeconfig(), server)
+        services::linux::kubeconfig_for(&self.paths().k3s_kubeconfig(), server)
     }
 }
 

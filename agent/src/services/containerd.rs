@@ -1,25 +1,18 @@
 //! containerd for k3s: its config (own root, state and socket), and its
-//! service definition, ready once its Version API answers.
+//! service definition, ready once its Version API answers (the check itself
+//! is host I/O, in [`super::linux::VersionCheck`]).
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
-use async_trait::async_trait;
-use hyper_util::rt::TokioIo;
 use nix::sys::resource::Resource;
-use tfagent_proto::containerd_version::version_client::VersionClient;
 use tfagent_spec::Service;
 use tfagent_supervisor::{
     Rlimit, ServiceDef, ServiceName,
     def::Fnv64,
-    probe::{CustomProbe, Probe, ProbeError, ProbePolicy, ReadinessCheck},
+    probe::{CustomProbe, Probe, ProbePolicy},
 };
-use tonic::transport::Endpoint;
 
-use super::paths::ServicePaths;
+use super::{linux::VersionCheck, paths::ServicePaths};
 
 pub const NAME: &str = "containerd";
 
@@ -98,60 +91,6 @@ pub fn service(spec: &Service, paths: &ServicePaths, config: &str) -> ServiceDef
     digest.field(b"containerd.toml", config.as_bytes());
     def.config_digest = format!("{:016x}", digest.0);
     def
-}
-
-/// containerd is ready when its Version API answers on its own socket.
-#[derive(Debug)]
-pub struct VersionCheck {
-    pub socket: PathBuf,
-}
-
-#[async_trait]
-impl ReadinessCheck for VersionCheck {
-    fn identity(&self) -> String {
-        format!("containerd version unix://{}", self.socket.display())
-    }
-
-    async fn check(&self) -> Result<String, ProbeError> {
-        let reply = VersionClient::new(unix_channel(&self.socket).await?)
-            .version(())
-            .await
-            .map_err(|status| {
-                ProbeError::Check(format!("containerd Version: {}", status.message()))
-            })?
-            .into_inner();
-        Ok(format!("containerd {} answers", reply.version))
-    }
-}
-
-/// A gRPC channel over a unix socket.
-async fn unix_channel(path: &Path) -> Result<tonic::transport::Channel, ProbeError> {
-    let socket = path.to_owned();
-    Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                tokio::net::UnixStream::connect(socket)
-                    .await
-                    .map(TokioIo::new)
-            }
-        }))
-        .await
-        .map_err(|error| {
-            ProbeError::Check(format!(
-                "connecting to {}: {}",
-                path.display(),
-                innermost(&error)
-            ))
-        })
-}
-
-fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 #[cfg(test)]

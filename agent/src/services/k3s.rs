@@ -16,6 +16,9 @@ use tfagent_supervisor::{
 use super::{containerd::NOFILE, paths::ServicePaths};
 use tfagent_spec::{NodeSpec, Role};
 
+// The control core names the kubeconfig's error as k3s's.
+pub use super::kubeconfig::KubeconfigError;
+
 pub const NAME: &str = "k3s";
 
 /// The apiserver's port on a server; the kubelet's health port on any node.
@@ -116,46 +119,6 @@ pub fn render_config(spec: &NodeSpec, paths: &ServicePaths) -> String {
     };
     let yaml = serde_yaml_ng::to_string(&config).unwrap_or_default();
     format!("# Rendered by tfagent from the node spec; changes are overwritten.\n{yaml}")
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum KubeconfigError {
-    #[error("{path}: {source} (is this server's k3s up yet?)")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a kubeconfig k3s wrote: {message}")]
-    Parse { path: String, message: String },
-}
-
-/// The admin kubeconfig k3s wrote, with every cluster's server set to
-/// `server` (the VIP, so it keeps working when this server is down).
-pub fn kubeconfig_for(path: &std::path::Path, server: &str) -> Result<String, KubeconfigError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| KubeconfigError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    let parse = |message: String| KubeconfigError::Parse {
-        path: shown.clone(),
-        message,
-    };
-    let mut config: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&text).map_err(|e| parse(e.to_string()))?;
-    let clusters = config
-        .get_mut("clusters")
-        .and_then(serde_yaml_ng::Value::as_sequence_mut)
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| parse("it names no cluster".into()))?;
-    for cluster in clusters {
-        let entry = cluster
-            .get_mut("cluster")
-            .and_then(serde_yaml_ng::Value::as_mapping_mut)
-            .ok_or_else(|| parse("a cluster without its `cluster` map".into()))?;
-        entry.insert("server".into(), server.into());
-    }
-    serde_yaml_ng::to_string(&config).map_err(|e| parse(e.to_string()))
 }
 
 /// The token file's contents.
@@ -268,41 +231,6 @@ mod tests {
         spec.addons.metallb = metallb.then_some(example_metallb);
         spec.addons.ingress_nginx = ingress;
         spec
-    }
-
-    #[test]
-    fn the_kubeconfig_points_at_the_given_server_and_keeps_the_credentials() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kubeconfig.yaml");
-        std::fs::write(
-            &path,
-            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n",
-        )
-        .unwrap();
-        let text = kubeconfig_for(&path, "https://10.100.0.250:6443").unwrap();
-        let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
-        assert_eq!(
-            parsed["clusters"][0]["cluster"]["server"],
-            "https://10.100.0.250:6443"
-        );
-        assert_eq!(
-            parsed["clusters"][0]["cluster"]["certificate-authority-data"],
-            "Q0E="
-        );
-        assert_eq!(parsed["users"][0]["user"]["client-key-data"], "S0VZ");
-
-        std::fs::write(&path, "clusters: []\n").unwrap();
-        let error = kubeconfig_for(&path, "https://x:6443")
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("names no cluster"), "{error}");
-        let missing = kubeconfig_for(&dir.path().join("none"), "https://x:6443")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            missing.contains("is this server's k3s up yet?"),
-            "{missing}"
-        );
     }
 
     #[test]
