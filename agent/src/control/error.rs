@@ -4,7 +4,7 @@ use tfagent_spec::ValidationErrors;
 use tfagent_supervisor::SuperviseError;
 
 use crate::{
-    services::k3s::KubeconfigError,
+    services::kubeconfig::KubeconfigError,
     state::{StateError, trial::TrialError},
     step::StepName,
     storage::StorageError,

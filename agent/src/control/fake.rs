@@ -17,7 +17,7 @@ use super::ports::{Collaborators, Mesh, Services, Vip, Volumes};
 use crate::{
     host::HostInfo,
     network::{Backend, InterfaceStatus},
-    services::{ServicePaths, k3s::KubeconfigError},
+    services::{ServicePaths, kubeconfig::KubeconfigError},
     storage::{DiskInfo, StorageError, VolumeStatus},
     vip::VipStatus,
 };

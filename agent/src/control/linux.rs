@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use super::ports;
 use crate::{
     network::{Backend, InterfaceStatus, NetworkStep},
-    services::{self, k3s::KubeconfigError},
+    services::{self, kubeconfig::KubeconfigError},
     storage::{DiskInfo, Storage, StorageError, VolumeStatus},
     vip::{VipEngine, VipStatus},
 };

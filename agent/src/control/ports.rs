@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use crate::{
     host::HostInfo,
     network::{Backend, InterfaceStatus},
-    services::k3s::KubeconfigError,
+    services::kubeconfig::KubeconfigError,
     storage::{DiskInfo, StorageError, VolumeStatus},
     vip::VipStatus,
 };

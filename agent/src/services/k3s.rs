@@ -17,7 +17,6 @@ use super::{containerd::NOFILE, paths::ServicePaths};
 use tfagent_spec::{NodeSpec, Role};
 
 // The control core names the kubeconfig's error as k3s's.
-pub use super::kubeconfig::KubeconfigError;
 
 pub const NAME: &str = "k3s";
 

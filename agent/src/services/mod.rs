@@ -32,7 +32,6 @@ pub use plan::{Change, DesiredServices, Observed, desired};
 pub use ports::{FileError, FileState, RenderedFile, ServiceFiles, Supervision, SupervisionError};
 
 // The VIP step writes keepalived's config the same way.
-pub(crate) use linux::write_file;
 
 /// At agent start: adopts the services of the stored spec that still run
 /// (see [`Supervision::resume`]), in start order. Returns their names.

@@ -25,7 +25,7 @@ use super::{
         NotifyLines, ReadinessError, RunDir, TransportError, VipRouter,
     },
 };
-use crate::services::{RenderedFile, write_file};
+use crate::services::{RenderedFile, linux::write_file};
 use tfagent_spec::IfName;
 use tfagent_supervisor::probe::{self, Probe};
 
