@@ -197,7 +197,7 @@ pub async fn run(
         services: services::Services::new(supervisor.clone(), config.services.clone()),
         vip: vip::VipStep::new(
             config.vip.clone(),
-            supervisor.clone(),
+            Arc::new(supervisor.clone()),
             vip_engine.clone(),
             vip_files,
         ),

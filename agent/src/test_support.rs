@@ -55,10 +55,20 @@ pub fn wired(dir: &Path, storage: crate::storage::Storage) -> (Vec<Arc<dyn Step>
 /// A controller over a state dir, with this build's steps and [`FakeHost`];
 /// its services keep their files in `<state_dir>.services`.
 pub fn controller(state_dir: &Path) -> Arc<Controller> {
-    let (store, loaded) = StateStore::open(state_dir).unwrap();
     let storage = crate::storage::Storage::linux(state_dir, None);
     let (steps, collaborators) = wired(&state_dir.with_extension("services"), storage);
-    Arc::new(Controller::new(ControllerParts {
+    Arc::new(controller_over(state_dir, steps, collaborators))
+}
+
+/// A controller over `steps` and `collaborators`, its state in `state_dir`,
+/// with a fresh status board and event bus and no remote API.
+pub fn controller_over(
+    state_dir: &Path,
+    steps: Vec<Arc<dyn Step>>,
+    collaborators: Collaborators,
+) -> Controller {
+    let (store, loaded) = StateStore::open(state_dir).unwrap();
+    Controller::new(ControllerParts {
         store,
         loaded,
         steps,
@@ -66,7 +76,7 @@ pub fn controller(state_dir: &Path) -> Arc<Controller> {
         events: Arc::new(EventBus::default()),
         collaborators,
         remote_api: None,
-    }))
+    })
 }
 
 /// A vip step and its engine over fakes; the engine never runs (its task
@@ -91,7 +101,12 @@ pub fn vip_step(
         tokio_util::sync::CancellationToken::new(),
     );
     (
-        crate::vip::VipStep::new(settings, supervisor.clone(), engine.clone(), fakes.files),
+        crate::vip::VipStep::new(
+            settings,
+            Arc::new(supervisor.clone()),
+            engine.clone(),
+            fakes.files,
+        ),
         engine,
     )
 }

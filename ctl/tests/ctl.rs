@@ -425,8 +425,8 @@ fn health_says_alive_but_not_converged_until_the_spec_is() {
     assert!(!fresh.status.success());
     assert!(String::from_utf8_lossy(&fresh.stderr).contains("no spec has been applied"));
 
-    // This build cannot carry out every step, so the spec never converges;
-    // health names the steps that hold it up.
+    // On this host the example's volumes and services cannot come up, so
+    // the spec never converges; health names the steps that hold it up.
     let spec = example("agent");
     daemon.ok(&["apply", "-f", spec.to_str().unwrap()]);
     let applied = daemon.ctl(&["health"]);

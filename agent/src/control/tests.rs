@@ -11,30 +11,12 @@ use crate::{
     services::ServicePaths,
     state::trial::{self, Trial},
     step::{StepError, StepName, StepOutcome},
-    test_support::{FakeHost, controller},
+    test_support::{FakeHost, controller, controller_over},
 };
 
 /// The spec the controller's reconciler would follow.
 fn current(controller: &Controller) -> Option<Arc<Desired>> {
     controller.watch_desired().borrow().clone()
-}
-
-/// A controller over `steps` with fake collaborators, its state in `dir`.
-fn controller_of(
-    dir: &std::path::Path,
-    steps: Vec<Arc<dyn Step>>,
-    parts: Collaborators,
-) -> Controller {
-    let (store, loaded) = StateStore::open(dir).unwrap();
-    Controller::new(ControllerParts {
-        store,
-        loaded,
-        steps,
-        status: Arc::new(StatusBoard::new(&StepName::ORDER)),
-        events: Arc::new(EventBus::default()),
-        collaborators: parts,
-        remote_api: None,
-    })
 }
 
 /// The example with a different node name per `n`, so each is a change.
@@ -310,7 +292,7 @@ fn recording_controller(
         })
         .collect();
     let parts = fake::collaborators(Arc::new(FakeHost), &dir.with_extension("host"));
-    (controller_of(dir, steps, parts), log)
+    (controller_over(dir, steps, parts), log)
 }
 
 #[tokio::test]
@@ -565,7 +547,7 @@ async fn the_nodes_own_key_is_refused_as_a_peer_and_shown_in_info() {
     let own = network.public_key();
     let mut parts = fake::collaborators(Arc::new(FakeHost), &tmp.path().join("host"));
     parts.mesh = network;
-    let controller = controller_of(&tmp.path().join("state"), vec![], parts);
+    let controller = controller_over(&tmp.path().join("state"), vec![], parts);
     let info = controller.info().await.unwrap();
     assert_eq!(info.wireguard_public_key, own);
     assert_eq!(info.wireguard_backend, Backend::Userspace);

@@ -31,8 +31,6 @@ pub use paths::ServicePaths;
 pub use plan::{Change, DesiredServices, Observed, desired};
 pub use ports::{FileError, FileState, RenderedFile, ServiceFiles, Supervision, SupervisionError};
 
-// The VIP step writes keepalived's config the same way.
-
 /// At agent start: adopts the services of the stored spec that still run
 /// (see [`Supervision::resume`]), in start order. Returns their names.
 pub fn resume(

@@ -31,14 +31,17 @@ pub use engine::{EngineConfig, VipEngine, VipStatus};
 pub use plan::{Change, Observed, VipSettings, Wanted, wanted};
 pub use ports::{Placement, ReadinessProbe, RouteError, RunDir, VipRouter};
 
-use crate::step::{Capability, StepError, StepName};
+use crate::{
+    services::Supervision,
+    step::{Capability, StepError, StepName},
+};
 use tfagent_spec::NodeSpec;
-use tfagent_supervisor::Supervisor;
 
 /// The vip capability.
 pub struct VipStep {
     settings: VipSettings,
-    supervisor: Supervisor,
+    /// Runs keepalived.
+    supervisor: Arc<dyn Supervision>,
     engine: VipEngine,
     files: Arc<dyn RunDir>,
 }
@@ -55,7 +58,7 @@ impl VipStep {
     /// `files` is the run directory the engine shares.
     pub fn new(
         settings: VipSettings,
-        supervisor: Supervisor,
+        supervisor: Arc<dyn Supervision>,
         engine: VipEngine,
         files: Arc<dyn RunDir>,
     ) -> Self {
@@ -184,7 +187,7 @@ mod tests {
     #[tokio::test]
     async fn a_reset_stops_keepalived_and_the_engine_and_removes_the_files() {
         let dir = tempfile::tempdir().unwrap();
-        let supervisor = Supervisor::new(
+        let supervisor = tfagent_supervisor::Supervisor::new(
             tfagent_supervisor::SupervisorConfig {
                 record_dir: dir.path().join("records"),
                 log_dir: dir.path().join("logs"),
@@ -205,7 +208,12 @@ mod tests {
             dir: dir.path().join("vip"),
             readiness: default_readiness(&paths),
         };
-        let step = VipStep::new(settings, supervisor.clone(), engine, fakes.files.clone());
+        let step = VipStep::new(
+            settings,
+            Arc::new(supervisor.clone()),
+            engine,
+            fakes.files.clone(),
+        );
         let spec = example_spec("server-init");
         step.converge(&spec).await.unwrap();
         assert!(step.engine().config().is_some());

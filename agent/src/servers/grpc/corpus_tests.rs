@@ -14,12 +14,8 @@ use tonic::{Code, transport::Channel};
 use super::*;
 use crate::{
     app,
-    control::{Controller, ControllerParts},
-    events::EventBus,
+    control::Controller,
     network::{Backend, NetworkStep, fake::FakeNet},
-    reconcile::StatusBoard,
-    state::StateStore,
-    step::StepName,
     storage::{DevicePolicy, Storage, StorageOps, fake::FakeOps},
     test_support::FakeHost,
 };
@@ -687,16 +683,11 @@ impl Harness {
             host: Arc::new(FakeHost),
         }
         .assemble();
-        let (store, loaded) = StateStore::open(&state).unwrap();
-        let controller = Arc::new(Controller::new(ControllerParts {
-            store,
-            loaded,
+        let controller = Arc::new(crate::test_support::controller_over(
+            &state,
             steps,
-            status: Arc::new(StatusBoard::new(&StepName::ORDER)),
-            events: Arc::new(EventBus::default()),
             collaborators,
-            remote_api: None,
-        }));
+        ));
         let socket = dir.path().join("tfagent.sock");
         let bound = bind_unix(&socket, None).await.unwrap();
         let shutdown = CancellationToken::new();

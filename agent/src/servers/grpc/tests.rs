@@ -464,13 +464,6 @@ async fn service_status_logs_and_restart_over_the_socket() {
 
     use futures::StreamExt;
 
-    use crate::{
-        control::{Controller, ControllerParts},
-        events::EventBus,
-        reconcile::StatusBoard,
-        state::StateStore,
-        step::StepName,
-    };
     use tfagent_supervisor::{ServiceDef, Supervisor, SupervisorConfig, cgroup::CgroupLayout};
 
     let dir = tempfile::tempdir().unwrap();
@@ -494,7 +487,6 @@ async fn service_status_logs_and_restart_over_the_socket() {
             ],
         ))
         .unwrap();
-    let (store, loaded) = StateStore::open(&dir.path().join("state")).unwrap();
     let services = dir.path().join("services");
     let (steps, mut collaborators) = crate::test_support::wired(
         &services,
@@ -505,15 +497,11 @@ async fn service_status_logs_and_restart_over_the_socket() {
         supervisor.clone(),
         crate::services::ServicePaths::under(&services),
     ));
-    let controller = Arc::new(Controller::new(ControllerParts {
-        store,
-        loaded,
+    let controller = Arc::new(crate::test_support::controller_over(
+        &dir.path().join("state"),
         steps,
-        status: Arc::new(StatusBoard::new(&StepName::ORDER)),
-        events: Arc::new(EventBus::default()),
         collaborators,
-        remote_api: None,
-    }));
+    ));
     let socket = dir.path().join("run/tfagent.sock");
     let bound = bind_unix(&socket, None).await.unwrap();
     let token = stop.clone();
