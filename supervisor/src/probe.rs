@@ -18,7 +18,10 @@ use tokio::{
 };
 use tokio_rustls::rustls::{
     self, ClientConfig, RootCertStore,
-    pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
+    pki_types::{
+        CertificateDer, InvalidDnsNameError, PrivateKeyDer, ServerName,
+        pem::{Error as PemError, PemObject},
+    },
 };
 
 /// How and how often readiness is checked.
@@ -78,16 +81,15 @@ pub enum ProbeError {
     },
     #[error("connecting to {}: {source}", path.display())]
     Connect { path: PathBuf, source: io::Error },
-    /// The TLS settings of an HTTPS probe are unusable (a CA or client
-    /// certificate file, the server name).
-    #[error("{url}: {message}")]
-    TlsSetup { url: String, message: String },
+    /// The TLS settings of an HTTPS probe are unusable.
+    #[error("{url}: {source}")]
+    TlsSetup { url: String, source: TlsSetupError },
     #[error("{url}: TLS: {source}")]
     Handshake { url: String, source: io::Error },
     #[error("{url}: {source}")]
     Io { url: String, source: io::Error },
-    #[error("{url}: {message}")]
-    BadResponse { url: String, message: String },
+    #[error("{url}: {source}")]
+    BadResponse { url: String, source: BadResponse },
     #[error("{}", format!("{url} answered {code} {body}").trim_end())]
     Status {
         url: String,
@@ -97,6 +99,43 @@ pub enum ProbeError {
     /// A [`ReadinessCheck`] said no.
     #[error("{0}")]
     Check(String),
+}
+
+/// Why an HTTPS probe's TLS settings cannot be used: a CA or client
+/// certificate file, or the server name.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("{}: {source}", path.display())]
+    Pem { path: PathBuf, source: PemError },
+    #[error("{}: no certificate", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("CA {}: {source}", path.display())]
+    Ca {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("client key {}: {source}", path.display())]
+    ClientKey { path: PathBuf, source: PemError },
+    #[error("client certificate {}: {source}", path.display())]
+    ClientCertificate {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("{0}")]
+    Protocols(#[source] rustls::Error),
+    #[error("server name: {0}")]
+    ServerName(#[source] InvalidDnsNameError),
+}
+
+/// What is wrong with an answer that is not an HTTP/1.x response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadResponse {
+    #[error("empty response")]
+    Empty,
+    #[error("not an HTTP response: {0:.60}")]
+    NotHttp(String),
+    #[error("bad status line: {0:.60}")]
+    StatusLine(String),
 }
 
 /// A readiness check that only its owner knows how to make (a service's
@@ -240,13 +279,13 @@ async fn http_get(probe: &HttpProbe) -> Result<String, ProbeError> {
         .await
         .map_err(io_error)?;
     let (code, body) = if probe.https {
-        let setup = |message: String| ProbeError::TlsSetup {
+        let setup = |source: TlsSetupError| ProbeError::TlsSetup {
             url: url.clone(),
-            message,
+            source,
         };
         let config = tls_config(probe).map_err(setup)?;
         let name = ServerName::try_from(probe.host.clone())
-            .map_err(|e| setup(format!("server name: {e}")))?;
+            .map_err(|e| setup(TlsSetupError::ServerName(e)))?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
@@ -267,39 +306,51 @@ async fn http_get(probe: &HttpProbe) -> Result<String, ProbeError> {
     }
 }
 
-fn tls_config(probe: &HttpProbe) -> Result<ClientConfig, String> {
+fn tls_config(probe: &HttpProbe) -> Result<ClientConfig, TlsSetupError> {
     let mut roots = RootCertStore::empty();
     if let Some(ca) = &probe.ca {
         for cert in pem_certs(ca)? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("CA {}: {e}", ca.display()))?;
+            roots.add(cert).map_err(|source| TlsSetupError::Ca {
+                path: ca.clone(),
+                source,
+            })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsSetupError::Protocols)?
         .with_root_certificates(roots);
     match &probe.client_cert {
         None => Ok(builder.with_no_client_auth()),
         Some((cert, key)) => {
             let chain = pem_certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("client key {}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate {}: {e}", cert.display()))
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|source| TlsSetupError::ClientKey {
+                    path: key.clone(),
+                    source,
+                })?;
+            builder.with_client_auth_cert(chain, key).map_err(|source| {
+                TlsSetupError::ClientCertificate {
+                    path: cert.clone(),
+                    source,
+                }
+            })
         }
     }
 }
 
-fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| TlsSetupError::Pem {
+            path: path.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate", path.display()));
+        return Err(TlsSetupError::NoCertificate {
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
 }
@@ -339,25 +390,25 @@ async fn request<S: AsyncRead + AsyncWrite + Unpin>(
             Err(source) => return Err(io_error(source)),
         }
     }
-    parse_response(&response).map_err(|message| ProbeError::BadResponse {
+    parse_response(&response).map_err(|source| ProbeError::BadResponse {
         url: url.to_owned(),
-        message,
+        source,
     })
 }
 
 /// The status code and the first body line of an HTTP/1.x response.
-pub fn parse_response(response: &[u8]) -> Result<(u16, String), String> {
+pub fn parse_response(response: &[u8]) -> Result<(u16, String), BadResponse> {
     let text = String::from_utf8_lossy(response);
-    let status_line = text.lines().next().ok_or("empty response")?;
+    let status_line = text.lines().next().ok_or(BadResponse::Empty)?;
     let mut parts = status_line.split_whitespace();
     let version = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP response: {status_line:.60}"));
+        return Err(BadResponse::NotHttp(status_line.to_owned()));
     }
     let code = parts
         .next()
         .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad status line: {status_line:.60}"))?;
+        .ok_or_else(|| BadResponse::StatusLine(status_line.to_owned()))?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, body)| {

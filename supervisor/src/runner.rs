@@ -4,7 +4,9 @@
 
 use std::{
     fs::File,
+    io,
     os::fd::OwnedFd,
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -89,6 +91,19 @@ enum Ended {
     Stop(oneshot::Sender<()>),
     Update(Arc<ServiceDef>),
     Shutdown,
+}
+
+/// Why a process could not be started; its status says so.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("opening log {}: {source}", path.display())]
+    Log { path: PathBuf, source: io::Error },
+    #[error("preparing its cgroups: {0}")]
+    Cgroups(#[source] io::Error),
+    #[error("starting {program}: {source}")]
+    Launch { program: String, source: io::Error },
+    #[error("watching pid {pid}: {source}")]
+    Watch { pid: i32, source: io::Error },
 }
 
 /// One service's task.
@@ -192,8 +207,8 @@ impl Runner {
                 }
                 match self.start() {
                     Ok(process) => running = Some(process),
-                    Err(message) => {
-                        self.set(ServiceState::Failed, message);
+                    Err(error) => {
+                        self.set(ServiceState::Failed, error.to_string());
                         delay = Some(self.backoff.after_failed_start(&self.def.backoff));
                     }
                 }
@@ -402,18 +417,20 @@ impl Runner {
 
     /// Starts a new process: its log file, cgroups, session and rlimits,
     /// then records it for adoption.
-    fn start(&mut self) -> Result<Running, String> {
+    fn start(&mut self) -> Result<Running, StartError> {
         let def = Arc::clone(&self.def);
         let (stdout, stderr) = self
             .logs
             .open_for_child()
-            .map_err(|e| format!("opening log {}: {e}", self.logs.path().display()))?;
+            .map_err(|source| StartError::Log {
+                path: self.logs.path().to_owned(),
+                source,
+            })?;
         let dirs = self
             .config
             .cgroups
             .service_dirs(&self.config.cgroup_parent, self.name());
-        let procs: Vec<File> =
-            cgroup::prepare(&dirs).map_err(|e| format!("preparing its cgroups: {e}"))?;
+        let procs: Vec<File> = cgroup::prepare(&dirs).map_err(StartError::Cgroups)?;
         let program = def.argv.first().map_or("", String::as_str);
         let pid = sys::launch(sys::Launch {
             argv: &def.argv,
@@ -424,14 +441,17 @@ impl Runner {
             rlimits: &def.rlimits,
             cgroup_procs: procs,
         })
-        .map_err(|e| format!("starting {program}: {e}"))?;
+        .map_err(|source| StartError::Launch {
+            program: program.to_owned(),
+            source,
+        })?;
         let pidfd = match sys::pidfd_open(pid).and_then(sys::watch_pidfd) {
             Ok(pidfd) => pidfd,
             Err(e) => {
                 // A process the agent cannot watch must not run unsupervised.
                 sys::kill(pid, Signal::SIGKILL);
                 sys::reap(pid, true);
-                return Err(format!("watching pid {pid}: {e}"));
+                return Err(StartError::Watch { pid, source: e });
             }
         };
         let now = SystemTime::now();
