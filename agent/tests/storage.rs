@@ -18,6 +18,7 @@ use std::{
 use tfagent_testkit::tfagent_bin;
 
 use tfagent_testkit as common;
+use tfagent_testkit::nsagent::Netns;
 
 const TOKEN: &str = "37a19483e94eed8fa33078987edd509271efdba80b2b9d0a";
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -106,124 +107,6 @@ impl Drop for Loop {
     }
 }
 
-/// Private mount and network namespaces held open by a `sleep`: the agent's
-/// later steps (WireGuard) never touch the host's network.
-struct Namespace {
-    holder: Child,
-}
-
-impl Namespace {
-    fn new() -> Self {
-        let holder = Command::new("unshare")
-            .args([
-                "--mount",
-                "--net",
-                "--propagation",
-                "private",
-                "--",
-                "sleep",
-                "3600",
-            ])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let ns = Self { holder };
-        // Wait until the holder is in its own namespace.
-        let own = fs::read_link("/proc/self/ns/mnt").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while fs::read_link(format!("/proc/{}/ns/mnt", ns.pid()))
-            .ok()
-            .as_ref()
-            == Some(&own)
-            || fs::read_link(format!("/proc/{}/exe", ns.pid()))
-                .is_ok_and(|exe| !exe.ends_with("sleep"))
-        {
-            assert!(Instant::now() < deadline, "unshare did not start");
-            thread::sleep(Duration::from_millis(10));
-        }
-        // A /run of its own: wireguard-go's control sockets
-        // (/var/run/wireguard) stay in the namespace.
-        ns.ok("mount", &["-t", "tmpfs", "tfagent-test-run", "/run"]);
-        ns
-    }
-
-    fn pid(&self) -> String {
-        self.holder.id().to_string()
-    }
-
-    /// A command that runs inside the namespace.
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("nsenter");
-        command
-            .args(["-t", &self.pid(), "-m", "-n", "--", program])
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        self.command(program).args(args).output().unwrap()
-    }
-
-    fn ok(&self, program: &str, args: &[&str]) -> String {
-        let output = self.run(program, args);
-        assert!(
-            output.status.success(),
-            "in ns: {program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    fn mountinfo(&self) -> Vec<Vec<String>> {
-        self.ok("cat", &["/proc/self/mountinfo"])
-            .lines()
-            .map(|l| l.split(' ').map(str::to_owned).collect())
-            .collect()
-    }
-
-    /// The mountinfo lines whose mount point is `target`.
-    fn mounts_at(&self, target: &Path) -> Vec<Vec<String>> {
-        let target = target.to_str().unwrap();
-        self.mountinfo()
-            .into_iter()
-            .filter(|f| f[4] == target)
-            .collect()
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        // The agent's services (wireguard-go) outlive it by design and
-        // would keep the network namespace alive: stop everything in it.
-        if let Ok(netns) = fs::read_link(format!("/proc/{}/ns/net", self.pid())) {
-            for _ in 0..50 {
-                let inside: Vec<i32> = fs::read_dir("/proc")
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                    .filter(|pid| pid.to_string() != self.pid())
-                    .filter(|pid| {
-                        fs::read_link(format!("/proc/{pid}/ns/net")).ok() == Some(netns.clone())
-                    })
-                    .collect();
-                if inside.is_empty() {
-                    break;
-                }
-                for pid in inside {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
 /// A tfagent in the namespace, with its own state dir and socket.
 struct Agent {
     child: Option<Child>,
@@ -231,7 +114,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(ns: &Namespace, dir: &Path, allowed: &[&str]) -> Self {
+    fn start(ns: &Netns, dir: &Path, allowed: &[&str]) -> Self {
         let mut agent = Self {
             child: None,
             dir: dir.to_owned(),
@@ -244,7 +127,7 @@ impl Agent {
         self.dir.join("run/tfagent.sock")
     }
 
-    fn spawn(&mut self, ns: &Namespace, allowed: &[&str]) {
+    fn spawn(&mut self, ns: &Netns, allowed: &[&str]) {
         let config = self.dir.join("tfagent.toml");
         let allowed: Vec<String> = allowed.iter().map(|d| format!("\"{d}\"")).collect();
         fs::write(
@@ -283,7 +166,7 @@ impl Agent {
         }
     }
 
-    fn restart(&mut self, ns: &Namespace, allowed: &[&str]) {
+    fn restart(&mut self, ns: &Netns, allowed: &[&str]) {
         let mut child = self.child.take().unwrap();
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -387,7 +270,7 @@ storage:
 /// namespace (its mounts go with it), the loop devices, the files.
 struct Bed {
     agent: Option<Agent>,
-    ns: Namespace,
+    ns: Netns,
     loops: Vec<Loop>,
     dir: tempfile::TempDir,
 }
@@ -396,7 +279,7 @@ impl Bed {
     fn new() -> Self {
         Self {
             agent: None,
-            ns: Namespace::new(),
+            ns: Netns::new(),
             loops: Vec::new(),
             dir: tempfile::tempdir().unwrap(),
         }
@@ -418,9 +301,9 @@ impl Bed {
         let pool = self.path("pool");
         fs::create_dir_all(&pool).unwrap();
         self.ns
-            .ok("mount", &[&device.device, pool.to_str().unwrap()]);
+            .run_ok("mount", &[&device.device, pool.to_str().unwrap()]);
         self.ns
-            .ok("btrfs", &["quota", "enable", pool.to_str().unwrap()]);
+            .run_ok("btrfs", &["quota", "enable", pool.to_str().unwrap()]);
         self.loops.push(device);
         (pool, self.loops.len() - 1)
     }
@@ -507,7 +390,7 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
         "private: {at_rancher:?}"
     );
     // What is written there lands on the volume.
-    bed.ns.ok(
+    bed.ns.run_ok(
         "sh",
         &[
             "-c",
@@ -522,7 +405,7 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
         k3s.display(),
         rancher.display()
     );
-    assert_eq!(bed.ns.ok("cat", &[&on_volume]), "pw\n");
+    assert_eq!(bed.ns.run_ok("cat", &[&on_volume]), "pw\n");
     // None of it is visible outside the namespace.
     let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
@@ -545,7 +428,7 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     assert!(!dd.status.success());
     let stderr = String::from_utf8_lossy(&dd.stderr);
     assert!(stderr.contains("Disk quota exceeded"), "{stderr}");
-    bed.ns.ok("rm", &["-f", &big]);
+    bed.ns.run_ok("rm", &["-f", &big]);
 
     // Status per volume; `tfagentctl status` shows them.
     let volumes_status = &bed.agent().status()["volumes"];
@@ -601,7 +484,7 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
         .apply_and_settle(&volumes("128MiB", true, "noatime, nodev"));
     assert_eq!(status["steps"][0]["condition"], "converged", "{status:#}");
     let subvolume = format!("{}/tfagent-k3s", pool.display());
-    let qgroups = bed.ns.ok(
+    let qgroups = bed.ns.run_ok(
         "btrfs",
         &["qgroup", "show", "-re", "--raw", "-f", &subvolume],
     );
@@ -635,7 +518,7 @@ fn blank_disk_pool_quota_persist_restart_resize_and_removal() {
     // A foreign mount is left alone throughout.
     let foreign = bed.path("foreign");
     fs::create_dir_all(&foreign).unwrap();
-    bed.ns.ok(
+    bed.ns.run_ok(
         "mount",
         &["-t", "tmpfs", "tmpfs", foreign.to_str().unwrap()],
     );
@@ -702,17 +585,18 @@ fn data_trap_disks_with_data_are_refused_and_left_as_they_were() {
         ok(mkfs, &["-q", &disk.device]);
         let mnt = bed.path(&format!("prep-{mkfs}"));
         fs::create_dir_all(&mnt).unwrap();
-        bed.ns.ok("mount", &[&disk.device, mnt.to_str().unwrap()]);
+        bed.ns
+            .run_ok("mount", &[&disk.device, mnt.to_str().unwrap()]);
         let file = format!("{}/precious", mnt.display());
-        bed.ns.ok(
+        bed.ns.run_ok(
             "sh",
             &[
                 "-c",
                 &format!("head -c 1048576 /dev/urandom > {file} && sync"),
             ],
         );
-        let sum = bed.ns.ok("sha256sum", &[&file]);
-        bed.ns.ok("umount", &[mnt.to_str().unwrap()]);
+        let sum = bed.ns.run_ok("sha256sum", &[&file]);
+        bed.ns.run_ok("umount", &[mnt.to_str().unwrap()]);
         file_sums.push((sum.split_whitespace().next().unwrap().to_owned(), mnt));
         bed.loops.push(disk);
     }
@@ -767,12 +651,12 @@ fn data_trap_disks_with_data_are_refused_and_left_as_they_were() {
     assert_eq!(images, after);
     for (i, (sum, mnt)) in file_sums.iter().enumerate() {
         bed.ns
-            .ok("mount", &["-o", "ro", &devices[i], mnt.to_str().unwrap()]);
+            .run_ok("mount", &["-o", "ro", &devices[i], mnt.to_str().unwrap()]);
         let now = bed
             .ns
-            .ok("sha256sum", &[&format!("{}/precious", mnt.display())]);
+            .run_ok("sha256sum", &[&format!("{}/precious", mnt.display())]);
         assert!(now.starts_with(sum.as_str()), "{now} vs {sum}");
-        bed.ns.ok("umount", &[mnt.to_str().unwrap()]);
+        bed.ns.run_ok("umount", &[mnt.to_str().unwrap()]);
     }
     assert!(!bed.agent().log().contains("storage changed"));
 }
@@ -796,7 +680,7 @@ fn invalid_volume_specs_are_refused_with_their_fields_and_nothing_is_touched() {
     let state_dir = bed.path("state");
     fs::create_dir_all(&state_dir).unwrap();
     bed.ns
-        .ok("mount", &[&system.device, state_dir.to_str().unwrap()]);
+        .run_ok("mount", &[&system.device, state_dir.to_str().unwrap()]);
     let system_device = system.device.clone();
     bed.loops.push(system);
     bed.agent = Some(Agent::start(

@@ -83,9 +83,14 @@ impl Netns {
         command
     }
 
+    /// Runs `program` inside.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program).args(args).output().unwrap()
+    }
+
     /// Runs `program` inside; it must succeed. Its stdout.
     pub fn run_ok(&self, program: &str, args: &[&str]) -> String {
-        let output = self.command(program).args(args).output().unwrap();
+        let output = self.run(program, args);
         assert!(
             output.status.success(),
             "in ns: {program} {args:?}: {output:?}"
@@ -98,12 +103,29 @@ impl Netns {
         self.run_ok("ip", args)
     }
 
+    /// The namespace's mountinfo, each line split into its fields.
+    pub fn mountinfo(&self) -> Vec<Vec<String>> {
+        self.run_ok("cat", &["/proc/self/mountinfo"])
+            .lines()
+            .map(|l| l.split(' ').map(str::to_owned).collect())
+            .collect()
+    }
+
     /// The mount points of the namespace, one per mount (a point mounted
     /// twice shows twice).
     pub fn mount_points(&self) -> Vec<String> {
-        self.run_ok("cat", &["/proc/self/mountinfo"])
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        self.mountinfo()
+            .into_iter()
+            .filter_map(|fields| fields.into_iter().nth(4))
+            .collect()
+    }
+
+    /// The mountinfo lines (split) whose mount point is `target`.
+    pub fn mounts_at(&self, target: &Path) -> Vec<Vec<String>> {
+        let target = target.to_str().unwrap();
+        self.mountinfo()
+            .into_iter()
+            .filter(|f| f[4] == target)
             .collect()
     }
 
