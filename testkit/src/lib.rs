@@ -12,6 +12,7 @@ pub mod crash;
 pub mod lab;
 pub mod netns;
 pub mod nsagent;
+pub mod supervision;
 
 use std::{
     path::{Path, PathBuf},

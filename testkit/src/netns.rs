@@ -1,7 +1,6 @@
 //! Named network namespaces for the end-to-end tests and benches, and the
 //! small process helpers they share. Every name carries the pid and a
 //! counter, so runs in parallel never collide.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     fs,
