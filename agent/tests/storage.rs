@@ -141,29 +141,13 @@ impl Agent {
             ),
         )
         .unwrap();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tfagent.log"))
-            .unwrap();
-        let child = ns
-            .command(tfagent_bin())
-            .arg("--config")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = common::start_tfagent(
+            ns.command(tfagent_bin()),
+            &config,
+            &self.dir.join("tfagent.log"),
+            || self.ctl(&["info"]).status.success(),
+        );
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.ctl(&["info"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "tfagent did not serve:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
     }
 
     fn restart(&mut self, ns: &Netns, allowed: &[&str]) {

@@ -78,25 +78,15 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let log = fs::File::create(self.dir.path().join("tfagent.log")).unwrap();
-        let child = Command::new(tfagent_bin())
-            .arg("--config")
-            .arg(&config)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let log = self.dir.path().join("tfagent.log");
+        // A log of this start only.
+        let _ = fs::remove_file(&log);
+        let mut tfagent = Command::new(tfagent_bin());
+        tfagent.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let child = common::start_tfagent(tfagent, &config, &log, || {
+            self.ctl(&["info"]).status.success()
+        });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.ctl(&["info"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "tfagent did not serve within 30 s; log:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
     }
 
     fn log(&self) -> String {

@@ -38,6 +38,41 @@ fn workspace_binary(name: &str) -> String {
     profile_dir.join(name).display().to_string()
 }
 
+/// Starts `tfagent --config CONFIG` as `tfagent` says (the binary itself,
+/// or through `nsenter` / `ip netns exec`), its output appended to `log`,
+/// and waits (up to 30 s) until `serves()` says it answers; the log is
+/// shown if it never does.
+pub fn start_tfagent(
+    mut tfagent: Command,
+    config: &Path,
+    log: &Path,
+    serves: impl Fn() -> bool,
+) -> std::process::Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = tfagent
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !serves() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tfagent did not serve within 30 s; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
 /// A file of `testkit/fixtures/` (stand-in apiserver, k3s, VIP watcher).
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -144,9 +144,8 @@ impl Drop for Netns {
     }
 }
 
-/// Starts `tfagent --config CONFIG` inside `ns`, its output appended to
-/// `log`, and waits (up to 30 s) until `serves()` says it answers; the log
-/// is shown if it never does.
+/// Starts `tfagent --config CONFIG` inside `ns` (see
+/// [`crate::start_tfagent`]).
 pub fn spawn_tfagent(
     ns: &Netns,
     tfagent: &str,
@@ -154,28 +153,7 @@ pub fn spawn_tfagent(
     log: &std::path::Path,
     serves: impl Fn() -> bool,
 ) -> std::process::Child {
-    let out = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, tfagent, "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !serves() {
-        assert!(
-            Instant::now() < deadline,
-            "tfagent in {} did not serve:\n{}",
-            ns.name,
-            fs::read_to_string(log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-    child
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", &ns.name, tfagent]);
+    crate::start_tfagent(command, config, log, serves)
 }

@@ -225,31 +225,14 @@ impl NsAgent {
             ),
         )
         .unwrap();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
         // nsenter execs the agent: the child is the agent itself.
-        let child = self
-            .ns
-            .command(crate::tfagent_bin())
-            .arg("--config")
-            .arg(&config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = crate::start_tfagent(
+            self.ns.command(crate::tfagent_bin()),
+            &config,
+            &self.log_path(),
+            || self.ctl(&["info"]).status.success(),
+        );
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.ctl(&["info"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "tfagent did not serve:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// SIGKILL, no goodbye; reaped.
