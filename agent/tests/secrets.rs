@@ -149,13 +149,7 @@ fn wait_for_steps(agent: &NsAgent, generation: u64, token_file: &Path) -> Value 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status = agent.json(&["status"]);
-        let network = status["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["step"] == "network")
-            .cloned()
-            .unwrap();
+        let network = common::step_status(&status, "network");
         if network["converged_generation"].as_u64() >= Some(generation) && token_file.exists() {
             return status;
         }

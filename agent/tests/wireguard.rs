@@ -190,13 +190,7 @@ impl Node {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let status = self.json(&["status"]);
-            let network = status["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["step"] == "network")
-                .unwrap()
-                .clone();
+            let network = common::step_status(&status, "network");
             if network["converged_generation"].as_u64() >= Some(generation)
                 && network["condition"] == "converged"
             {
@@ -510,13 +504,7 @@ fn three_nodes_mesh_a_user_joins_and_peer_changes_touch_only_that_peer() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = nodes[0].json(&["status"]);
-        let network = status["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["step"] == "network")
-            .unwrap()
-            .clone();
+        let network = common::step_status(&status, "network");
         let error = network["last_error"]
             .as_str()
             .unwrap_or_default()

@@ -263,11 +263,7 @@ impl Bed {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let status = self.agent.json(&["status"]);
-            let network = status["steps"]
-                .as_array()
-                .and_then(|steps| steps.iter().find(|s| s["step"] == "network"))
-                .cloned()
-                .unwrap_or_default();
+            let network = crate::step_status(&status, "network");
             if network["converged_generation"].as_u64() >= Some(generation)
                 && network["condition"] == "converged"
             {

@@ -690,13 +690,7 @@ impl Lab {
         for node in self.active() {
             loop {
                 let status = node.json(&["status"]);
-                let vip = status["steps"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|s| s["step"] == "vip")
-                    .cloned()
-                    .unwrap_or_default();
+                let vip = crate::step_status(&status, "vip");
                 if vip["condition"] == "converged" {
                     break;
                 }

@@ -73,6 +73,15 @@ pub fn start_tfagent(
     child
 }
 
+/// One step's entry in `tfagentctl -o json status` (`Null` when absent).
+pub fn step_status(status: &serde_json::Value, step: &str) -> serde_json::Value {
+    status["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["step"] == step))
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// A file of `testkit/fixtures/` (stand-in apiserver, k3s, VIP watcher).
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
