@@ -17,6 +17,10 @@ use crate::{
     state::{Desired, Loaded, RefusedSpec, StateError, StateStore},
 };
 
+/// What a caller of [`Committer::commit_then`] records once its spec is
+/// stored.
+type Stored = Box<dyn FnOnce(u64) + Send>;
+
 #[derive(Debug)]
 pub struct Committer {
     store: StateStore,
@@ -78,7 +82,7 @@ impl Committer {
     /// one, in a task of its own. Returns the generation and whether it is
     /// new.
     pub async fn commit(self: &Arc<Self>, spec: NodeSpec) -> Result<(u64, bool), ControlError> {
-        self.commit_then(spec, |_| {}).await
+        self.commit_with(spec, None).await
     }
 
     /// [`Self::commit`], calling `stored` with the generation once the spec
@@ -90,6 +94,14 @@ impl Committer {
         spec: NodeSpec,
         stored: impl FnOnce(u64) + Send + 'static,
     ) -> Result<(u64, bool), ControlError> {
+        self.commit_with(spec, Some(Box::new(stored))).await
+    }
+
+    async fn commit_with(
+        self: &Arc<Self>,
+        spec: NodeSpec,
+        stored: Option<Stored>,
+    ) -> Result<(u64, bool), ControlError> {
         let commit = Arc::clone(self).commit_now(spec, stored);
         tokio::spawn(commit.instrument(Span::current()))
             .await
@@ -99,15 +111,17 @@ impl Committer {
     async fn commit_now(
         self: Arc<Self>,
         spec: NodeSpec,
-        stored: impl FnOnce(u64) + Send + 'static,
+        stored: Option<Stored>,
     ) -> Result<(u64, bool), ControlError> {
         let _serialised = self.lock.lock().await;
         let current = self.current();
         if let Some(current) = current.as_ref().filter(|c| c.spec == spec) {
             let generation = current.generation;
-            tokio::task::spawn_blocking(move || stored(generation))
-                .await
-                .map_err(ControlError::internal("storing the spec"))?;
+            if let Some(stored) = stored {
+                tokio::task::spawn_blocking(move || stored(generation))
+                    .await
+                    .map_err(ControlError::internal("storing the spec"))?;
+            }
             return Ok((generation, false));
         }
         // A spec refused at startup still used up its generation number.
@@ -126,7 +140,9 @@ impl Committer {
         tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
                 this.store.save(&to_save)?;
-                stored(to_save.generation);
+                if let Some(stored) = stored {
+                    stored(to_save.generation);
+                }
                 if had_refused {
                     this.store.clear_refused()?;
                 }
