@@ -69,20 +69,17 @@ pub enum StepOutcome {
     },
 }
 
+/// The underlying error a [`StepError`] carries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// Reading the host failed.
     #[error("observing {what}: {source}")]
-    Observe {
-        what: String,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    Observe { what: String, source: BoxError },
     /// A change could not be made.
     #[error("{change}: {source}")]
-    Apply {
-        change: String,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    Apply { change: String, source: BoxError },
 }
 
 /// One step's plan as dry runs and `Apply` replies show it.
@@ -169,6 +166,21 @@ impl<C: Capability> Step for C {
 
     async fn teardown(&self, last: &NodeSpec) -> Result<Vec<String>, StepError> {
         Capability::teardown(self, last).await
+    }
+}
+
+/// Runs a step's blocking host I/O off the async threads; its error, or the
+/// task's panic, comes back as the source of a [`StepError`].
+pub async fn off_async_threads<T, E>(
+    task: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, BoxError>
+where
+    T: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::task::spawn_blocking(task).await {
+        Ok(done) => done.map_err(Into::into),
+        Err(panicked) => Err(panicked.into()),
     }
 }
 

@@ -28,7 +28,7 @@ use std::{
 use async_trait::async_trait;
 use tracing::info;
 
-use crate::step::{Capability, StepError, StepName};
+use crate::step::{BoxError, Capability, StepError, StepName, off_async_threads};
 use tfagent_spec::{NodeSpec, defaults};
 
 pub use linux::{HostManifests, K3sKubectl};
@@ -93,7 +93,7 @@ impl<C: ClusterOps, M: ManifestFiles> AddonsStep<C, M> {
     /// The owned files present.
     async fn owned(&self) -> Result<BTreeMap<String, String>, StepError> {
         let (files, dir) = (Arc::clone(&self.files), self.paths.manifests.clone());
-        blocking(move || files.owned(&dir))
+        off_async_threads(move || files.owned(&dir))
             .await
             .map_err(|source| StepError::Observe {
                 what: "the manifests directory".into(),
@@ -108,19 +108,7 @@ impl<C: ClusterOps, M: ManifestFiles> AddonsStep<C, M> {
             self.paths.manifests.clone(),
             name.to_owned(),
         );
-        blocking(move || files.remove(&dir, &name)).await
-    }
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Runs a blocking file operation off the async threads.
-async fn blocking<T: Send + 'static>(
-    task: impl FnOnce() -> Result<T, ManifestError> + Send + 'static,
-) -> Result<T, BoxError> {
-    match tokio::task::spawn_blocking(task).await {
-        Ok(done) => done.map_err(Into::into),
-        Err(panicked) => Err(panicked.into()),
+        off_async_threads(move || files.remove(&dir, &name)).await
     }
 }
 
@@ -157,7 +145,7 @@ impl<C: ClusterOps, M: ManifestFiles> Capability for AddonsStep<C, M> {
                 AddonChange::Write { file, content, .. } => {
                     let (files, dir, file, content) =
                         (Arc::clone(&self.files), dir.clone(), *file, content.clone());
-                    blocking(move || files.write(&dir, file, &content))
+                    off_async_threads(move || files.write(&dir, file, &content))
                         .await
                         .map_err(failed)?;
                 }

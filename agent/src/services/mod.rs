@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use tfagent_spec::NodeSpec;
 use tfagent_supervisor::{ServiceName, Supervisor};
 
-use crate::step::{Capability, StepError, StepName};
+use crate::step::{BoxError, Capability, StepError, StepName, off_async_threads};
 use linux::HostFiles;
 pub use paths::ServicePaths;
 pub use plan::{Change, DesiredServices, Observed, desired};
@@ -81,18 +81,6 @@ impl<S: Supervision, F: ServiceFiles> Services<S, F> {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Runs a blocking file operation off the async threads.
-async fn blocking<T: Send + 'static>(
-    task: impl FnOnce() -> Result<T, FileError> + Send + 'static,
-) -> Result<T, BoxError> {
-    match tokio::task::spawn_blocking(task).await {
-        Ok(done) => done.map_err(Into::into),
-        Err(panicked) => Err(panicked.into()),
-    }
-}
-
 #[async_trait]
 impl<S: Supervision, F: ServiceFiles> Capability for Services<S, F> {
     type Observed = Observed;
@@ -109,7 +97,7 @@ impl<S: Supervision, F: ServiceFiles> Capability for Services<S, F> {
             .map(|f| f.path)
             .collect();
         let host = Arc::clone(&self.files);
-        let files = blocking(move || {
+        let files = off_async_threads(move || {
             paths
                 .into_iter()
                 .map(|path| host.state(&path).map(|state| (path, state)))
@@ -146,7 +134,9 @@ impl<S: Supervision, F: ServiceFiles> Capability for Services<S, F> {
             match change {
                 Change::WriteFile(file) => {
                     let (host, file) = (Arc::clone(&self.files), file.clone());
-                    blocking(move || host.write(&file)).await.map_err(failed)?;
+                    off_async_threads(move || host.write(&file))
+                        .await
+                        .map_err(failed)?;
                 }
                 Change::Start(def) | Change::Update { def, .. } => {
                     self.supervisor
@@ -173,7 +163,7 @@ impl<S: Supervision, F: ServiceFiles> Capability for Services<S, F> {
         for path in teardown.remove {
             let change = format!("remove {}", path.display());
             let host = Arc::clone(&self.files);
-            let removed = blocking(move || host.remove(&path))
+            let removed = off_async_threads(move || host.remove(&path))
                 .await
                 .map_err(|source| StepError::Apply {
                     change: change.clone(),

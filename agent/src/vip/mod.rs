@@ -33,7 +33,7 @@ pub use ports::{Placement, ReadinessProbe, RouteError, RunDir, VipRouter};
 
 use crate::{
     services::Supervision,
-    step::{Capability, StepError, StepName},
+    step::{BoxError, Capability, StepError, StepName},
 };
 use tfagent_spec::NodeSpec;
 
@@ -107,7 +107,7 @@ impl Capability for VipStep {
 
     async fn apply(&self, _desired: &NodeSpec, changes: &[Change]) -> Result<(), StepError> {
         for change in changes {
-            let failed = |source: Box<dyn std::error::Error + Send + Sync>| StepError::Apply {
+            let failed = |source: BoxError| StepError::Apply {
                 change: change.to_string(),
                 source,
             };
