@@ -18,7 +18,9 @@ packages=(gcc g++ libc6-dev
     iproute2 wireguard-go wireguard-tools iputils-ping
     containerd runc keepalived
     curl python3-prometheus-client
-    openssl python3) # the demo lab's stand-in apiserver and make bench's table
+    openssl python3 # the demo lab's stand-in apiserver and make bench's table
+    patchelf        # the flist: programs pointed at the libraries it carries
+    qemu-system-x86 busybox-static) # the zOS twin's VMs and their userland
 
 missing=()
 for pkg in "${packages[@]}"; do

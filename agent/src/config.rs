@@ -13,6 +13,8 @@ use serde::Deserialize;
 pub use crate::servers::grpc::RemoteApi;
 use crate::services::ServicePaths;
 
+/// The boot config read when none is named.
+pub const DEFAULT_CONFIG: &str = "/etc/tfagent/tfagent.toml";
 /// Where zOS keeps persistent daemon state (`/var/cache/modules/NAME`).
 pub const DEFAULT_STATE_DIR: &str = "/var/cache/modules/tfagent";
 /// The local control socket.

@@ -1,13 +1,16 @@
 //! `tfagent`: the node agent daemon. Runs in the foreground (zinit and
 //! systemd supervise it), logs to stdout, stops cleanly on SIGTERM/SIGINT.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context;
 use clap::Parser;
 use tfagent::{
     app,
-    config::{BootConfig, LogFormat},
+    config::{BootConfig, DEFAULT_CONFIG, LogFormat},
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -15,7 +18,9 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "tfagent", version, about = "The tfagent node agent daemon")]
 struct Args {
-    /// Boot config (TOML); every field has a default.
+    /// Boot config (TOML); every field has a default. Without it,
+    /// /etc/tfagent/tfagent.toml is read when it exists (how a node's base
+    /// image configures an agent whose zinit unit comes from the flist).
     #[arg(long, env = "TFAGENT_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -51,6 +56,7 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => BootConfig::load(path)?,
+        None if Path::new(DEFAULT_CONFIG).exists() => BootConfig::load(Path::new(DEFAULT_CONFIG))?,
         None => BootConfig::default(),
     };
     init_logging(&config);

@@ -61,13 +61,18 @@ fn the_flist_tarball_unpacks_into_a_root_zinit_can_run() {
     fs::set_permissions(&k3s, fs::Permissions::from_mode(0o755)).unwrap();
     let tarball = work.path().join("out/tfagent.tar.gz");
     let bin_dir = Path::new(tfagent_bin()).parent().unwrap();
+    // The test binaries are dynamically linked; `make flist` builds static
+    // ones (the zOS twin boots those).
     let packed = Command::new(repo().join("scripts/flist.sh"))
         .arg("--bin-dir")
         .arg(bin_dir)
         .arg("--out")
         .arg(&tarball)
+        .arg("--allow-dynamic")
         .env("K3S_BIN", &k3s)
         .env("FLIST_GZIP_LEVEL", "1")
+        .env_remove("CONTAINERD_BIN")
+        .env_remove("RUNC_BIN")
         .env_remove("KEEPALIVED_BIN")
         .env_remove("WIREGUARD_GO_BIN")
         .output()
@@ -97,13 +102,13 @@ fn the_flist_tarball_unpacks_into_a_root_zinit_can_run() {
     assert_eq!(
         files,
         [
-            "bin/k3s",
             "bin/tfagent",
             "bin/tfagentctl",
-            "etc/zinit/tfagent.yaml"
+            "etc/zinit/tfagent.yaml",
+            "usr/local/bin/k3s",
         ]
     );
-    for binary in ["bin/tfagent", "bin/tfagentctl", "bin/k3s"] {
+    for binary in ["bin/tfagent", "bin/tfagentctl", "usr/local/bin/k3s"] {
         let mode = fs::metadata(root.join(binary))
             .unwrap()
             .permissions()
@@ -117,7 +122,8 @@ fn the_flist_tarball_unpacks_into_a_root_zinit_can_run() {
     assert!(!service.oneshot, "the agent is a long-running service");
     assert_eq!(service.signal.unwrap().stop, "sigterm");
     assert!(service.shutdown_timeout.unwrap() >= 10);
-    assert_eq!(service.log.as_deref(), Some("stdout"));
+    // zOS's own units log to zinit's ring, which `zinit log` shows.
+    assert_eq!(service.log.as_deref(), Some("ring"));
     assert!(service.after.iter().any(|s| s == "storaged"));
 
     // exec and test name binaries of the flist, and both run.
@@ -147,11 +153,30 @@ fn a_missing_extra_binary_is_refused() {
         .arg(bin_dir)
         .arg("--out")
         .arg(work.path().join("t.tar.gz"))
+        .arg("--allow-dynamic")
         .env("KEEPALIVED_BIN", work.path().join("nope"))
         .output()
         .unwrap();
     assert!(!packed.status.success());
     assert!(String::from_utf8_lossy(&packed.stderr).contains("keepalived"));
+    assert!(!work.path().join("t.tar.gz").exists());
+}
+
+#[test]
+fn a_dynamically_linked_agent_is_refused() {
+    // zOS brings no libraries: the flist's own binaries must be static.
+    let work = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(tfagent_bin()).parent().unwrap();
+    let packed = Command::new(repo().join("scripts/flist.sh"))
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .arg("--out")
+        .arg(work.path().join("t.tar.gz"))
+        .output()
+        .unwrap();
+    assert!(!packed.status.success());
+    let stderr = String::from_utf8_lossy(&packed.stderr);
+    assert!(stderr.contains("tfagent is dynamically linked"), "{stderr}");
     assert!(!work.path().join("t.tar.gz").exists());
 }
 
