@@ -87,7 +87,7 @@ demo-down:
 # goals and anchors; the JSON goes to target/bench/results.json. Run as root
 # (the namespace and loop-device benches say "not measured" otherwise).
 # BENCH=api,wireguard runs some; TFAGENT_BENCH_* knobs make runs longer.
-bench: deps
+bench: deps twin-image
 	@scripts/bench.sh
 
 install: release
