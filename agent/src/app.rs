@@ -132,10 +132,18 @@ pub async fn run(
         },
         token.clone(),
     );
+    let capabilities = LinuxHost.capabilities();
+    // What the services render depends on the host (the kubelet on cgroup
+    // v1): known before adoption compares definitions.
+    let mut service_paths = config.services.clone();
+    service_paths.host_cgroup_v1 = matches!(
+        capabilities.cgroup_mode,
+        crate::host::CgroupMode::V1 | crate::host::CgroupMode::Hybrid
+    );
     // Services a previous agent started are adopted before anything else
     // runs, so nothing starts them twice.
     if let Some(desired) = &loaded.desired {
-        let resumed = services::resume(&supervisor, &desired.spec, &config.services);
+        let resumed = services::resume(&supervisor, &desired.spec, &service_paths);
         if !resumed.is_empty() {
             info!(services = ?resumed, "adopted the services still running");
         }
@@ -147,7 +155,6 @@ pub async fn run(
         }
     }
     let key = Arc::new(network::key::load_or_generate(store.dir())?);
-    let capabilities = LinuxHost.capabilities();
     let backend = match network::choose_backend(config.wireguard_backend, &capabilities) {
         Ok(backend) => backend,
         // With neither, the network step fails and says why; the agent
@@ -194,7 +201,7 @@ pub async fn run(
     let (steps, collaborators) = Wiring {
         storage,
         network,
-        services: services::Services::new(supervisor.clone(), config.services.clone()),
+        services: services::Services::new(supervisor.clone(), service_paths),
         vip: vip::VipStep::new(
             config.vip.clone(),
             Arc::new(supervisor.clone()),

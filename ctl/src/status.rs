@@ -27,6 +27,8 @@ struct StatusView {
     converged_generation: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     refused_spec: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    host_adjustments: Vec<String>,
     steps: Vec<StepView>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     volumes: Vec<VolumeView>,
@@ -63,6 +65,7 @@ pub(crate) fn write(
         desired_generation: status.desired_generation,
         converged_generation: status.converged_generation,
         refused_spec: Some(status.refused_spec.clone()).filter(|r| !r.is_empty()),
+        host_adjustments: status.host_adjustments.clone(),
         steps: status.steps.iter().map(steps::step_view).collect(),
         volumes: status.volumes.iter().map(volumes::volume_view).collect(),
         services: status.services.iter().map(services::service_view).collect(),
@@ -96,6 +99,9 @@ pub(crate) fn write(
         for line in refused.lines() {
             writeln!(out, "            {line}")?;
         }
+    }
+    for adjustment in &view.host_adjustments {
+        writeln!(out, "host        {adjustment}")?;
     }
     steps::write_table(out, style, &view.steps)?;
     trial::write_table(out, view.trial.as_ref(), view.last_trial.as_deref())?;
@@ -159,5 +165,33 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(json["services"][1]["state"], "crash-looping");
         assert_eq!(json["services"][0]["pid"], 4242);
+    }
+
+    #[test]
+    fn status_says_what_differs_for_this_host() {
+        let note = "cgroup v1 host: the kubelet runs with fail-cgroupv1=false";
+        let status = pb::NodeStatus {
+            host_adjustments: vec![note.into()],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        write(&mut out, Output::Table, Style::detect(false), &status).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(&format!("host        {note}")), "{text}");
+        let mut out = Vec::new();
+        write(&mut out, Output::Json, Style::detect(false), &status).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["host_adjustments"][0], note);
+        // A plain host shows nothing.
+        let mut out = Vec::new();
+        write(
+            &mut out,
+            Output::Json,
+            Style::detect(false),
+            &pb::NodeStatus::default(),
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(json.get("host_adjustments").is_none());
     }
 }

@@ -12,7 +12,11 @@ use std::{
 use serde_json::{Value, json};
 use tfagent_testkit::{netns::Netns, step_status};
 
-use crate::{Images, Reply, Vm, VmConfig};
+use crate::{
+    channel::Reply,
+    images::Images,
+    vm::{Vm, VmConfig},
+};
 
 pub const VIP: &str = "10.100.0.250";
 /// Node `n` (1-based, servers first) is `MESH_PREFIX.10+n`.

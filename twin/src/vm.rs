@@ -11,8 +11,8 @@ use std::{
 };
 
 use crate::{
-    Images,
     channel::{Channel, Reply},
+    images::Images,
 };
 
 /// How qemu runs guests here.

@@ -236,8 +236,21 @@ fn cgroup_v1_only(twin: &mut Twin) {
             }
         }
     }
+    // Kubernetes 1.35+ refuses cgroup v1 unless told: the rendered k3s
+    // config allows it, and status says so.
+    let node = &mut twin.nodes[0];
+    let config = node.vm.sh("cat /run/tfagent/services/k3s-config.yaml");
+    assert!(config.contains("fail-cgroupv1=false"), "{config}");
+    let status = node.ctl("status");
+    assert!(
+        status
+            .stdout
+            .contains("cgroup v1 host: the kubelet runs with fail-cgroupv1=false"),
+        "{}",
+        status.stdout
+    );
     println!(
-        "cgroup v1: containerd and keepalived run in their own v1 cgroups; no cgroup2 anywhere"
+        "cgroup v1: containerd and keepalived run in their own v1 cgroups; no cgroup2 anywhere; the kubelet is allowed on v1 and status says so"
     );
 }
 

@@ -77,6 +77,10 @@ impl Services for FakeServices {
         self.paths.persisted_dirs()
     }
 
+    fn host_adjustments(&self) -> Vec<String> {
+        crate::services::k3s::host_adjustments(&self.paths)
+    }
+
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError> {
         crate::services::linux::kubeconfig_for(&self.paths.k3s_kubeconfig(), server)
     }

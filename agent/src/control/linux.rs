@@ -59,6 +59,10 @@ impl ports::Services for services::Services {
         self.paths().persisted_dirs()
     }
 
+    fn host_adjustments(&self) -> Vec<String> {
+        services::k3s::host_adjustments(self.paths())
+    }
+
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError> {
         services::linux::kubeconfig_for(&self.paths().k3s_kubeconfig(), server)
     }

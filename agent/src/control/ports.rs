@@ -47,6 +47,8 @@ pub trait Services: Send + Sync + fmt::Debug {
     fn restart(&self, service: &str) -> Result<(), SuperviseError>;
     /// The services' data dirs, which storage persists by default.
     fn persisted_dirs(&self) -> Option<ServiceDirs>;
+    /// What the services' config differs in for this host, one line each.
+    fn host_adjustments(&self) -> Vec<String>;
     /// The admin kubeconfig this server's k3s wrote, pointing at `server`.
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError>;
 }

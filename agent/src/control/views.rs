@@ -67,6 +67,9 @@ pub struct NodeStatus {
     pub last_trial: Option<String>,
     /// `None` when the spec has no VIP election.
     pub vip: Option<VipStatus>,
+    /// What tfagent renders differently for this host (e.g. the kubelet
+    /// allowed on cgroup v1), one line each.
+    pub host_adjustments: Vec<String>,
 }
 
 /// One look at the host.
@@ -112,6 +115,7 @@ pub fn status(
         trial: trials.status(),
         last_trial: trials.last(),
         vip: Some(parts.vip.status()).filter(|s| s.vip.is_some()),
+        host_adjustments: parts.services.host_adjustments(),
     }
 }
 

@@ -58,6 +58,23 @@ struct Config {
     default_local_storage_path: Option<String>,
 }
 
+/// From Kubernetes 1.35 the kubelet refuses a cgroup v1 host unless its
+/// `failCgroupV1` setting is false (KEP-5573; the flag exists since 1.31).
+/// zOS mounts cgroup v1 only.
+pub const KUBELET_ALLOW_CGROUP_V1: &str = "fail-cgroupv1=false";
+
+/// What tfagent renders differently for this host than for a plain cgroup
+/// v2 one, one line each (status shows them).
+pub fn host_adjustments(paths: &ServicePaths) -> Vec<String> {
+    let mut notes = Vec::new();
+    if paths.host_cgroup_v1 {
+        notes.push(format!(
+            "cgroup v1 host: the kubelet runs with {KUBELET_ALLOW_CGROUP_V1} (Kubernetes 1.35+ refuses cgroup v1 by default)"
+        ));
+    }
+    notes
+}
+
 /// config.yaml for the spec. Pure: the same spec and paths give the same
 /// bytes (golden-file tested).
 pub fn render_config(spec: &NodeSpec, paths: &ServicePaths) -> String {
@@ -98,6 +115,10 @@ pub fn render_config(spec: &NodeSpec, paths: &ServicePaths) -> String {
     if server && local_path.is_none() {
         disable.push("local-storage".to_owned());
     }
+    let mut kubelet_arg = vec![format!("root-dir={}", paths.kubelet_root_dir.display())];
+    if paths.host_cgroup_v1 {
+        kubelet_arg.push(KUBELET_ALLOW_CGROUP_V1.to_owned());
+    }
     let config = Config {
         cluster_init: (spec.role == Role::ServerInit).then_some(true),
         server: spec.cluster.join_url.as_ref().map(ToString::to_string),
@@ -107,7 +128,7 @@ pub fn render_config(spec: &NodeSpec, paths: &ServicePaths) -> String {
         node_ip: addresses.join(","),
         flannel_iface: wireguard.interface.to_string(),
         container_runtime_endpoint: format!("unix://{}", paths.containerd_socket.display()),
-        kubelet_arg: vec![format!("root-dir={}", paths.kubelet_root_dir.display())],
+        kubelet_arg,
         tls_san,
         cluster_cidr: server.then(|| spec.cluster.cluster_cidr.to_string()),
         service_cidr: server.then(|| spec.cluster.service_cidr.to_string()),
@@ -282,6 +303,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_cgroup_v1_host_allows_the_kubelet_on_cgroup_v1() {
+        let kubelet_args = |config: &str| -> Vec<String> {
+            let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(config).unwrap();
+            parsed["kubelet-arg"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect()
+        };
+        let v2 = ServicePaths::default();
+        let v1 = ServicePaths {
+            host_cgroup_v1: true,
+            ..ServicePaths::default()
+        };
+        for role in ["server-init", "server-join", "agent"] {
+            let spec = example_spec(role);
+            let on_v1 = render_config(&spec, &v1);
+            golden(&format!("{role}-cgroup-v1"), &on_v1);
+            assert!(kubelet_args(&on_v1).contains(&"fail-cgroupv1=false".to_owned()));
+            let on_v2 = render_config(&spec, &v2);
+            assert!(!on_v2.contains("fail-cgroupv1"), "{role}: {on_v2}");
+        }
+        assert!(host_adjustments(&v2).is_empty());
+        let notes = host_adjustments(&v1);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("fail-cgroupv1=false"), "{notes:?}");
     }
 
     #[test]

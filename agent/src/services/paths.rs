@@ -30,6 +30,9 @@ pub struct ServicePaths {
     pub record_dir: PathBuf,
     /// The cgroup directory the services' cgroups are made in.
     pub cgroup_parent: String,
+    /// The host has cgroup v1 controllers (zOS mounts v1 only): the kubelet
+    /// must be allowed to run there. Detected at start, not configured.
+    pub host_cgroup_v1: bool,
 }
 
 impl Default for ServicePaths {
@@ -52,6 +55,7 @@ impl ServicePaths {
             kubelet_root_dir: "/var/lib/kubelet".into(),
             log_dir: "/var/log/tfagent".into(),
             cgroup_parent: "tfagent".into(),
+            host_cgroup_v1: false,
         }
     }
 

@@ -120,6 +120,7 @@ pub fn status(status: NodeStatus) -> pb::NodeStatus {
         }),
         last_trial: status.last_trial.unwrap_or_default(),
         vip: status.vip.map(vip_status),
+        host_adjustments: status.host_adjustments,
     }
 }
 
