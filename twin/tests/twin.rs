@@ -135,12 +135,20 @@ fn kernel_wireguard_mesh(twin: &mut Twin, worker: usize) {
             .vm
             .sh(&format!("cat /sys/class/net/{INTERFACE}/ifindex"))
     };
-    let before = handshakes(twin);
+    // Every peer has a session first (keepalives start them within seconds).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        let now = handshakes(twin);
+        if now.len() == 3 && now.values().all(|at| *at > 0) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every peer shook hands: {now:?}"
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
     let index_before = ifindex(twin);
-    assert!(
-        before.values().all(|at| *at > 0),
-        "not every peer shook hands: {before:?}"
-    );
     let newcomer = twin.nodes[server]
         .vm
         .sh("wg genkey | wg pubkey")
