@@ -45,6 +45,13 @@ impl Volumes for FakeVolumes {
         Ok(BTreeMap::new())
     }
 
+    async fn symlinked_paths(
+        &self,
+        _document: &SpecDocument,
+    ) -> Result<BTreeMap<String, String>, StorageError> {
+        Ok(BTreeMap::new())
+    }
+
     fn state_dir(&self) -> &Path {
         &self.state_dir
     }
@@ -75,6 +82,10 @@ impl Services for FakeServices {
 
     fn persisted_dirs(&self) -> Option<ServiceDirs> {
         self.paths.persisted_dirs()
+    }
+
+    fn run_dir(&self) -> &Path {
+        &self.paths.run_dir
     }
 
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError> {
