@@ -61,6 +61,14 @@ fn host_dir(path: &Path) -> Option<AbsPath> {
     text.parse().ok()
 }
 
+/// `dir` with symlinks resolved when it exists, normalised as [`host_dir`].
+async fn real_dir(dir: &Path) -> Option<AbsPath> {
+    match tokio::fs::canonicalize(dir).await {
+        Ok(real) => host_dir(&real),
+        Err(_) => host_dir(dir),
+    }
+}
+
 /// What validation may know of this host.
 async fn validation_context(
     parts: &Collaborators,
@@ -72,8 +80,10 @@ async fn validation_context(
         kernel_filesystems: Some(probe.capabilities.filesystems),
         addon_host: Some(prereq::availability(&probe.addons)),
         service_dirs: parts.services.persisted_dirs(),
-        state_dir: host_dir(parts.volumes.state_dir()),
-        run_dir: host_dir(parts.services.run_dir()),
+        // Where the agent's dirs really are: a mount point never passes
+        // through a symlink, so a mount that hid one would be on this path.
+        state_dir: real_dir(parts.volumes.state_dir()).await,
+        run_dir: real_dir(parts.services.run_dir()).await,
         symlinked_paths: parts.volumes.symlinked_paths(document).await?,
         refused_devices: parts.volumes.refused_devices(document).await?,
     })

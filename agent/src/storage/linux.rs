@@ -701,6 +701,40 @@ mod tests {
     }
 
     #[test]
+    fn directories_are_made_and_opened_without_following_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = LinuxStorage::new();
+        let deep = tmp.path().join("a/b/c");
+        host.make_dir(&deep).unwrap();
+        assert!(deep.is_dir());
+        host.make_dir(&deep).unwrap();
+        assert_eq!(host.symlink_in(&deep).unwrap(), None);
+
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, tmp.path().join("link")).unwrap();
+        let through = tmp.path().join("link/x/y");
+        let error = host.make_dir(&through).unwrap_err();
+        assert!(
+            matches!(&error, OpsError::Symlink { link, .. } if *link == tmp.path().join("link")),
+            "{error}"
+        );
+        assert!(error.to_string().contains("is a symlink"), "{error}");
+        assert!(!elsewhere.join("x").exists());
+        assert_eq!(
+            host.symlink_in(&through).unwrap(),
+            Some(tmp.path().join("link"))
+        );
+        // The last component too.
+        let error = host.make_dir(&tmp.path().join("link")).unwrap_err();
+        assert!(matches!(error, OpsError::Symlink { .. }), "{error}");
+        assert_eq!(
+            host.resolve_symlinks(&tmp.path().join("link")),
+            Some(fs::canonicalize(&elsewhere).unwrap())
+        );
+    }
+
+    #[test]
     fn options_split_into_flags_and_data() {
         let options: Vec<String> = ["noatime", "compress=zstd", "nodev", "space_cache=v2"]
             .map(String::from)
