@@ -74,6 +74,12 @@ impl StorageOps for Counting {
     fn has_entries(&self, dir: &Path) -> Result<bool, OpsError> {
         self.host.has_entries(dir)
     }
+    fn symlink_in(&self, path: &Path) -> Result<Option<std::path::PathBuf>, OpsError> {
+        self.host.symlink_in(path)
+    }
+    fn resolve_symlinks(&self, path: &Path) -> Option<std::path::PathBuf> {
+        self.host.resolve_symlinks(path)
+    }
     fn make_dir(&self, path: &Path) -> Result<(), OpsError> {
         self.mutated();
         self.host.make_dir(path)

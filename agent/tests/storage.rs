@@ -755,3 +755,115 @@ fn invalid_volume_specs_are_refused_with_their_fields_and_nothing_is_touched() {
         .unwrap_or_default();
     assert!(refused.contains("system disk"), "{disks}");
 }
+
+/// Issue 18: (a) a mount point that is, or passes through, a symlink is
+/// refused at apply naming the field, and one that becomes a symlink
+/// after the apply is refused by the storage step, before any change: in
+/// both cases nothing is mounted anywhere; (b) a volume or persisted path
+/// over the agent's state dir (or its parent) is refused at apply.
+#[test]
+fn symlinked_mount_points_and_the_state_dir_are_refused_and_nothing_is_mounted() {
+    if skip_unless_root(
+        "symlinked_mount_points_and_the_state_dir_are_refused_and_nothing_is_mounted",
+    ) {
+        return;
+    }
+    let mut bed = Bed::new();
+    bed.agent = Some(Agent::start(&bed.ns, bed.dir.path(), &[]));
+    let mounts_before = bed.ns.mount_points();
+    let elsewhere = bed.path("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let link = bed.path("link");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let pool = bed.path("pool");
+    let volume = |mount_point: &Path| {
+        spec(&format!(
+            "  volumes:\n    - name: a\n      pool: {}\n      size: 64MiB\n      mount_point: {}\n",
+            pool.display(),
+            mount_point.display()
+        ))
+    };
+    let persisted = |path: &Path| {
+        format!(
+            "{}  persist:\n    paths:\n      - path: {}\n",
+            volume(&bed.path("data")),
+            path.display()
+        )
+    };
+    let state = bed.path("state");
+    let cases = [
+        (
+            volume(&link),
+            "storage.volumes[0].mount_point",
+            "is a symlink",
+        ),
+        (
+            volume(&link.join("data")),
+            "storage.volumes[0].mount_point",
+            "is a symlink",
+        ),
+        (
+            persisted(&link.join("etc")),
+            "storage.persist.paths[0].path",
+            "is a symlink",
+        ),
+        (
+            volume(&state),
+            "storage.volumes[0].mount_point",
+            "state dir",
+        ),
+        (
+            volume(bed.dir.path()),
+            "storage.volumes[0].mount_point",
+            "state dir",
+        ),
+        (
+            persisted(&state),
+            "storage.persist.paths[0].path",
+            "state dir",
+        ),
+    ];
+    for (spec, field, words) in cases {
+        let output = bed.agent().apply(&spec);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "accepted:\n{spec}");
+        assert!(
+            stderr.contains(field) && stderr.contains(words),
+            "{field} ({words}) not in: {stderr}"
+        );
+    }
+    assert_eq!(bed.ns.mount_points(), mounts_before);
+
+    // A symlink that appears after the apply: the pool is not mounted yet,
+    // so the first pass fails; then the mount point's parent becomes a
+    // symlink and the pool comes. The next pass refuses, changing nothing.
+    let late = bed.path("late");
+    let status = bed.agent().apply_and_settle(&volume(&late.join("data")));
+    assert_eq!(status["steps"][0]["condition"], "failed", "{status:#}");
+    std::os::unix::fs::symlink(&elsewhere, &late).unwrap();
+    bed.pool();
+    let mounts_with_pool = bed.ns.mount_points();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let status = bed.agent().status();
+        let error = status["steps"][0]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if error.contains("is a symlink") {
+            break error;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refusal: {status:#}\nlog:\n{}",
+            bed.agent().log()
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(error.contains(late.to_str().unwrap()), "{error}");
+    assert_eq!(bed.ns.mount_points(), mounts_with_pool);
+    assert!(bed.ns.mounts_at(&elsewhere.join("data")).is_empty());
+    // Refused before any change: not even the subvolume was made.
+    assert!(!pool.join("tfagent-a").exists());
+    assert!(!bed.agent().log().contains("storage changed"));
+}

@@ -30,6 +30,9 @@ pub const LONGHORN_DATA_PATH: &str = "/var/lib/longhorn";
 // Directories the storage.persist checks and defaults refer to.
 /// The agent's own state dir when validation is not told another.
 pub const STATE_DIR: &str = "/var/cache/modules/tfagent";
+/// The agent's run dir (sockets, services' runtime files) when validation
+/// is not told another.
+pub const RUN_DIR: &str = "/run/tfagent";
 /// k3s configuration, and the node password it needs to rejoin.
 pub const RANCHER_ETC: &str = "/etc/rancher";
 /// k3s's data dir.

@@ -39,4 +39,6 @@ pub use types::{
     JoinUrlError, KeyError, Label, NameError, NodeName, PathError, PoolError, Propagation,
     REDACTED, Role, Secret, WgKey, WipeSignature, WipeSignatureError, parse_network,
 };
-pub use validate::{AddonHost, FieldError, ServiceDirs, ValidationContext, ValidationErrors};
+pub use validate::{
+    AddonHost, FieldError, ServiceDirs, ValidationContext, ValidationErrors, host_paths,
+};

@@ -313,6 +313,15 @@ impl Bed {
         };
         let mut want_addresses = strings(&wireguard["addresses"]);
         want_addresses.sort();
+        // Storage converges before the network step makes the interface:
+        // between the two, the interface is not there yet.
+        let link = self
+            .agent
+            .ns
+            .run("ip", &["link", "show", "dev", &self.agent.interface]);
+        if !link.status.success() {
+            return Err(format!("no interface {} yet", self.agent.interface));
+        }
         let mut addresses = self.agent.link_addresses();
         addresses.sort();
         if addresses != want_addresses {

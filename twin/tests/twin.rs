@@ -54,7 +54,7 @@ fn no_ext4_or_xfs(twin: &mut Twin, worker: usize) {
         let mut spec = twin.spec(worker);
         spec["storage"]["volumes"].as_array_mut().unwrap().push(
             json!({"name": "data", "device": "/dev/vdb", "filesystem": filesystem,
-                         "format": "if-blank", "mount_point": "/var/lib/twin-data"}),
+                         "format": "if-blank", "mount_point": "/srv/twin-data"}),
         );
         let reply = twin.nodes[worker].apply(&spec);
         assert!(!reply.ok(), "an {filesystem} volume was accepted");

@@ -1,9 +1,13 @@
 //! Apply: validate a document against what the host allows, plan it, and
 //! unless it is a dry run store it (plainly, or on trial).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    path::{Component, Path},
+    sync::Arc,
+    time::Duration,
+};
 
-use tfagent_spec::{NodeSpec, SpecDocument, ValidationContext};
+use tfagent_spec::{AbsPath, NodeSpec, SpecDocument, ValidationContext};
 use tracing::info;
 
 use super::{
@@ -36,6 +40,35 @@ pub struct ApplyOutcome {
     pub plan: Vec<StepPlan>,
 }
 
+/// A host directory as validation compares it: lexically normalised
+/// (`//`, `.` and a trailing `/` dropped); `None` when it has `..` or is
+/// not UTF-8, and validation then falls back to the default.
+fn host_dir(path: &Path) -> Option<AbsPath> {
+    let mut text = String::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => {
+                text.push('/');
+                text.push_str(name.to_str()?);
+            }
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    if text.is_empty() {
+        text.push('/');
+    }
+    text.parse().ok()
+}
+
+/// `dir` with symlinks resolved when it exists, normalised as [`host_dir`].
+async fn real_dir(dir: &Path) -> Option<AbsPath> {
+    match tokio::fs::canonicalize(dir).await {
+        Ok(real) => host_dir(&real),
+        Err(_) => host_dir(dir),
+    }
+}
+
 /// What validation may know of this host.
 async fn validation_context(
     parts: &Collaborators,
@@ -47,11 +80,11 @@ async fn validation_context(
         kernel_filesystems: Some(probe.capabilities.filesystems),
         addon_host: Some(prereq::availability(&probe.addons)),
         service_dirs: parts.services.persisted_dirs(),
-        state_dir: parts
-            .volumes
-            .state_dir()
-            .to_str()
-            .and_then(|d| d.trim_end_matches('/').parse().ok()),
+        // Where the agent's dirs really are: a mount point never passes
+        // through a symlink, so a mount that hid one would be on this path.
+        state_dir: real_dir(parts.volumes.state_dir()).await,
+        run_dir: real_dir(parts.services.run_dir()).await,
+        symlinked_paths: parts.volumes.symlinked_paths(document).await?,
         refused_devices: parts.volumes.refused_devices(document).await?,
     })
 }
@@ -124,4 +157,22 @@ async fn start_trial(
         ));
     };
     trials.start(&current, spec, timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn host_dirs_are_normalised_before_validation_compares_them() {
+        let dir = |text: &str| host_dir(Path::new(text)).map(|d| d.to_string());
+        assert_eq!(
+            dir("/var/cache/modules/tfagent/").as_deref(),
+            Some("/var/cache/modules/tfagent")
+        );
+        assert_eq!(dir("//run//tfagent/./").as_deref(), Some("/run/tfagent"));
+        assert_eq!(dir("/").as_deref(), Some("/"));
+        assert_eq!(dir("/var/../etc"), None);
+    }
 }

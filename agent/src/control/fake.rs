@@ -45,6 +45,13 @@ impl Volumes for FakeVolumes {
         Ok(BTreeMap::new())
     }
 
+    async fn symlinked_paths(
+        &self,
+        _document: &SpecDocument,
+    ) -> Result<BTreeMap<String, String>, StorageError> {
+        Ok(BTreeMap::new())
+    }
+
     fn state_dir(&self) -> &Path {
         &self.state_dir
     }
@@ -79,6 +86,10 @@ impl Services for FakeServices {
 
     fn host_adjustments(&self) -> Vec<String> {
         crate::services::k3s::host_adjustments(&self.paths)
+    }
+
+    fn run_dir(&self) -> &Path {
+        &self.paths.run_dir
     }
 
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError> {

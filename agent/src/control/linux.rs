@@ -33,6 +33,13 @@ impl ports::Volumes for Storage {
         Storage::refused_devices(self, document).await
     }
 
+    async fn symlinked_paths(
+        &self,
+        document: &SpecDocument,
+    ) -> Result<BTreeMap<String, String>, StorageError> {
+        Storage::symlinked_paths(self, document).await
+    }
+
     fn state_dir(&self) -> &Path {
         Storage::state_dir(self)
     }
@@ -61,6 +68,10 @@ impl ports::Services for services::Services {
 
     fn host_adjustments(&self) -> Vec<String> {
         services::k3s::host_adjustments(self.paths())
+    }
+
+    fn run_dir(&self) -> &Path {
+        &self.paths().run_dir
     }
 
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError> {

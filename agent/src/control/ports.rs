@@ -29,6 +29,12 @@ pub trait Volumes: Send + Sync + fmt::Debug {
         &self,
         document: &SpecDocument,
     ) -> Result<BTreeMap<String, String>, StorageError>;
+    /// Mount points and persisted paths `document` names that pass
+    /// through a symlink on this host, each with the symlink.
+    async fn symlinked_paths(
+        &self,
+        document: &SpecDocument,
+    ) -> Result<BTreeMap<String, String>, StorageError>;
     /// The agent's own state dir, which no volume may cover.
     fn state_dir(&self) -> &Path;
 }
@@ -49,6 +55,9 @@ pub trait Services: Send + Sync + fmt::Debug {
     fn persisted_dirs(&self) -> Option<ServiceDirs>;
     /// What the services' config differs in for this host, one line each.
     fn host_adjustments(&self) -> Vec<String>;
+    /// The agent's run dir (sockets, the services' runtime files), which
+    /// no volume may cover.
+    fn run_dir(&self) -> &Path;
     /// The admin kubeconfig this server's k3s wrote, pointing at `server`.
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError>;
 }

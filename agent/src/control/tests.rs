@@ -560,3 +560,54 @@ async fn the_nodes_own_key_is_refused_as_a_peer_and_shown_in_info() {
     assert!(matches!(error, ControlError::Invalid(_)), "{error}");
     assert!(error.to_string().contains("public_key"), "{error}");
 }
+
+/// Issue 18: apply refuses a volume or persisted path on the agent's state
+/// dir, its parent, inside it, on its run dir, or through a symlink on the
+/// host, naming the field; nothing is stored, so nothing reaches the host.
+#[tokio::test]
+async fn mount_targets_on_the_agents_own_dirs_or_through_symlinks_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let controller = controller(&state);
+    let run = ServicePaths::under(&state.with_extension("services")).run_dir;
+    std::fs::create_dir(tmp.path().join("real")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("real"), tmp.path().join("link")).unwrap();
+    let text = |path: &std::path::Path| path.to_str().unwrap().to_owned();
+    let cases = [
+        (text(&state), "state dir"),
+        (text(tmp.path()), "state dir"),
+        (text(&state.join("x")), "state dir"),
+        (text(&run), "run dir"),
+        (text(&run.join("containerd")), "run dir"),
+        (text(&tmp.path().join("link/data")), "is a symlink"),
+        (text(&tmp.path().join("link")), "is a symlink"),
+    ];
+    for (path, needle) in cases {
+        let mut volume = example_document("server-init");
+        volume.storage.volumes.retain(|v| v.device.is_none());
+        volume.storage.volumes[0].mount_point = path.clone();
+        let mut persisted = volume.clone();
+        persisted.storage.volumes[0].mount_point = "/srv/data".into();
+        persisted.storage.persist.paths = vec![tfagent_spec::PersistPathDoc {
+            path: path.clone(),
+            ..Default::default()
+        }];
+        for (document, field) in [
+            (volume, "storage.volumes[0].mount_point"),
+            (persisted, "storage.persist.paths[0].path"),
+        ] {
+            let error = controller
+                .apply(document, ApplyMode::Apply)
+                .await
+                .unwrap_err();
+            let shown = error.to_string();
+            assert!(
+                matches!(error, ControlError::Invalid(_))
+                    && shown.contains(&format!("{field}: "))
+                    && shown.contains(needle),
+                "{path} as {field}: {shown}"
+            );
+        }
+    }
+    assert!(current(&controller).is_none());
+}

@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeMap,
     io,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
 };
 
@@ -41,6 +41,8 @@ pub struct FakeState {
     pub quota_pools: Vec<String>,
     /// Directories that hold something.
     pub non_empty: Vec<String>,
+    /// Symlinks on the fake host: link → where it points (absolute).
+    pub symlinks: BTreeMap<String, String>,
     /// Targets whose unmount fails as busy.
     pub busy: Vec<String>,
     /// Every call, in order: `name arg…`.
@@ -137,6 +139,29 @@ fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// The first prefix of `path` that is one of `symlinks`.
+fn first_symlink(symlinks: &BTreeMap<String, String>, path: &Path) -> Option<PathBuf> {
+    path.ancestors()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .find(|prefix| symlinks.contains_key(&p(prefix)))
+        .map(Path::to_path_buf)
+}
+
+impl FakeState {
+    /// A change through a symlink fails as the Linux implementation does.
+    fn no_symlink(&self, path: &Path) -> Result<(), OpsError> {
+        match first_symlink(&self.symlinks, path) {
+            Some(link) => Err(OpsError::Symlink {
+                path: path.to_owned(),
+                link,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 impl StorageOps for FakeOps {
     fn mountinfo(&self) -> Result<String, OpsError> {
         let state = self.call("mountinfo".into());
@@ -222,9 +247,21 @@ impl StorageOps for FakeOps {
         Ok(state.non_empty.contains(&p(dir)))
     }
 
+    // Path lookups are not logged as calls: they read no device and
+    // change nothing (validation makes them for every spec).
+    fn symlink_in(&self, path: &Path) -> Result<Option<PathBuf>, OpsError> {
+        Ok(first_symlink(&self.state().symlinks, path))
+    }
+
+    fn resolve_symlinks(&self, path: &Path) -> Option<PathBuf> {
+        let state = self.state();
+        let link = first_symlink(&state.symlinks, path)?;
+        let rest = path.strip_prefix(&link).ok()?;
+        Some(Path::new(&state.symlinks[&p(&link)]).join(rest))
+    }
+
     fn make_dir(&self, path: &Path) -> Result<(), OpsError> {
-        drop(self.call(format!("make_dir {}", p(path))));
-        Ok(())
+        self.call(format!("make_dir {}", p(path))).no_symlink(path)
     }
 
     fn wipe(&self, device: &str) -> Result<(), OpsError> {
@@ -305,6 +342,7 @@ impl StorageOps for FakeOps {
             p(target),
             options.join(",")
         ));
+        state.no_symlink(target)?;
         let mount = match source {
             MountSource::Device { device, filesystem } => FakeMount {
                 major_minor: "0:60".into(),

@@ -4,14 +4,19 @@
 
 use std::{
     fs, io,
-    os::unix::fs::{FileTypeExt, MetadataExt},
-    path::{Path, PathBuf},
+    os::{
+        fd::{AsRawFd, OwnedFd},
+        unix::fs::{FileTypeExt, MetadataExt},
+    },
+    path::{Component, Path, PathBuf},
     process::Command,
 };
 
 use nix::{
+    errno::Errno,
+    fcntl::{AT_FDCWD, OFlag, openat},
     mount::{MntFlags, MsFlags},
-    sys::stat::{major, minor},
+    sys::stat::{Mode, major, minor, mkdirat},
 };
 
 use super::ports::{
@@ -132,6 +137,77 @@ fn path_str(path: &Path) -> Result<&str, OpsError> {
     path.to_str().ok_or_else(|| OpsError::NotUtf8 {
         path: path.to_owned(),
     })
+}
+
+/// A directory reached without following a symlink, held open (O_PATH):
+/// mounts go onto `/proc/self/fd/N`, the very directory that was checked,
+/// whatever is renamed or replaced on the way meanwhile.
+struct VerifiedDir {
+    fd: OwnedFd,
+}
+
+impl VerifiedDir {
+    /// The magic link the kernel resolves to the directory itself.
+    fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+}
+
+/// Walks `path` from `/` one component at a time, each opened with
+/// O_NOFOLLOW relative to the one before (openat), so no symlink is ever
+/// followed; with `create`, a missing directory is made (mkdirat, 0755).
+fn open_dir_nofollow(path: &Path, create: bool) -> Result<VerifiedDir, OpsError> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut components = path.components();
+    if components.next() != Some(Component::RootDir) {
+        return Err(OpsError::io(
+            "resolving",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not an absolute path"),
+        ));
+    }
+    let mut dir = openat(AT_FDCWD, "/", flags, Mode::empty())
+        .map_err(|e| OpsError::io("opening", "/", e.into()))?;
+    let mut walked = PathBuf::from("/");
+    for component in components {
+        let name = match component {
+            Component::Normal(name) => name,
+            Component::CurDir => continue,
+            _ => {
+                return Err(OpsError::io(
+                    "resolving",
+                    path,
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "`..` in a path tfagent mounts on",
+                    ),
+                ));
+            }
+        };
+        walked.push(name);
+        let mut next = openat(&dir, name, flags, Mode::empty());
+        if matches!(next, Err(Errno::ENOENT)) && create {
+            match mkdirat(&dir, name, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(OpsError::io("creating", &walked, e.into())),
+            }
+            next = openat(&dir, name, flags, Mode::empty());
+        }
+        dir = match next {
+            Ok(fd) => fd,
+            // O_PATH|O_NOFOLLOW|O_DIRECTORY on a symlink: ENOTDIR (or ELOOP).
+            Err(Errno::ENOTDIR | Errno::ELOOP)
+                if fs::symlink_metadata(&walked).is_ok_and(|m| m.file_type().is_symlink()) =>
+            {
+                return Err(OpsError::Symlink {
+                    path: path.to_owned(),
+                    link: walked,
+                });
+            }
+            Err(e) => return Err(OpsError::io("opening", &walked, e.into())),
+        };
+    }
+    Ok(VerifiedDir { fd: dir })
 }
 
 /// Parses `blkid -p -o export` output into signatures.
@@ -350,8 +426,26 @@ impl StorageOps for LinuxStorage {
         }
     }
 
+    fn symlink_in(&self, path: &Path) -> Result<Option<PathBuf>, OpsError> {
+        let mut walked = PathBuf::new();
+        for component in path.components() {
+            walked.push(component);
+            match fs::symlink_metadata(&walked) {
+                Ok(meta) if meta.file_type().is_symlink() => return Ok(Some(walked)),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(OpsError::io("examining", &walked, e)),
+            }
+        }
+        Ok(None)
+    }
+
+    fn resolve_symlinks(&self, path: &Path) -> Option<PathBuf> {
+        fs::canonicalize(path).ok()
+    }
+
     fn make_dir(&self, path: &Path) -> Result<(), OpsError> {
-        fs::create_dir_all(path).map_err(|e| OpsError::io("creating", path, e))
+        open_dir_nofollow(path, true).map(drop)
     }
 
     fn wipe(&self, device: &str) -> Result<(), OpsError> {
@@ -406,29 +500,34 @@ impl StorageOps for LinuxStorage {
     ) -> Result<(), OpsError> {
         let (flags, data) = split_options(options);
         let failed = |e: nix::Error| OpsError::io("mounting at", target, e.into());
+        let verified = open_dir_nofollow(target, false)?;
+        let at = verified.proc_path();
         match source {
             MountSource::Device { device, filesystem } => nix::mount::mount(
                 Some(device.as_str()),
-                target,
+                &at,
                 Some(filesystem.as_str()),
                 flags,
                 Some(data.as_str()).filter(|d| !d.is_empty()),
             )
             .map_err(failed),
             MountSource::Bind { dir } => {
+                let from = open_dir_nofollow(Path::new(dir), false)?;
                 nix::mount::mount(
-                    Some(dir.as_str()),
-                    target,
+                    Some(&from.proc_path()),
+                    &at,
                     None::<&str>,
                     MsFlags::MS_BIND,
                     None::<&str>,
                 )
                 .map_err(failed)?;
-                // Flags of a bind mount only take with a remount.
+                // Flags of a bind mount only take with a remount, on the
+                // new mount (the verified path, walked again into it).
                 if !flags.is_empty() {
+                    let mounted = open_dir_nofollow(target, false)?;
                     nix::mount::mount(
                         None::<&str>,
-                        target,
+                        &mounted.proc_path(),
                         None::<&str>,
                         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
                         None::<&str>,
@@ -442,11 +541,12 @@ impl StorageOps for LinuxStorage {
 
     fn remount(&self, target: &Path, options: &[String]) -> Result<(), OpsError> {
         let (flags, _) = split_options(options);
+        let mounted = open_dir_nofollow(target, false)?;
         // MS_BIND with MS_REMOUNT changes the per-mount flags only, for a
         // bind mount and a filesystem mount alike.
         nix::mount::mount(
             None::<&str>,
-            target,
+            &mounted.proc_path(),
             None::<&str>,
             MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
             None::<&str>,
@@ -459,9 +559,10 @@ impl StorageOps for LinuxStorage {
             Propagation::Private => MsFlags::MS_PRIVATE,
             Propagation::Rshared => MsFlags::MS_SHARED,
         };
+        let mounted = open_dir_nofollow(target, false)?;
         nix::mount::mount(
             None::<&str>,
-            target,
+            &mounted.proc_path(),
             None::<&str>,
             kind | MsFlags::MS_REC,
             None::<&str>,
@@ -470,7 +571,18 @@ impl StorageOps for LinuxStorage {
     }
 
     fn unmount(&self, target: &Path) -> Result<(), OpsError> {
-        match nix::mount::umount2(target, MntFlags::empty()) {
+        // The parent is reached without symlinks; the last component is
+        // not followed either.
+        let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+            return Err(OpsError::io(
+                "unmounting",
+                target,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a mount tfagent makes"),
+            ));
+        };
+        let parent = open_dir_nofollow(parent, false)?;
+        let at = parent.proc_path().join(name);
+        match nix::mount::umount2(&at, MntFlags::UMOUNT_NOFOLLOW) {
             Ok(()) => Ok(()),
             Err(nix::Error::EBUSY) => Err(OpsError::Busy {
                 target: target.display().to_string(),
@@ -585,6 +697,40 @@ mod tests {
         assert_eq!(
             host.quota_from_sysfs(Path::new("/mnt/pool/tfagent-a")),
             None
+        );
+    }
+
+    #[test]
+    fn directories_are_made_and_opened_without_following_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = LinuxStorage::new();
+        let deep = tmp.path().join("a/b/c");
+        host.make_dir(&deep).unwrap();
+        assert!(deep.is_dir());
+        host.make_dir(&deep).unwrap();
+        assert_eq!(host.symlink_in(&deep).unwrap(), None);
+
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, tmp.path().join("link")).unwrap();
+        let through = tmp.path().join("link/x/y");
+        let error = host.make_dir(&through).unwrap_err();
+        assert!(
+            matches!(&error, OpsError::Symlink { link, .. } if *link == tmp.path().join("link")),
+            "{error}"
+        );
+        assert!(error.to_string().contains("is a symlink"), "{error}");
+        assert!(!elsewhere.join("x").exists());
+        assert_eq!(
+            host.symlink_in(&through).unwrap(),
+            Some(tmp.path().join("link"))
+        );
+        // The last component too.
+        let error = host.make_dir(&tmp.path().join("link")).unwrap_err();
+        assert!(matches!(error, OpsError::Symlink { .. }), "{error}");
+        assert_eq!(
+            host.resolve_symlinks(&tmp.path().join("link")),
+            Some(fs::canonicalize(&elsewhere).unwrap())
         );
     }
 

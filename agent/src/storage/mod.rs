@@ -37,7 +37,7 @@ use crate::{
     host::probe::parse_mountinfo,
     step::{Capability, StepError, StepName},
 };
-use tfagent_spec::{NodeSpec, SpecDocument, VolumeSource};
+use tfagent_spec::{AbsPath, NodeSpec, SpecDocument, VolumeSource, limits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -172,6 +172,43 @@ impl Storage {
         .await?
     }
 
+    /// Mount points and persisted paths a document names that pass
+    /// through a symlink on this host, each with the symlink (for
+    /// validation). Only canonical absolute paths are looked up, and only
+    /// while the lists are within their limits: validation refuses the rest.
+    pub async fn symlinked_paths(
+        &self,
+        document: &SpecDocument,
+    ) -> Result<BTreeMap<String, String>, StorageError> {
+        let storage = &document.storage;
+        if storage.volumes.len() > limits::MAX_VOLUMES
+            || storage.persist.paths.len() > limits::MAX_PERSIST_PATHS
+        {
+            return Ok(BTreeMap::new());
+        }
+        let paths: Vec<AbsPath> = storage
+            .volumes
+            .iter()
+            .map(|v| &v.mount_point)
+            .chain(storage.persist.paths.iter().map(|p| &p.path))
+            .filter_map(|text| text.parse().ok())
+            .collect();
+        if paths.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut found = BTreeMap::new();
+            for path in paths {
+                if let Some(link) = inner.ops.symlink_in(path.as_path())? {
+                    found.insert(path.to_string(), link.display().to_string());
+                }
+            }
+            Ok(found)
+        })
+        .await?
+    }
+
     /// Block devices with their signatures and admission.
     pub async fn disks(&self) -> Result<Vec<DiskInfo>, StorageError> {
         let inner = Arc::clone(&self.inner);
@@ -268,6 +305,34 @@ impl Inner {
                         },
                     );
                 }
+            }
+        }
+        let persisted = spec.storage.persist.iter().flat_map(|p| &p.paths);
+        for target in spec
+            .storage
+            .volumes
+            .iter()
+            .map(|v| &v.mount_point)
+            .chain(persisted.map(|p| &p.path))
+        {
+            if let Some(link) = ops.symlink_in(target.as_path())? {
+                observed
+                    .symlinked
+                    .insert(target.to_string(), link.display().to_string());
+            }
+        }
+        for owned in &observed.records.mounts {
+            if top_mount(&mounts, &owned.target)
+                .is_some_and(|m| m.source == owned.source && m.root == owned.root)
+            {
+                continue;
+            }
+            if let Some(real) = ops.resolve_symlinks(Path::new(&owned.target))
+                && real != Path::new(&owned.target)
+            {
+                observed
+                    .landed
+                    .insert(owned.target.clone(), real.display().to_string());
             }
         }
         for (pool, state) in &mut observed.pools {
@@ -384,6 +449,9 @@ impl Inner {
                 ..
             } => {
                 let target_path = Path::new(target);
+                // Made (or found) without a symlink on the way before
+                // anything is read from it or copied out of it.
+                ops.make_dir(target_path)?;
                 if let (MountSource::Bind { dir }, true) = (source, seed) {
                     let dir = Path::new(dir);
                     let fresh = !ops.has_entries(dir)?;
@@ -394,7 +462,6 @@ impl Inner {
                         ops.copy_contents(target_path, dir)?;
                     }
                 }
-                ops.make_dir(target_path)?;
                 ops.mount(source, target_path, options)?;
                 records.record_mount(record.clone());
                 save(records)?;

@@ -71,6 +71,13 @@ pub struct Observed {
     /// By volume name.
     pub subvolumes: BTreeMap<String, SubvolumeState>,
     pub records: Records,
+    /// Mount points (volumes' and persisted paths) with a symlink on the
+    /// way, each with the symlink: a mount there would land elsewhere.
+    pub symlinked: BTreeMap<String, String>,
+    /// Recorded mounts not found at their target, by target: where the
+    /// target really is, symlinks followed (an older agent's mount through
+    /// a symlink landed there).
+    pub landed: BTreeMap<String, String>,
 }
 
 /// The subvolume of pool volume `name`: `<pool>/tfagent-<name>`.
@@ -406,6 +413,16 @@ pub fn plan(spec: &NodeSpec, observed: &Observed) -> Vec<Change> {
                         refusals: &mut Vec<Change>,
                         unmounts: &mut Vec<Change>|
      -> bool {
+        if let Some(link) = observed.symlinked.get(target) {
+            refusals.push(Change::Refuse {
+                subject: subject.to_owned(),
+                reason: format!(
+                    "{link} is a symlink: a mount at {target} would land on its target; \
+                     tfagent mounts only on real directories"
+                ),
+            });
+            return false;
+        }
         match top_mount(&observed.mounts, target) {
             Some(entry) if is(entry, identity) => false,
             Some(entry) => match records.owned(target) {
@@ -668,6 +685,17 @@ pub fn plan(spec: &NodeSpec, observed: &Observed) -> Vec<Change> {
     for owned in &records.mounts {
         let still_ours = top_mount(&observed.mounts, &owned.target).is_some_and(|e| is(e, owned));
         if !still_ours {
+            // Mounted through a symlink (by an older agent): it is taken
+            // back where it landed, unless the spec wants it there.
+            if let Some(real) = observed.landed.get(&owned.target)
+                && top_mount(&observed.mounts, real).is_some_and(|e| is(e, owned))
+                && !desired_targets.contains(real)
+            {
+                unmounts.push(Change::Unmount {
+                    target: real.clone(),
+                    why: "mounted through a symlink, where it landed",
+                });
+            }
             forgets.push(Change::Forget {
                 target: owned.target.clone(),
             });

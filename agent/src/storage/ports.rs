@@ -44,6 +44,14 @@ pub enum OpsError {
     /// `btrfs qgroup show` succeeded but listed no qgroup of the subvolume.
     #[error("btrfs qgroup show {}: no qgroup row", path.display())]
     NoQgroup { path: PathBuf },
+    /// A component of a path tfagent creates or mounts on is a symlink:
+    /// following it would put the mount somewhere else.
+    #[error(
+        "{} is a symlink (on the way to {}); tfagent does not create or mount through symlinks",
+        link.display(),
+        path.display()
+    )]
+    Symlink { path: PathBuf, link: PathBuf },
     /// The mount is in use; it is reported, never forced.
     #[error("{target} is busy (in use by a process or another mount); not forced")]
     Busy { target: String },
@@ -178,7 +186,18 @@ pub trait StorageOps: Send + Sync + fmt::Debug + 'static {
     /// Whether `dir` exists and holds at least one entry.
     fn has_entries(&self, dir: &Path) -> Result<bool, OpsError>;
 
-    /// Creates a directory and its parents (0755); no-op if it exists.
+    /// The first component of `path` that is a symlink, if any (read
+    /// only; components that do not exist yet end the walk).
+    fn symlink_in(&self, path: &Path) -> Result<Option<PathBuf>, OpsError>;
+
+    /// Where `path` really is, symlinks followed (read only); `None` when
+    /// it does not exist. Finds where an older agent's mount through a
+    /// symlink landed.
+    fn resolve_symlinks(&self, path: &Path) -> Option<PathBuf>;
+
+    /// Creates a directory and its parents (0755), one component at a time
+    /// and never through a symlink ([`OpsError::Symlink`]); no-op if it
+    /// exists.
     fn make_dir(&self, path: &Path) -> Result<(), OpsError>;
 
     /// Erases every signature on the device (`wipefs -a`).
@@ -207,7 +226,9 @@ pub trait StorageOps: Send + Sync + fmt::Debug + 'static {
     fn set_quota(&self, subvolume: &Path, bytes: u64) -> Result<(), OpsError>;
 
     /// Mounts `source` at `target` with `options` (flags like `noatime`
-    /// and filesystem options like `compress=zstd` alike).
+    /// and filesystem options like `compress=zstd` alike). `target` (and a
+    /// bind source) is resolved without following symlinks, and the mount
+    /// made on the directory so verified.
     fn mount(
         &self,
         source: &MountSource,

@@ -300,7 +300,7 @@ async fn removed_volumes_are_unmounted_only_when_tfagent_mounted_them() {
     // Busy: reported, not forced, and the record kept for the next pass.
     h.ops.state().busy.push("/srv/a".into());
     let none = spec(
-        "volumes:\n  - name: c\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/c\npersist:\n  paths:\n    - path: /etc/rancher2\n",
+        "volumes:\n  - name: c\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/c\npersist:\n  paths:\n    - path: /srv/rancher2\n",
     );
     let error = h.storage.converge(&none).await.unwrap_err().to_string();
     assert!(
@@ -574,5 +574,85 @@ volumes:
     assert!(
         h.ops.state().mounts.iter().any(|m| m.target == "/srv/data"),
         "{mutations:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_mount_point_through_a_symlink_is_refused_before_any_change() {
+    let h = harness(None);
+    h.ops.add_pool("/mnt/pool", "/dev/sdz", true);
+    h.ops
+        .state()
+        .symlinks
+        .insert("/srv/link".into(), "/etc".into());
+    let spec = spec(
+        "volumes:\n  - name: a\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/link/a\n",
+    );
+    let error = h.storage.converge(&spec).await.unwrap_err().to_string();
+    assert!(error.contains("/srv/link is a symlink"), "{error}");
+    // Refused first: not even the subvolume was made.
+    assert!(h.ops.mutations().is_empty(), "{:?}", h.ops.mutations());
+
+    // The host's own checks refuse it too, should the plan ever not.
+    let ops: &dyn StorageOps = &*h.ops;
+    let made = ops.make_dir(Path::new("/srv/link/a")).unwrap_err();
+    assert!(matches!(made, OpsError::Symlink { ref link, .. } if link == Path::new("/srv/link")));
+    let mounted = ops
+        .mount(
+            &MountSource::Bind {
+                dir: "/mnt/pool/tfagent-a".into(),
+            },
+            Path::new("/srv/link/a"),
+            &[],
+        )
+        .unwrap_err();
+    assert!(matches!(mounted, OpsError::Symlink { .. }), "{mounted}");
+    assert!(h.ops.state().mounts.iter().all(|m| m.target != "/etc/a"));
+}
+
+#[tokio::test]
+async fn a_teardown_takes_back_a_mount_that_landed_through_a_symlink() {
+    // An older agent mounted at /srv/link/a, a symlink to /srv/real: the
+    // kernel put the mount at /srv/real/a, the record says /srv/link/a.
+    let h = harness(None);
+    h.ops.add_pool("/mnt/pool", "/dev/sdz", true);
+    h.ops
+        .state()
+        .symlinks
+        .insert("/srv/link".into(), "/srv/real".into());
+    h.ops.add_mount(FakeMount {
+        major_minor: "0:50".into(),
+        root: "/tfagent-a".into(),
+        target: "/srv/real/a".into(),
+        fs_type: "btrfs".into(),
+        source: "/dev/sdz".into(),
+        shared: false,
+        flags: Vec::new(),
+    });
+    let mut records = Records::default();
+    records.record_mount(records::OwnedMount {
+        target: "/srv/link/a".into(),
+        source: "/dev/sdz".into(),
+        root: "/tfagent-a".into(),
+    });
+    records.save(h.storage.state_dir()).unwrap();
+    let spec = spec(
+        "volumes:\n  - name: b\n    pool: /mnt/pool\n    size: 1GiB\n    mount_point: /srv/b\n",
+    );
+
+    let done = Step::teardown(&h.storage, &spec).await.unwrap();
+    assert_eq!(h.ops.mutations(), ["unmount /srv/real/a"], "{done:?}");
+    assert!(
+        h.ops
+            .state()
+            .mounts
+            .iter()
+            .all(|m| m.target != "/srv/real/a")
+    );
+    assert!(
+        Records::load(h.storage.state_dir())
+            .unwrap()
+            .mounts
+            .is_empty()
     );
 }

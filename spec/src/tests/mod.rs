@@ -84,7 +84,7 @@ fn device_volume() -> VolumeDoc {
     VolumeDoc {
         name: "data".into(),
         device: Some("/dev/disk/by-id/nvme-disk-1".into()),
-        mount_point: "/var/lib/data".into(),
+        mount_point: "/srv/data".into(),
         ..Default::default()
     }
 }

@@ -146,7 +146,7 @@ fn storage_rules() {
             (
                 |d| {
                     let mut second = pool_volume();
-                    second.mount_point = "/var/lib/data".into();
+                    second.mount_point = "/srv/data".into();
                     d.storage.volumes.push(second);
                 },
                 "storage.volumes[1].mount_point",
@@ -521,4 +521,109 @@ fn devices_the_host_refuses_are_invalid_arguments_naming_the_field() {
     let errors = errors_with(&with_volumes(vec![device_volume()]), &ctx);
     assert_eq!(fields(&errors), ["storage.volumes[0].device"]);
     assert!(errors[0].message.contains("allowed_devices"));
+}
+
+/// Issue 18: mount points and persisted paths are refused in a system tree
+/// (outside the allow-list), on the agent's own state or run dir, their
+/// ancestors and insides, and through a symlink the host reported; each
+/// fault names its field.
+#[test]
+fn mount_targets_are_checked_as_host_paths() {
+    let ctx = ValidationContext {
+        state_dir: Some("/srv/tfagent/state".parse().unwrap()),
+        run_dir: Some("/opt/tfagent/run".parse().unwrap()),
+        symlinked_paths: [("/srv/linked/data".to_owned(), "/srv/linked".to_owned())].into(),
+        ..ValidationContext::default()
+    };
+    let volume_at = |mount_point: &str| {
+        let mut volume = device_volume();
+        volume.mount_point = mount_point.into();
+        with_volumes(vec![volume])
+    };
+    let persisted = |path: &str| {
+        let mut doc = with_volumes(vec![device_volume()]);
+        doc.storage.persist.paths = vec![PersistPathDoc {
+            path: path.into(),
+            ..Default::default()
+        }];
+        doc
+    };
+    let cases: &[(&str, &str)] = &[
+        ("/sys/fs/cgroup", "lies under /sys, a system directory"),
+        ("/etc/ssh", "lies under /etc, a system directory"),
+        ("/usr/lib", "lies under /usr, a system directory"),
+        ("/run", "must not be /run, a system directory"),
+        ("/var", "must not be /var, a system directory"),
+        ("/var/lib", "lies under /var"),
+        ("/root", "must not be /root"),
+        ("/dev/shm/x", "lies under /dev"),
+        ("/var/lib/rancher2", "lies under /var"),
+        (
+            "/srv/tfagent/state",
+            "would hide the agent's own state dir /srv/tfagent/state",
+        ),
+        ("/srv/tfagent", "would hide the agent's own state dir"),
+        (
+            "/srv/tfagent/state/x",
+            "lies inside the agent's own state dir",
+        ),
+        (
+            "/opt/tfagent/run",
+            "would hide the agent's run dir /opt/tfagent/run",
+        ),
+        ("/opt/tfagent", "would hide the agent's run dir"),
+        ("/opt/tfagent/run/sock", "lies inside the agent's run dir"),
+        ("/", "must not be `/`"),
+        ("/tmp", "must not be /tmp itself"),
+        ("/srv/linked/data", "/srv/linked is a symlink"),
+    ];
+    for (path, needle) in cases {
+        for (doc, field) in [
+            (volume_at(path), "storage.volumes[0].mount_point"),
+            (persisted(path), "storage.persist.paths[0].path"),
+        ] {
+            let found = errors_with(&doc, &ctx);
+            assert!(
+                found
+                    .iter()
+                    .any(|e| e.path == field && e.message.contains(needle)),
+                "{path} as {field}: want `{needle}`, got {found:#?}"
+            );
+        }
+    }
+    // The allow-list, the services' dirs the boot config names, and
+    // ordinary places stay valid.
+    let ctx = ValidationContext {
+        service_dirs: Some(ServiceDirs {
+            k3s_data_dir: "/var/lib/k3s-here".parse().unwrap(),
+            ..ServiceDirs::default()
+        }),
+        ..ctx
+    };
+    for path in [
+        "/var/lib/rancher/k3s",
+        "/var/lib/kubelet",
+        "/var/lib/tfagent-containerd",
+        "/var/lib/longhorn",
+        "/etc/rancher",
+        "/var/log/pods",
+        "/var/lib/k3s-here",
+        "/srv/other",
+        "/mnt/ssd-1/data",
+        "/tmp/x",
+    ] {
+        assert_eq!(errors_with(&volume_at(path), &ctx), vec![], "{path}");
+    }
+    // Without host facts the defaults stand in: /run/tfagent and
+    // /var/cache/modules/tfagent.
+    let found = errors_with(
+        &volume_at("/var/cache/modules"),
+        &ValidationContext::default(),
+    );
+    assert!(
+        found[0]
+            .message
+            .contains("state dir /var/cache/modules/tfagent"),
+        "{found:?}"
+    );
 }

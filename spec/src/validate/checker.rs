@@ -12,6 +12,7 @@ use ipnet::IpNet;
 
 use super::context::ValidationContext;
 use super::errors::{FieldError, ValidationErrors};
+use super::host_paths::{self, AgentDir};
 use crate::limits::{MAX_ERRORS, MAX_STRING_BYTES};
 use crate::types::{AbsPath, nets_overlap, parse_network, zos_reserved};
 
@@ -205,22 +206,43 @@ impl<'a> Checker<'a> {
         ok
     }
 
-    /// A directory the agent mounts or hands to an add-on.
+    /// A directory the agent mounts or hands to an add-on: not `/`, not in
+    /// a system tree outside the allow-list, not the agent's own state or
+    /// run dir (nor an ancestor or a descendant of one), not through a
+    /// symlink the host reported (see [`host_paths`]).
     pub(super) fn data_dir(&mut self, path: &str, text: &str, default: &str) -> Option<AbsPath> {
         let dir: AbsPath = self.parse_or(path, text, default)?;
-        if dir.as_str() == "/" {
-            self.fail(path, "must not be `/`");
+        let state_dir = self.ctx.state_dir_or_default();
+        let run_dir = self.ctx.run_dir_or_default();
+        let agent_dirs = [
+            AgentDir {
+                what: "own state dir",
+                path: &state_dir,
+            },
+            AgentDir {
+                what: "run dir",
+                path: &run_dir,
+            },
+        ];
+        let services = self.ctx.service_dirs.clone();
+        let extra: Vec<&AbsPath> = services
+            .iter()
+            .flat_map(|d| [&d.k3s_data_dir, &d.kubelet_dir, &d.containerd_root])
+            .collect();
+        if let Some(why) = host_paths::refusal(&dir, &agent_dirs, &extra) {
+            self.fail(path, why);
             return None;
         }
-        if SYSTEM_DIRS.contains(&dir.as_str()) {
-            self.fail(path, format!("must not be {dir}, a system directory"));
+        if let Some(link) = self.ctx.symlinked_paths.get(dir.as_str()) {
+            self.fail(
+                path,
+                format!(
+                    "{link} is a symlink on this host; tfagent mounts only on real directories \
+                     (a mount there would land on the link's target)"
+                ),
+            );
             return None;
         }
         Some(dir)
     }
 }
-
-/// Mount points (and data directories) that would hide the system.
-const SYSTEM_DIRS: &[&str] = &[
-    "/proc", "/sys", "/dev", "/boot", "/usr", "/bin", "/sbin", "/lib", "/etc",
-];

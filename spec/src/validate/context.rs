@@ -17,6 +17,12 @@ pub struct ValidationContext {
     /// The agent's own state dir, persisted by default
     /// (`defaults::STATE_DIR` when unknown).
     pub state_dir: Option<AbsPath>,
+    /// The agent's run dir (`defaults::RUN_DIR` when unknown): no mount
+    /// may cover it or lie in it.
+    pub run_dir: Option<AbsPath>,
+    /// Mount points and persisted paths, as written in the document, that
+    /// pass through a symlink on this host, each with the symlink.
+    pub symlinked_paths: BTreeMap<String, String>,
     /// Devices the agent must not use, as written in the document, each
     /// with why (outside the allow-list, holds / or the state dir).
     pub refused_devices: BTreeMap<String, String>,
@@ -25,6 +31,22 @@ pub struct ValidationContext {
     /// Where this node's services keep their data, persisted by default
     /// (`defaults` when unknown).
     pub service_dirs: Option<ServiceDirs>,
+}
+
+impl ValidationContext {
+    pub(super) fn state_dir_or_default(&self) -> AbsPath {
+        self.state_dir.clone().unwrap_or_else(|| {
+            defaults::STATE_DIR
+                .parse()
+                .unwrap_or_else(|_| unreachable!())
+        })
+    }
+
+    pub(super) fn run_dir_or_default(&self) -> AbsPath {
+        self.run_dir
+            .clone()
+            .unwrap_or_else(|| defaults::RUN_DIR.parse().unwrap_or_else(|_| unreachable!()))
+    }
 }
 
 /// The directories of the supervised services that must survive a reboot.

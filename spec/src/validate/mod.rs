@@ -9,6 +9,7 @@ mod checker;
 mod cluster;
 mod context;
 mod errors;
+pub mod host_paths;
 mod node;
 mod services;
 mod storage;

@@ -139,13 +139,9 @@ impl Checker<'_> {
 
         // The agent's own state dir is never bind-mounted: the agent holds
         // it open from its start, before storage runs, so a mount over it
-        // would hide the spec it booted from. It belongs on persistent
-        // storage by the boot config (zOS keeps /var/cache/modules).
-        let state_dir = self
-            .ctx
-            .state_dir
-            .clone()
-            .or_else(|| defaults::STATE_DIR.parse().ok());
+        // would hide the spec it booted from (`data_dir` refuses it). It
+        // belongs on persistent storage by the boot config (zOS keeps
+        // /var/cache/modules).
         let mut paths: Vec<PersistPath> = Vec::new();
         if doc.paths.is_empty() {
             let local_path = if addons.local_path.path.is_empty() {
@@ -205,18 +201,6 @@ impl Checker<'_> {
                     format!(
                         "would hide volume {} at {}, which holds the persisted paths",
                         holder.name, holder.mount_point
-                    ),
-                );
-                ok = false;
-            }
-            if let Some(state) = &state_dir
-                && (state.is_within(&path) || path.is_within(state))
-            {
-                self.fail(
-                    &path_field,
-                    format!(
-                        "holds the agent's own state dir {state}, which the agent keeps open: \
-                         point the boot config's state_dir at persistent storage instead"
                     ),
                 );
                 ok = false;

@@ -386,6 +386,35 @@ fn mutations() -> Vec<Mutation> {
     all.push(set("storage.persist", |d| {
         d.storage.persist.volume = "no-such-volume".into();
     }));
+    // Mount targets in a system tree, on the agent's own dirs (the
+    // defaults, and their parents) or through a symlink (the harness's
+    // host has /srv/link → /etc): issue 18.
+    for bad in [
+        "/sys/fs/cgroup",
+        "/etc/ssh",
+        "/usr/lib",
+        "/run",
+        "/run/tfagent",
+        "/var",
+        "/var/lib/rancher2",
+        "/root",
+        "/dev/shm/x",
+        "/var/cache/modules/tfagent",
+        "/var/cache/modules",
+        "/tmp",
+        "/srv/link",
+        "/srv/link/data",
+    ] {
+        all.push(set("storage.volumes[1].mount_point", move |d| {
+            d.storage.volumes[1].mount_point = bad.into();
+        }));
+        all.push(set("storage.persist.paths[0].path", move |d| {
+            d.storage.persist.paths = vec![tfagent_spec::PersistPathDoc {
+                path: bad.into(),
+                ..Default::default()
+            }];
+        }));
+    }
     // Services.
     for bad in ["relative/k3s", "/usr/../bin/k3s", "/usr/bin/"] {
         all.push(set("services.k3s", move |d| {
@@ -648,6 +677,10 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let storage_ops = Arc::new(FakeOps::default());
+        storage_ops
+            .state()
+            .symlinks
+            .insert("/srv/link".into(), "/etc".into());
         let storage = Storage::new(
             Arc::clone(&storage_ops) as Arc<dyn StorageOps>,
             &state,
