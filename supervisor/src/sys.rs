@@ -15,6 +15,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
+use crate::exe;
 use nix::{
     sys::{
         resource,
@@ -92,13 +93,22 @@ pub struct Launch<'a> {
 
 /// Starts a service's process (stdin from /dev/null, nothing of the
 /// agent's environment) and returns its pid. The caller reaps it ([`reap`]).
+///
+/// `argv[0]` must be a binary only root may change ([`exe::open_trusted`]);
+/// the file checked is the file run: the child executes the checked
+/// descriptor through `/proc/self/fd/N` (with `argv[0]` as its name), so
+/// nothing swapped in at the path after the check runs. The descriptor
+/// stays open across exec, as a script's interpreter reads the script
+/// through it.
 pub fn launch(launch: Launch<'_>) -> io::Result<i32> {
     let (program, args) = launch
         .argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
-    let mut command = Command::new(program);
+    let binary = exe::open_trusted(Path::new(program))?;
+    let mut command = Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
     command
+        .arg0(program)
         .args(args)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
@@ -106,7 +116,7 @@ pub fn launch(launch: Launch<'_>) -> io::Result<i32> {
         .stdin(Stdio::null())
         .stdout(launch.stdout)
         .stderr(launch.stderr);
-    let child = spawn(command, launch.rlimits, launch.cgroup_procs)?;
+    let child = spawn(command, launch.rlimits, launch.cgroup_procs, Some(&binary))?;
     // Dropping a std Child neither kills nor reaps it.
     i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))
 }
@@ -142,19 +152,28 @@ pub fn kill(pid: i32, signal: Signal) {
 /// Spawns `command` in its own session (so the agent's death, or a signal
 /// to its process group, does not reach it), with `rlimits`, moved into
 /// the cgroups whose `cgroup.procs` files are given before it runs anything.
+/// `keep` is a close-on-exec descriptor the child keeps open across exec.
 pub fn spawn(
     mut command: Command,
     rlimits: &[Rlimit],
     cgroup_procs: Vec<File>,
+    keep: Option<&OwnedFd>,
 ) -> io::Result<Child> {
     let fds: Vec<RawFd> = cgroup_procs.iter().map(AsRawFd::as_raw_fd).collect();
+    let keep = keep.map(AsRawFd::as_raw_fd);
     let rlimits = rlimits.to_vec();
     // SAFETY: the hook runs in the forked child before exec. It only makes
     // async-signal-safe system calls (setsid, setrlimit, write) on memory
-    // prepared before the fork, and allocates nothing.
+    // prepared before the fork, and allocates nothing. `keep` is open in
+    // the parent until `spawn` returns, so in the child too.
     unsafe {
         command.pre_exec(move || {
             nix::unistd::setsid()?;
+            if let Some(fd) = keep
+                && libc::fcntl(fd, libc::F_SETFD, 0) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
             for limit in &rlimits {
                 // Without CAP_SYS_RESOURCE (a container) a limit cannot go
                 // above the current hard limit: take as much as allowed.

@@ -47,6 +47,10 @@ pub trait Services: Send + Sync + fmt::Debug {
     fn restart(&self, service: &str) -> Result<(), SuperviseError>;
     /// The services' data dirs, which storage persists by default.
     fn persisted_dirs(&self) -> Option<ServiceDirs>;
+    /// Of the binaries named (as written in a document), those that would
+    /// not be run as root, each with why (see `tfagent_supervisor::exe`).
+    /// Blocking: it reads the filesystem.
+    fn refused_binaries(&self, binaries: &[String]) -> BTreeMap<String, String>;
     /// The admin kubeconfig this server's k3s wrote, pointing at `server`.
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError>;
 }
