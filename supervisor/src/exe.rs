@@ -78,7 +78,11 @@ fn refusal(path: &Path, stat: &FileStat) -> Option<String> {
         return Some(format!(
             "{} is writable by {} (mode {mode:04o})",
             path.display(),
-            if mode & 0o002 != 0 { "others" } else { "its group" },
+            if mode & 0o002 != 0 {
+                "others"
+            } else {
+                "its group"
+            },
         ));
     }
     None
@@ -123,17 +127,23 @@ pub fn open_trusted(path: &Path) -> Result<OwnedFd, Untrusted> {
     // What is left to walk, last component first; `dir` is the checked
     // directory it is relative to, `shown` how the walk names it.
     let mut pending: Vec<PathBuf> = components_reversed(path);
-    let mut dir = root.try_clone().map_err(|e| Untrusted::Io(root_path.to_owned(), e))?;
+    let mut dir = root
+        .try_clone()
+        .map_err(|e| Untrusted::Io(root_path.to_owned(), e))?;
     let mut shown = PathBuf::from("/");
     let mut links = 0;
     while let Some(name) = pending.pop() {
         if name == Path::new("/") {
-            dir = root.try_clone().map_err(|e| Untrusted::Io(root_path.to_owned(), e))?;
+            dir = root
+                .try_clone()
+                .map_err(|e| Untrusted::Io(root_path.to_owned(), e))?;
             shown = PathBuf::from("/");
             continue;
         }
         let next_shown = if name == Path::new("..") {
-            shown.parent().map_or_else(|| PathBuf::from("/"), Path::to_owned)
+            shown
+                .parent()
+                .map_or_else(|| PathBuf::from("/"), Path::to_owned)
         } else {
             shown.join(&name)
         };
@@ -243,8 +253,16 @@ mod tests {
 
     #[test]
     fn a_relative_path_or_a_directory_is_refused() {
-        assert!(check_binary(Path::new("bin/sh")).unwrap_err().contains("absolute"));
-        assert!(check_binary(Path::new("/usr/bin")).unwrap_err().contains("directory"));
+        assert!(
+            check_binary(Path::new("bin/sh"))
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(
+            check_binary(Path::new("/usr/bin"))
+                .unwrap_err()
+                .contains("directory")
+        );
     }
 
     #[test]
@@ -255,7 +273,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = binary(dir.path(), "k3s", 0o755);
         let error = check_binary(&path).unwrap_err();
-        assert!(error.contains("/tmp is writable by others (mode 1777)"), "{error}");
+        assert!(
+            error.contains("/tmp is writable by others (mode 1777)"),
+            "{error}"
+        );
         // A name that does not exist yet under /tmp is refused too.
         let error = check_binary(Path::new("/tmp/not-yet/k3s")).unwrap_err();
         assert!(error.contains("/tmp is writable by others"), "{error}");
@@ -278,7 +299,10 @@ mod tests {
 
         let writable = binary(dir.path(), "writable", 0o775);
         let error = check_binary(&writable).unwrap_err();
-        assert!(error.contains("writable by its group (mode 0775)"), "{error}");
+        assert!(
+            error.contains("writable by its group (mode 0775)"),
+            "{error}"
+        );
 
         let not_roots = binary(dir.path(), "not-roots", 0o755);
         nix::unistd::chown(&not_roots, Some(nix::unistd::Uid::from_raw(1000)), None).unwrap();

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tfagent_spec::{NodeSpec, Services, SpecDocument, ValidationContext};
+use tfagent_spec::{NodeSpec, Services, SpecDocument, ValidationContext, defaults};
 use tracing::info;
 
 use super::{
@@ -72,6 +72,20 @@ pub struct ApplyOutcome {
     pub plan: Vec<StepPlan>,
 }
 
+/// The binaries `document` names, as validation reads them: an empty field
+/// is the default binary.
+pub(super) fn effective_binaries(document: &SpecDocument) -> [String; 2] {
+    let effective =
+        |binary: &str, default: &str| if binary.is_empty() { default } else { binary }.to_owned();
+    [
+        effective(
+            &document.services.containerd.binary,
+            defaults::CONTAINERD_BINARY,
+        ),
+        effective(&document.services.k3s.binary, defaults::K3S_BINARY),
+    ]
+}
+
 /// What validation may know of this host.
 async fn validation_context(
     parts: &Collaborators,
@@ -79,10 +93,7 @@ async fn validation_context(
 ) -> Result<ValidationContext, ControlError> {
     let probe = probe_host(parts).await?;
     let services = Arc::clone(&parts.services);
-    let binaries = [
-        document.services.containerd.binary.clone(),
-        document.services.k3s.binary.clone(),
-    ];
+    let binaries = effective_binaries(document);
     let refused_binaries =
         tokio::task::spawn_blocking(move || services.refused_binaries(&binaries))
             .await

@@ -36,7 +36,11 @@ async fn a_server_serves_its_kubeconfig_at_the_vip_and_an_agent_refuses() {
     assert!(refused.contains("no spec"), "{refused}");
 
     controller
-        .apply(example_document("server-init"), ApplyMode::Apply, ApplyRights::All)
+        .apply(
+            example_document("server-init"),
+            ApplyMode::Apply,
+            ApplyRights::All,
+        )
         .await
         .unwrap();
     // k3s has not written it yet.
@@ -53,7 +57,11 @@ async fn a_server_serves_its_kubeconfig_at_the_vip_and_an_agent_refuses() {
     assert!(text.contains("client-key-data: S0VZ"), "{text}");
 
     controller
-        .apply(example_document("agent"), ApplyMode::Apply, ApplyRights::All)
+        .apply(
+            example_document("agent"),
+            ApplyMode::Apply,
+            ApplyRights::All,
+        )
         .await
         .unwrap();
     let agent = controller.kubeconfig().unwrap_err().to_string();
@@ -67,7 +75,11 @@ async fn concurrent_applies_get_distinct_consecutive_generations() {
     let tasks: Vec<_> = (0..16)
         .map(|n| {
             let controller = Arc::clone(&controller);
-            tokio::spawn(async move { controller.apply(variant(n), ApplyMode::Apply, ApplyRights::All).await })
+            tokio::spawn(async move {
+                controller
+                    .apply(variant(n), ApplyMode::Apply, ApplyRights::All)
+                    .await
+            })
         })
         .collect();
     let mut generations = Vec::new();
@@ -99,7 +111,11 @@ async fn a_try_whose_commit_fails_leaves_no_trial_behind() {
     std::fs::remove_file(&spec).unwrap();
     std::fs::create_dir(&spec).unwrap();
     controller
-        .apply(variant(2), ApplyMode::Try(Duration::from_secs(60)), ApplyRights::All)
+        .apply(
+            variant(2),
+            ApplyMode::Try(Duration::from_secs(60)),
+            ApplyRights::All,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -206,7 +222,11 @@ async fn a_cancelled_apply_leaves_disk_and_memory_agreeing() {
     for n in 0..40 {
         let task = tokio::spawn({
             let controller = Arc::clone(&controller);
-            async move { controller.apply(variant(n), ApplyMode::Apply, ApplyRights::All).await }
+            async move {
+                controller
+                    .apply(variant(n), ApplyMode::Apply, ApplyRights::All)
+                    .await
+            }
         });
         // Give up on the call at varying points of its progress.
         for _ in 0..n % 8 {
@@ -219,7 +239,11 @@ async fn a_cancelled_apply_leaves_disk_and_memory_agreeing() {
         };
         // Re-applying the current spec waits for a commit still running.
         let settled = controller
-            .apply(stored.spec.to_document(), ApplyMode::Apply, ApplyRights::All)
+            .apply(
+                stored.spec.to_document(),
+                ApplyMode::Apply,
+                ApplyRights::All,
+            )
             .await
             .unwrap();
         let memory = current(&controller).unwrap();
@@ -327,7 +351,10 @@ async fn a_reset_takes_the_steps_down_in_reverse_order_and_survives_a_restart() 
     drop(controller);
     let (restarted, _) = recording_controller(tmp.path(), None);
     assert!(current(&restarted).is_none(), "the reset is on disk");
-    let next = restarted.apply(variant(2), ApplyMode::Apply, ApplyRights::All).await.unwrap();
+    let next = restarted
+        .apply(variant(2), ApplyMode::Apply, ApplyRights::All)
+        .await
+        .unwrap();
     assert_eq!(next.generation, 2);
 }
 
@@ -411,7 +438,11 @@ async fn a_reset_ends_a_trial_so_nothing_is_restored_later() {
         .await
         .unwrap();
     controller
-        .apply(variant(2), ApplyMode::Try(Duration::from_millis(300)), ApplyRights::All)
+        .apply(
+            variant(2),
+            ApplyMode::Try(Duration::from_millis(300)),
+            ApplyRights::All,
+        )
         .await
         .unwrap();
     controller.reset("variant-2").await.unwrap();
@@ -438,7 +469,11 @@ async fn a_try_without_confirm_is_reverted_at_its_deadline() {
     let tmp = tempfile::tempdir().unwrap();
     let controller = controller(tmp.path());
     let refused = controller
-        .apply(variant(1), ApplyMode::Try(Duration::from_secs(1)), ApplyRights::All)
+        .apply(
+            variant(1),
+            ApplyMode::Try(Duration::from_secs(1)),
+            ApplyRights::All,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -450,7 +485,11 @@ async fn a_try_without_confirm_is_reverted_at_its_deadline() {
         .await
         .unwrap();
     let outcome = controller
-        .apply(variant(2), ApplyMode::Try(Duration::from_millis(500)), ApplyRights::All)
+        .apply(
+            variant(2),
+            ApplyMode::Try(Duration::from_millis(500)),
+            ApplyRights::All,
+        )
         .await
         .unwrap();
     assert_eq!((outcome.generation, outcome.changed), (2, true));
@@ -497,7 +536,11 @@ async fn a_confirmed_try_stays() {
         .await
         .unwrap();
     controller
-        .apply(variant(2), ApplyMode::Try(Duration::from_millis(300)), ApplyRights::All)
+        .apply(
+            variant(2),
+            ApplyMode::Try(Duration::from_millis(300)),
+            ApplyRights::All,
+        )
         .await
         .unwrap();
     let wrong = controller.confirm(1).await.unwrap_err();
@@ -521,8 +564,14 @@ async fn a_trial_left_by_an_earlier_run_is_reverted_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     {
         let first = controller(tmp.path());
-        first.apply(variant(1), ApplyMode::Apply, ApplyRights::All).await.unwrap();
-        first.apply(variant(2), ApplyMode::Apply, ApplyRights::All).await.unwrap();
+        first
+            .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
+            .await
+            .unwrap();
+        first
+            .apply(variant(2), ApplyMode::Apply, ApplyRights::All)
+            .await
+            .unwrap();
     }
     // As if the agent died inside the window of a try of generation 2.
     let previous = variant(1).validate(&ValidationContext::default()).unwrap();
@@ -582,9 +631,14 @@ async fn operator_rights_never_change_a_binary_on_trial_or_after_one() {
             .apply(other.clone(), mode, operator)
             .await
             .unwrap_err();
-        assert!(matches!(error, ControlError::PermissionDenied(_)), "{error}");
         assert!(
-            error.to_string().starts_with("services.containerd.binary: "),
+            matches!(error, ControlError::PermissionDenied(_)),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("services.containerd.binary: "),
             "{error}"
         );
     }
@@ -619,5 +673,16 @@ async fn a_binary_the_host_refuses_is_refused_even_for_an_admin() {
             .to_string()
             .contains("services.k3s.binary: not run as root: /tmp is writable by others"),
         "{error}"
+    );
+}
+
+#[test]
+fn the_host_checks_the_default_binary_when_a_field_is_empty() {
+    let mut document = variant(1);
+    document.services.containerd.binary = String::new();
+    document.services.k3s.binary = "/opt/k3s".into();
+    assert_eq!(
+        apply::effective_binaries(&document),
+        ["/usr/bin/containerd", "/opt/k3s"]
     );
 }

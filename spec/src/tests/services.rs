@@ -159,12 +159,20 @@ fn services_rules() {
             // The allow-list: anything that could grant access, change what
             // runs as root or where files go is refused, naming the flag.
             (
-                |d| d.services.k3s.extra_args = vec!["--kube-apiserver-arg=anonymous-auth=true".into()],
+                |d| {
+                    d.services.k3s.extra_args =
+                        vec!["--kube-apiserver-arg=anonymous-auth=true".into()]
+                },
                 "services.k3s.extra_args[0]",
                 "`--kube-apiserver-arg` is not among the flags that may be passed through",
             ),
             (
-                |d| d.services.k3s.extra_args = vec!["--disable=traefik".into(), "--kubelet-arg=max-pods=200".into()],
+                |d| {
+                    d.services.k3s.extra_args = vec![
+                        "--disable=traefik".into(),
+                        "--kubelet-arg=max-pods=200".into(),
+                    ]
+                },
                 "services.k3s.extra_args[1]",
                 "`--kubelet-arg` is not among",
             ),
@@ -261,8 +269,14 @@ fn a_binary_the_host_refuses_is_refused_naming_its_field() {
     let mut doc = base();
     doc.services.k3s.binary = "/tmp/k3s".into();
     let errors = doc.validate(&context).unwrap_err();
-    let error = errors.iter().find(|e| e.path == "services.k3s.binary").unwrap();
-    assert!(error.message.contains("/tmp is writable by others"), "{error:?}");
+    let error = errors
+        .iter()
+        .find(|e| e.path == "services.k3s.binary")
+        .unwrap();
+    assert!(
+        error.message.contains("/tmp is writable by others"),
+        "{error:?}"
+    );
     assert_eq!(errors.len(), 1, "{errors}");
 }
 
@@ -274,7 +288,10 @@ fn only_binaries_are_fields_that_decide_what_runs_as_root() {
     other.k3s.extra_args = vec!["--debug".into()];
     assert!(spec.services.root_fields_changed(&other).is_empty());
     other.k3s.binary = "/opt/k3s".parse().unwrap();
-    assert_eq!(spec.services.root_fields_changed(&other), ["services.k3s.binary"]);
+    assert_eq!(
+        spec.services.root_fields_changed(&other),
+        ["services.k3s.binary"]
+    );
     other.containerd.binary = "/opt/containerd".parse().unwrap();
     assert_eq!(
         spec.services.root_fields_changed(&other),

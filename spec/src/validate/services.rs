@@ -101,7 +101,10 @@ const K3S_MANAGED: &[(&[&str], &str)] = &[
     (&["node-ip", "i"], "it follows network.wireguard.addresses"),
     (&["node-name"], "it follows node_name"),
     (&["flannel-iface"], "it follows network.wireguard.interface"),
-    (&["data-dir", "d"], "put k3s's data on disk through storage.volumes"),
+    (
+        &["data-dir", "d"],
+        "put k3s's data on disk through storage.volumes",
+    ),
     (&["tls-san"], "set cluster.tls_sans instead"),
     (&["cluster-cidr"], "set cluster.cluster_cidr instead"),
     (&["service-cidr"], "set cluster.service_cidr instead"),
@@ -109,7 +112,10 @@ const K3S_MANAGED: &[(&[&str], &str)] = &[
         &["container-runtime-endpoint"],
         "k3s uses the containerd of services.containerd",
     ),
-    (&["config", "c"], "the agent renders k3s's config from this spec"),
+    (
+        &["config", "c"],
+        "the agent renders k3s's config from this spec",
+    ),
     (
         &["write-kubeconfig", "o", "write-kubeconfig-mode"],
         "k3s writes the admin kubeconfig where the agent says, 0600",
@@ -129,7 +135,10 @@ const CONTAINERD_MANAGED: &[(&[&str], &str)] = &[
         &["address", "a"],
         "the agent chooses the socket (zOS's own containerd holds /run/containerd)",
     ),
-    (&["root"], "put containerd's data on disk through storage.volumes"),
+    (
+        &["root"],
+        "put containerd's data on disk through storage.volumes",
+    ),
     (&["state"], "the agent chooses it"),
 ];
 
@@ -166,13 +175,17 @@ fn refusal(arg: &str, allowed: &[AllowedFlag], managed: &[(&[&str], &str)]) -> O
         (Value::Switch, None | Some("true" | "false")) => true,
         (Value::Switch, Some(_)) => false,
         (_, None | Some("")) => {
-            return Some(format!("`--{long}` needs a value after `=` in the same entry"));
+            return Some(format!(
+                "`--{long}` needs a value after `=` in the same entry"
+            ));
         }
         (Value::OneOf(names), Some(value)) => value.split(',').all(|v| names.contains(&v)),
         (Value::LabelLike, Some(value)) => value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-/=:".contains(c)),
-        (Value::Number, Some(value)) => value.len() <= 4 && value.chars().all(|c| c.is_ascii_digit()),
+        (Value::Number, Some(value)) => {
+            value.len() <= 4 && value.chars().all(|c| c.is_ascii_digit())
+        }
         (Value::Cron, Some(value)) => value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || " */,-".contains(c)),

@@ -393,7 +393,9 @@ async fn an_allowed_socket_caller_may_change_binaries_but_not_to_an_unsafe_one()
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert!(
-        refused.message().contains("services.k3s.binary: not run as root: "),
+        refused
+            .message()
+            .contains("services.k3s.binary: not run as root: "),
         "{refused:?}"
     );
     agent.stop().await;
