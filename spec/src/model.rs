@@ -199,7 +199,7 @@ pub struct Services {
 pub struct Service {
     /// The binary.
     pub binary: AbsPath,
-    /// Extra arguments (none the agent manages itself).
+    /// Extra flags, each on the allow-list of its service, one per entry.
     pub extra_args: Vec<String>,
 }
 
