@@ -50,7 +50,8 @@ struct Bed {
 
 impl Bed {
     fn new(cgroups: bool, names: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        // Stand-in binaries go here: the agent runs none from under /tmp.
+        let dir = tfagent_testkit::trusted_tempdir();
         let paths = ServicePaths::under(dir.path());
         let supervised = SupervisorBed::with_dirs(
             dir,
@@ -730,10 +731,6 @@ fn k3s_helper() {
         );
         let mut spec = example_spec("server-init");
         spec.services.k3s.binary = k3s_bin.to_string_lossy().parse().unwrap();
-        spec.services.k3s.extra_args = vec![format!(
-            "--write-kubeconfig={}",
-            dir.join("kubeconfig.yaml").display()
-        )];
         let services = services::Services::new(supervisor.clone(), paths.clone());
         let outcome = services.converge(&spec).await.unwrap();
         eprintln!("services step: {outcome:?}");
@@ -741,7 +738,7 @@ fn k3s_helper() {
         eprintln!("k3s ready: {ready:?}");
         assert!(ready.message.contains("/readyz answered 200"), "{ready:?}");
         if std::env::var_os(K3S_ADDONS_ENV).is_some_and(|v| v == "1") {
-            addons_are_deployed(&spec, &paths, &k3s_bin, &dir).await;
+            addons_are_deployed(&spec, &paths, &k3s_bin).await;
         }
         supervisor.stop_all().await;
         token.cancel();
@@ -756,7 +753,6 @@ async fn addons_are_deployed(
     spec: &tfagent_spec::NodeSpec,
     paths: &ServicePaths,
     k3s_bin: &std::ffi::OsStr,
-    dir: &Path,
 ) {
     use tfagent::{
         addons::{AddonsStep, K3sPaths},
@@ -770,7 +766,8 @@ async fn addons_are_deployed(
     loop {
         let listed = Command::new(k3s_bin)
             .args(["kubectl", "--kubeconfig"])
-            .arg(dir.join("kubeconfig.yaml"))
+            // Where the rendered config.yaml has k3s write it (0600).
+            .arg(paths.k3s_kubeconfig())
             .args(["get", "helmcharts.helm.cattle.io", "-A", "-o", "name"])
             .output()
             .unwrap();

@@ -269,7 +269,8 @@ pub struct ServiceDoc {
     /// Absolute path of the binary.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub binary: String,
-    /// Extra arguments.
+    /// Extra flags: only those on the allow-list of the service (README
+    /// "Services"), one per entry, a value after `=`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
 }

@@ -199,7 +199,7 @@ pub struct Services {
 pub struct Service {
     /// The binary.
     pub binary: AbsPath,
-    /// Extra arguments (none the agent manages itself).
+    /// Extra flags, each on the allow-list of its service, one per entry.
     pub extra_args: Vec<String>,
 }
 
@@ -248,6 +248,36 @@ pub struct LocalPath {
 pub struct Longhorn {
     /// Its data path.
     pub data_path: AbsPath,
+}
+
+impl Services {
+    /// The fields that decide what runs as root, each with its path in the
+    /// document, here and in `other`, that differ between the two. Changing
+    /// one of them takes the admin role.
+    pub fn root_fields_changed(&self, other: &Services) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.containerd.binary != other.containerd.binary {
+            changed.push("services.containerd.binary");
+        }
+        if self.k3s.binary != other.k3s.binary {
+            changed.push("services.k3s.binary");
+        }
+        changed
+    }
+
+    /// The services of a document that leaves them out: every field at its
+    /// default.
+    pub fn defaults() -> Self {
+        let path = |text: &str| text.parse().unwrap_or_else(|_| unreachable!());
+        let service = |binary| Service {
+            binary: path(binary),
+            extra_args: Vec::new(),
+        };
+        Self {
+            containerd: service(crate::defaults::CONTAINERD_BINARY),
+            k3s: service(crate::defaults::K3S_BINARY),
+        }
+    }
 }
 
 fn strings<T: ToString>(items: &[T]) -> Vec<String> {

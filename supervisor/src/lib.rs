@@ -13,6 +13,7 @@ pub mod backoff;
 pub mod cgroup;
 mod config;
 pub mod def;
+pub mod exe;
 pub mod logs;
 pub mod probe;
 pub mod record;

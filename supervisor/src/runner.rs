@@ -432,6 +432,7 @@ impl Runner {
             .service_dirs(&self.config.cgroup_parent, self.name());
         let procs: Vec<File> = cgroup::prepare(&dirs).map_err(StartError::Cgroups)?;
         let program = def.argv.first().map_or("", String::as_str);
+        let exec_dir = self.config.record_dir.join(".exec").join(self.name());
         let pid = sys::launch(sys::Launch {
             argv: &def.argv,
             env: &def.env,
@@ -440,6 +441,7 @@ impl Runner {
             stderr,
             rlimits: &def.rlimits,
             cgroup_procs: procs,
+            exec_dir: &exec_dir,
         })
         .map_err(|source| StartError::Launch {
             program: program.to_owned(),

@@ -11,10 +11,11 @@ use std::{
         fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
         unix::process::CommandExt,
     },
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
+use crate::exe;
 use nix::{
     sys::{
         resource,
@@ -88,17 +89,32 @@ pub struct Launch<'a> {
     pub rlimits: &'a [Rlimit],
     /// `cgroup.procs` of each cgroup the child joins.
     pub cgroup_procs: Vec<File>,
+    /// Root's own directory for the link the child executes (see
+    /// [`launch`]).
+    pub exec_dir: &'a Path,
 }
 
 /// Starts a service's process (stdin from /dev/null, nothing of the
 /// agent's environment) and returns its pid. The caller reaps it ([`reap`]).
+///
+/// `argv[0]` must be a binary only root may change ([`exe::open_trusted`]),
+/// and the file checked is the file run: the child executes the checked
+/// descriptor, never the path again. It does so through a symlink in
+/// `exec_dir` named as the binary, to `/proc/self/fd/N`: the kernel names
+/// the process after the path it executes (`comm`, what `ps` and `pkill`
+/// see), and `/proc/self/fd/N` alone would name it `N`. The descriptor
+/// stays open across exec, as a script's interpreter reads the script
+/// through the link.
 pub fn launch(launch: Launch<'_>) -> io::Result<i32> {
     let (program, args) = launch
         .argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
-    let mut command = Command::new(program);
+    let binary = exe::open_trusted(Path::new(program))?;
+    let link = exec_link(launch.exec_dir, Path::new(program), &binary)?;
+    let mut command = Command::new(link);
     command
+        .arg0(program)
         .args(args)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
@@ -106,9 +122,30 @@ pub fn launch(launch: Launch<'_>) -> io::Result<i32> {
         .stdin(Stdio::null())
         .stdout(launch.stdout)
         .stderr(launch.stderr);
-    let child = spawn(command, launch.rlimits, launch.cgroup_procs)?;
+    let child = spawn(command, launch.rlimits, launch.cgroup_procs, Some(&binary))?;
     // Dropping a std Child neither kills nor reaps it.
     i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))
+}
+
+/// `exec_dir/NAME` (made 0700), NAME the binary's file name, a symlink to
+/// `/proc/self/fd/N` of `binary`, replaced atomically.
+fn exec_link(exec_dir: &Path, program: &Path, binary: &OwnedFd) -> io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(exec_dir)?;
+    std::fs::set_permissions(exec_dir, std::fs::Permissions::from_mode(0o700))?;
+    let name = program.file_name().unwrap_or("service".as_ref());
+    let link = exec_dir.join(name);
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(".tmp");
+    let tmp = exec_dir.join(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("/proc/self/fd/{}", binary.as_raw_fd()), &tmp)?;
+    std::fs::rename(&tmp, &link)?;
+    Ok(link)
 }
 
 /// How a child of ours ended.
@@ -142,19 +179,28 @@ pub fn kill(pid: i32, signal: Signal) {
 /// Spawns `command` in its own session (so the agent's death, or a signal
 /// to its process group, does not reach it), with `rlimits`, moved into
 /// the cgroups whose `cgroup.procs` files are given before it runs anything.
+/// `keep` is a close-on-exec descriptor the child keeps open across exec.
 pub fn spawn(
     mut command: Command,
     rlimits: &[Rlimit],
     cgroup_procs: Vec<File>,
+    keep: Option<&OwnedFd>,
 ) -> io::Result<Child> {
     let fds: Vec<RawFd> = cgroup_procs.iter().map(AsRawFd::as_raw_fd).collect();
+    let keep = keep.map(AsRawFd::as_raw_fd);
     let rlimits = rlimits.to_vec();
     // SAFETY: the hook runs in the forked child before exec. It only makes
     // async-signal-safe system calls (setsid, setrlimit, write) on memory
-    // prepared before the fork, and allocates nothing.
+    // prepared before the fork, and allocates nothing. `keep` is open in
+    // the parent until `spawn` returns, so in the child too.
     unsafe {
         command.pre_exec(move || {
             nix::unistd::setsid()?;
+            if let Some(fd) = keep
+                && libc::fcntl(fd, libc::F_SETFD, 0) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
             for limit in &rlimits {
                 // Without CAP_SYS_RESOURCE (a container) a limit cannot go
                 // above the current hard limit: take as much as allowed.
@@ -214,6 +260,45 @@ mod tests {
         let zombie = stat.replacen(") S ", ") Z ", 1);
         assert_eq!(parse_start_ticks(&zombie), None);
         assert_eq!(parse_start_ticks("1 (x) S 1"), None);
+    }
+
+    #[test]
+    fn a_child_runs_the_checked_file_under_its_own_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let null = || File::options().write(true).open("/dev/null").unwrap();
+        let argv = ["/bin/sleep".to_owned(), "30".to_owned()];
+        let pid = launch(Launch {
+            argv: &argv,
+            env: &[],
+            cwd: Path::new("/"),
+            stdout: null(),
+            stderr: null(),
+            rlimits: &[],
+            cgroup_procs: Vec::new(),
+            exec_dir: &dir.path().join("exec"),
+        })
+        .unwrap();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        kill(pid, Signal::SIGKILL);
+        reap(pid, true);
+        // ps and pkill see `sleep`, not the descriptor's number; argv is
+        // the service's own.
+        assert_eq!(comm.trim_end(), "sleep");
+        assert_eq!(cmdline, b"/bin/sleep\x0030\x00");
+
+        let refused = launch(Launch {
+            argv: &["sleep".to_owned()],
+            env: &[],
+            cwd: Path::new("/"),
+            stdout: null(),
+            stderr: null(),
+            rlimits: &[],
+            cgroup_procs: Vec::new(),
+            exec_dir: &dir.path().join("exec"),
+        })
+        .unwrap_err();
+        assert!(refused.to_string().contains("absolute path"), "{refused}");
     }
 
     #[test]

@@ -191,7 +191,8 @@ impl NsAgent {
         let mut agent = Self {
             child: None,
             ns: Netns::new(),
-            dir: tempfile::tempdir().unwrap(),
+            // Stand-in binaries go here: not under /tmp.
+            dir: crate::trusted_tempdir(),
             interface: unique("tsw"),
             extra_config,
         };

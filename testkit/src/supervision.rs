@@ -74,7 +74,8 @@ impl SupervisorBed {
     /// host's layout, under a parent unique to the test) when `cgroups`.
     /// `names` are the services to clean up after.
     pub fn new(cgroups: bool, names: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        // Stand-in binaries go here too: not under /tmp.
+        let dir = crate::trusted_tempdir();
         let (records, logs) = (dir.path().join("records"), dir.path().join("logs"));
         Self::with_dirs(dir, records, logs, cgroups, names)
     }

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use tfagent_spec::{AbsPath, NodeSpec, SpecDocument, ValidationContext};
+use tfagent_spec::{AbsPath, NodeSpec, Services, SpecDocument, ValidationContext, defaults};
 use tracing::info;
 
 use super::{
@@ -29,6 +29,42 @@ pub enum ApplyMode {
     /// Apply, and roll back to the previous spec unless confirmed within
     /// the timeout.
     Try(Duration),
+}
+
+/// What the caller of an apply may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyRights {
+    /// Everything (the admin role; root on the local socket).
+    All,
+    /// Everything but the fields that decide what runs as root
+    /// ([`Services::root_fields_changed`]): the operator role.
+    NotRootFields,
+}
+
+/// Refuses `spec` when `rights` do not cover a field it changes that
+/// decides what runs as root, compared with the stored spec (with the
+/// defaults when none is stored, so an operator's first spec cannot name
+/// another binary either).
+fn check_rights(
+    spec: &NodeSpec,
+    rights: ApplyRights,
+    committer: &Committer,
+) -> Result<(), ControlError> {
+    if rights == ApplyRights::All {
+        return Ok(());
+    }
+    let stored = committer
+        .current()
+        .map_or_else(Services::defaults, |c| c.spec.services.clone());
+    let changed = stored.root_fields_changed(&spec.services);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    info!(fields = ?changed, "apply refused: root fields need the admin role");
+    Err(ControlError::PermissionDenied(format!(
+        "{}: changing what runs as root needs the admin role",
+        changed.join(", ")
+    )))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,12 +105,32 @@ async fn real_dir(dir: &Path) -> Option<AbsPath> {
     }
 }
 
+/// The binaries `document` names, as validation reads them: an empty field
+/// is the default binary.
+pub(super) fn effective_binaries(document: &SpecDocument) -> [String; 2] {
+    let effective =
+        |binary: &str, default: &str| if binary.is_empty() { default } else { binary }.to_owned();
+    [
+        effective(
+            &document.services.containerd.binary,
+            defaults::CONTAINERD_BINARY,
+        ),
+        effective(&document.services.k3s.binary, defaults::K3S_BINARY),
+    ]
+}
+
 /// What validation may know of this host.
 async fn validation_context(
     parts: &Collaborators,
     document: &SpecDocument,
 ) -> Result<ValidationContext, ControlError> {
     let probe = probe_host(parts).await?;
+    let services = Arc::clone(&parts.services);
+    let binaries = effective_binaries(document);
+    let refused_binaries =
+        tokio::task::spawn_blocking(move || services.refused_binaries(&binaries))
+            .await
+            .map_err(ControlError::internal("checking the service binaries"))?;
     Ok(ValidationContext {
         own_public_key: Some(parts.mesh.public_key()),
         kernel_filesystems: Some(probe.capabilities.filesystems),
@@ -86,6 +142,7 @@ async fn validation_context(
         run_dir: real_dir(parts.services.run_dir()).await,
         symlinked_paths: parts.volumes.symlinked_paths(document).await?,
         refused_devices: parts.volumes.refused_devices(document).await?,
+        refused_binaries,
     })
 }
 
@@ -94,6 +151,7 @@ async fn validation_context(
 pub async fn apply(
     document: SpecDocument,
     mode: ApplyMode,
+    rights: ApplyRights,
     parts: &Collaborators,
     steps: &[Arc<dyn Step>],
     committer: &Arc<Committer>,
@@ -110,6 +168,7 @@ pub async fn apply(
     let plan = plan_all(steps, &spec).await;
 
     if mode == ApplyMode::DryRun {
+        check_rights(&spec, rights, committer)?;
         let current = committer.current();
         return Ok(ApplyOutcome {
             generation: current.as_ref().map_or(0, |c| c.generation),
@@ -119,6 +178,8 @@ pub async fn apply(
     }
 
     let _serialised = trials.serialise().await;
+    // Under the lock: against the spec this one would replace.
+    check_rights(&spec, rights, committer)?;
     if let Some(pending) = trials.pending() {
         if committer.current().is_some_and(|c| c.spec == spec) {
             // The spec on trial, again: nothing to do, still on trial.

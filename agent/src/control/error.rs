@@ -31,6 +31,9 @@ pub enum ControlError {
     Precondition(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The caller's role may not make this change.
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("the try-mode record: {0}")]
     Trial(#[from] TrialError),
     /// k3s's kubeconfig is not there (yet) or not readable.

@@ -57,7 +57,9 @@ impl Volumes for FakeVolumes {
     }
 }
 
-/// No service runs; k3s's files would be under `paths`.
+/// No service runs; k3s's files would be under `paths`. Binaries under
+/// `/tmp/` are refused, as the host's check refuses them (/tmp is
+/// world-writable), and no other is.
 #[derive(Debug)]
 pub struct FakeServices {
     pub paths: ServicePaths,
@@ -90,6 +92,17 @@ impl Services for FakeServices {
 
     fn run_dir(&self) -> &Path {
         &self.paths.run_dir
+    }
+
+    fn refused_binaries(&self, binaries: &[String]) -> BTreeMap<String, String> {
+        binaries
+            .iter()
+            .filter(|b| b.starts_with("/tmp/"))
+            .map(|b| {
+                let why = "not run as root: /tmp is writable by others (mode 1777)";
+                (b.clone(), why.to_owned())
+            })
+            .collect()
     }
 
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError> {

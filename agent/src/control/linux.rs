@@ -74,6 +74,18 @@ impl ports::Services for services::Services {
         &self.paths().run_dir
     }
 
+    fn refused_binaries(&self, binaries: &[String]) -> BTreeMap<String, String> {
+        binaries
+            .iter()
+            .filter(|binary| binary.starts_with('/'))
+            .filter_map(|binary| {
+                tfagent_supervisor::exe::check_binary(Path::new(binary))
+                    .err()
+                    .map(|why| (binary.clone(), format!("not run as root: {why}")))
+            })
+            .collect()
+    }
+
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError> {
         services::linux::kubeconfig_for(&self.paths().k3s_kubeconfig(), server)
     }

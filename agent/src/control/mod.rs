@@ -23,7 +23,7 @@ use std::{sync::Arc, time::SystemTime};
 use tfagent_spec::{SpecDocument, wgquick::HubInfo};
 use tokio::sync::{broadcast, watch};
 
-pub use apply::{ApplyMode, ApplyOutcome};
+pub use apply::{ApplyMode, ApplyOutcome, ApplyRights};
 pub use error::ControlError;
 pub use ports::Collaborators;
 pub use reset::ResetOutcome;
@@ -91,10 +91,12 @@ impl Controller {
         &self,
         document: SpecDocument,
         mode: ApplyMode,
+        rights: ApplyRights,
     ) -> Result<ApplyOutcome, ControlError> {
         apply::apply(
             document,
             mode,
+            rights,
             &self.parts,
             &self.steps,
             &self.committer,

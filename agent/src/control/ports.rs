@@ -58,6 +58,10 @@ pub trait Services: Send + Sync + fmt::Debug {
     /// The agent's run dir (sockets, the services' runtime files), which
     /// no volume may cover.
     fn run_dir(&self) -> &Path;
+    /// Of the binaries named (as written in a document), those that would
+    /// not be run as root, each with why (see `tfagent_supervisor::exe`).
+    /// Blocking: it reads the filesystem.
+    fn refused_binaries(&self, binaries: &[String]) -> BTreeMap<String, String>;
     /// The admin kubeconfig this server's k3s wrote, pointing at `server`.
     fn admin_kubeconfig(&self, server: &str) -> Result<String, KubeconfigError>;
 }

@@ -36,7 +36,11 @@ async fn a_server_serves_its_kubeconfig_at_the_vip_and_an_agent_refuses() {
     assert!(refused.contains("no spec"), "{refused}");
 
     controller
-        .apply(example_document("server-init"), ApplyMode::Apply)
+        .apply(
+            example_document("server-init"),
+            ApplyMode::Apply,
+            ApplyRights::All,
+        )
         .await
         .unwrap();
     // k3s has not written it yet.
@@ -53,7 +57,11 @@ async fn a_server_serves_its_kubeconfig_at_the_vip_and_an_agent_refuses() {
     assert!(text.contains("client-key-data: S0VZ"), "{text}");
 
     controller
-        .apply(example_document("agent"), ApplyMode::Apply)
+        .apply(
+            example_document("agent"),
+            ApplyMode::Apply,
+            ApplyRights::All,
+        )
         .await
         .unwrap();
     let agent = controller.kubeconfig().unwrap_err().to_string();
@@ -67,7 +75,11 @@ async fn concurrent_applies_get_distinct_consecutive_generations() {
     let tasks: Vec<_> = (0..16)
         .map(|n| {
             let controller = Arc::clone(&controller);
-            tokio::spawn(async move { controller.apply(variant(n), ApplyMode::Apply).await })
+            tokio::spawn(async move {
+                controller
+                    .apply(variant(n), ApplyMode::Apply, ApplyRights::All)
+                    .await
+            })
         })
         .collect();
     let mut generations = Vec::new();
@@ -92,14 +104,18 @@ async fn a_try_whose_commit_fails_leaves_no_trial_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let controller = controller(tmp.path());
     controller
-        .apply(variant(1), ApplyMode::Apply)
+        .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     let spec = tmp.path().join("spec.json");
     std::fs::remove_file(&spec).unwrap();
     std::fs::create_dir(&spec).unwrap();
     controller
-        .apply(variant(2), ApplyMode::Try(Duration::from_secs(60)))
+        .apply(
+            variant(2),
+            ApplyMode::Try(Duration::from_secs(60)),
+            ApplyRights::All,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -114,7 +130,7 @@ async fn a_failed_write_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let controller = controller(tmp.path());
     controller
-        .apply(variant(1), ApplyMode::Apply)
+        .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     let mut desired = controller.watch_desired();
@@ -126,7 +142,7 @@ async fn a_failed_write_changes_nothing() {
     std::fs::remove_file(&spec).unwrap();
     std::fs::create_dir(&spec).unwrap();
     let error = controller
-        .apply(variant(2), ApplyMode::Apply)
+        .apply(variant(2), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap_err();
     assert!(matches!(error, ControlError::State(_)), "{error}");
@@ -151,7 +167,7 @@ async fn dry_run_never_stores_or_publishes() {
     let tmp = tempfile::tempdir().unwrap();
     let controller = controller(tmp.path());
     let outcome = controller
-        .apply(variant(1), ApplyMode::DryRun)
+        .apply(variant(1), ApplyMode::DryRun, ApplyRights::All)
         .await
         .unwrap();
     assert_eq!((outcome.generation, outcome.changed), (0, true));
@@ -188,7 +204,7 @@ async fn a_refused_stored_spec_is_reported_and_generations_go_on() {
     assert_eq!(refused.generation, 41);
 
     let outcome = controller
-        .apply(variant(1), ApplyMode::Apply)
+        .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     assert_eq!(
@@ -206,7 +222,11 @@ async fn a_cancelled_apply_leaves_disk_and_memory_agreeing() {
     for n in 0..40 {
         let task = tokio::spawn({
             let controller = Arc::clone(&controller);
-            async move { controller.apply(variant(n), ApplyMode::Apply).await }
+            async move {
+                controller
+                    .apply(variant(n), ApplyMode::Apply, ApplyRights::All)
+                    .await
+            }
         });
         // Give up on the call at varying points of its progress.
         for _ in 0..n % 8 {
@@ -219,7 +239,11 @@ async fn a_cancelled_apply_leaves_disk_and_memory_agreeing() {
         };
         // Re-applying the current spec waits for a commit still running.
         let settled = controller
-            .apply(stored.spec.to_document(), ApplyMode::Apply)
+            .apply(
+                stored.spec.to_document(),
+                ApplyMode::Apply,
+                ApplyRights::All,
+            )
             .await
             .unwrap();
         let memory = current(&controller).unwrap();
@@ -300,7 +324,7 @@ async fn a_reset_takes_the_steps_down_in_reverse_order_and_survives_a_restart() 
     let tmp = tempfile::tempdir().unwrap();
     let (controller, log) = recording_controller(tmp.path(), None);
     controller
-        .apply(variant(1), ApplyMode::Apply)
+        .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     let outcome = controller.reset("variant-1").await.unwrap();
@@ -327,7 +351,10 @@ async fn a_reset_takes_the_steps_down_in_reverse_order_and_survives_a_restart() 
     drop(controller);
     let (restarted, _) = recording_controller(tmp.path(), None);
     assert!(current(&restarted).is_none(), "the reset is on disk");
-    let next = restarted.apply(variant(2), ApplyMode::Apply).await.unwrap();
+    let next = restarted
+        .apply(variant(2), ApplyMode::Apply, ApplyRights::All)
+        .await
+        .unwrap();
     assert_eq!(next.generation, 2);
 }
 
@@ -345,7 +372,7 @@ async fn a_reset_waits_for_the_pass_under_way_and_no_pass_of_the_old_spec_follow
     let shutdown = CancellationToken::new();
     let reconciling = tokio::spawn(reconciler.run(controller.watch_desired(), shutdown.clone()));
     controller
-        .apply(variant(1), ApplyMode::Apply)
+        .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     let started = std::time::Instant::now();
@@ -382,7 +409,7 @@ async fn a_failed_teardown_keeps_the_spec() {
     let tmp = tempfile::tempdir().unwrap();
     let (controller, log) = recording_controller(tmp.path(), Some(StepName::Services));
     controller
-        .apply(variant(1), ApplyMode::Apply)
+        .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     let error = controller.reset("variant-1").await.unwrap_err();
@@ -407,11 +434,15 @@ async fn a_reset_ends_a_trial_so_nothing_is_restored_later() {
     let tmp = tempfile::tempdir().unwrap();
     let (controller, _) = recording_controller(tmp.path(), None);
     controller
-        .apply(variant(1), ApplyMode::Apply)
+        .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     controller
-        .apply(variant(2), ApplyMode::Try(Duration::from_millis(300)))
+        .apply(
+            variant(2),
+            ApplyMode::Try(Duration::from_millis(300)),
+            ApplyRights::All,
+        )
         .await
         .unwrap();
     controller.reset("variant-2").await.unwrap();
@@ -438,7 +469,11 @@ async fn a_try_without_confirm_is_reverted_at_its_deadline() {
     let tmp = tempfile::tempdir().unwrap();
     let controller = controller(tmp.path());
     let refused = controller
-        .apply(variant(1), ApplyMode::Try(Duration::from_secs(1)))
+        .apply(
+            variant(1),
+            ApplyMode::Try(Duration::from_secs(1)),
+            ApplyRights::All,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -446,11 +481,15 @@ async fn a_try_without_confirm_is_reverted_at_its_deadline() {
         "{refused}"
     );
     controller
-        .apply(variant(1), ApplyMode::Apply)
+        .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     let outcome = controller
-        .apply(variant(2), ApplyMode::Try(Duration::from_millis(500)))
+        .apply(
+            variant(2),
+            ApplyMode::Try(Duration::from_millis(500)),
+            ApplyRights::All,
+        )
         .await
         .unwrap();
     assert_eq!((outcome.generation, outcome.changed), (2, true));
@@ -458,7 +497,7 @@ async fn a_try_without_confirm_is_reverted_at_its_deadline() {
     assert_eq!(controller.status().trial.unwrap().generation, 2);
     // Nothing else is applied while a trial runs; the same spec is fine.
     let busy = controller
-        .apply(variant(3), ApplyMode::Apply)
+        .apply(variant(3), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap_err();
     assert!(
@@ -466,7 +505,7 @@ async fn a_try_without_confirm_is_reverted_at_its_deadline() {
         "{busy}"
     );
     let again = controller
-        .apply(variant(2), ApplyMode::Apply)
+        .apply(variant(2), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     assert_eq!((again.generation, again.changed), (2, false));
@@ -493,11 +532,15 @@ async fn a_confirmed_try_stays() {
     let tmp = tempfile::tempdir().unwrap();
     let controller = controller(tmp.path());
     controller
-        .apply(variant(1), ApplyMode::Apply)
+        .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     controller
-        .apply(variant(2), ApplyMode::Try(Duration::from_millis(300)))
+        .apply(
+            variant(2),
+            ApplyMode::Try(Duration::from_millis(300)),
+            ApplyRights::All,
+        )
         .await
         .unwrap();
     let wrong = controller.confirm(1).await.unwrap_err();
@@ -510,7 +553,7 @@ async fn a_confirmed_try_stays() {
     assert!(controller.confirm(2).await.is_err());
     // Applies go on as usual after it.
     let next = controller
-        .apply(variant(3), ApplyMode::Apply)
+        .apply(variant(3), ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap();
     assert_eq!(next.generation, 3);
@@ -521,8 +564,14 @@ async fn a_trial_left_by_an_earlier_run_is_reverted_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     {
         let first = controller(tmp.path());
-        first.apply(variant(1), ApplyMode::Apply).await.unwrap();
-        first.apply(variant(2), ApplyMode::Apply).await.unwrap();
+        first
+            .apply(variant(1), ApplyMode::Apply, ApplyRights::All)
+            .await
+            .unwrap();
+        first
+            .apply(variant(2), ApplyMode::Apply, ApplyRights::All)
+            .await
+            .unwrap();
     }
     // As if the agent died inside the window of a try of generation 2.
     let previous = variant(1).validate(&ValidationContext::default()).unwrap();
@@ -554,7 +603,7 @@ async fn the_nodes_own_key_is_refused_as_a_peer_and_shown_in_info() {
     let mut document = variant(1);
     document.network.wireguard.peers[0].public_key = own.to_string();
     let error = controller
-        .apply(document, ApplyMode::Apply)
+        .apply(document, ApplyMode::Apply, ApplyRights::All)
         .await
         .unwrap_err();
     assert!(matches!(error, ControlError::Invalid(_)), "{error}");
@@ -597,7 +646,7 @@ async fn mount_targets_on_the_agents_own_dirs_or_through_symlinks_are_refused() 
             (persisted, "storage.persist.paths[0].path"),
         ] {
             let error = controller
-                .apply(document, ApplyMode::Apply)
+                .apply(document, ApplyMode::Apply, ApplyRights::All)
                 .await
                 .unwrap_err();
             let shown = error.to_string();
@@ -610,4 +659,81 @@ async fn mount_targets_on_the_agents_own_dirs_or_through_symlinks_are_refused() 
         }
     }
     assert!(current(&controller).is_none());
+}
+
+#[tokio::test]
+async fn operator_rights_never_change_a_binary_on_trial_or_after_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parts = fake::collaborators(Arc::new(FakeHost), &tmp.path().join("host"));
+    let controller = controller_over(&tmp.path().join("state"), vec![], parts);
+    let operator = ApplyRights::NotRootFields;
+    controller
+        .apply(variant(1), ApplyMode::Apply, operator)
+        .await
+        .unwrap();
+    let mut other = variant(2);
+    other.services.containerd.binary = "/opt/containerd".into();
+    for mode in [
+        ApplyMode::DryRun,
+        ApplyMode::Apply,
+        ApplyMode::Try(Duration::from_secs(60)),
+    ] {
+        let error = controller
+            .apply(other.clone(), mode, operator)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ControlError::PermissionDenied(_)),
+            "{error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("services.containerd.binary: "),
+            "{error}"
+        );
+    }
+    assert_eq!(current(&controller).unwrap().generation, 1);
+    // An admin's change stands; an operator's spec keeping it is fine.
+    controller
+        .apply(other.clone(), ApplyMode::Apply, ApplyRights::All)
+        .await
+        .unwrap();
+    other.node_name = "variant-3".into();
+    let outcome = controller
+        .apply(other, ApplyMode::Apply, operator)
+        .await
+        .unwrap();
+    assert_eq!(outcome.generation, 3);
+}
+
+#[tokio::test]
+async fn a_binary_the_host_refuses_is_refused_even_for_an_admin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parts = fake::collaborators(Arc::new(FakeHost), &tmp.path().join("host"));
+    let controller = controller_over(&tmp.path().join("state"), vec![], parts);
+    let mut document = variant(1);
+    document.services.k3s.binary = "/tmp/k3s".into();
+    let error = controller
+        .apply(document, ApplyMode::Apply, ApplyRights::All)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ControlError::Invalid(_)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("services.k3s.binary: not run as root: /tmp is writable by others"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_host_checks_the_default_binary_when_a_field_is_empty() {
+    let mut document = variant(1);
+    document.services.containerd.binary = String::new();
+    document.services.k3s.binary = "/opt/k3s".into();
+    assert_eq!(
+        apply::effective_binaries(&document),
+        ["/usr/bin/containerd", "/opt/k3s"]
+    );
 }

@@ -5,7 +5,7 @@
 use std::{
     fs,
     io::{self, Write},
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::Path,
     sync::Arc,
 };
@@ -89,14 +89,15 @@ impl ServiceFiles for HostFiles {
 }
 
 /// Writes a file atomically with its mode set from the start (a secret is
-/// never readable by others, not even briefly).
+/// never readable by others, not even briefly), in a directory of the
+/// agent's own that only root may enter ([`private_dir`]).
 pub fn write_file(file: &RenderedFile) -> Result<(), FileError> {
     let error = |source| FileError::Write {
         path: file.path.clone(),
         source,
     };
     let dir = file.path.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(dir).map_err(error)?;
+    private_dir(dir).map_err(error)?;
     let tmp = dir.join(format!(
         ".{}.tmp",
         file.path.file_name().unwrap_or_default().to_string_lossy()
@@ -115,6 +116,30 @@ pub fn write_file(file: &RenderedFile) -> Result<(), FileError> {
     out.sync_all().map_err(error)?;
     fs::rename(&tmp, &file.path).map_err(error)
 }
+
+/// Makes `dir` (the agent's own: the services' config dir, the VIP's dir)
+/// a directory only its owner may enter, 0700: created so, or narrowed
+/// when an older agent left it wider. Its parents are created as usual
+/// (the run dir holds the API socket a reader group may reach).
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match fs::DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error),
+    }
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode != PRIVATE_DIR_MODE {
+        // The umask may have narrowed it further, or an older agent left
+        // it 0755.
+        fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))?;
+    }
+    Ok(())
+}
+
+const PRIVATE_DIR_MODE: u32 = 0o700;
 
 /// The admin kubeconfig k3s wrote at `path`, with every cluster's server
 /// set to `server` (the VIP, so it keeps working when this server is down).
@@ -198,6 +223,9 @@ mod tests {
         HostFiles.write(&file).unwrap();
         let state = HostFiles.state(&file.path).unwrap().unwrap();
         assert_eq!(state.mode, 0o600);
+        // The directory is the agent's alone.
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&dir.path().join("sub")), 0o700);
         assert_eq!(state, FileState::of(b"secret\n", 0o600));
         assert!(!format!("{file:?}").contains("secret\\n"));
         assert_eq!(HostFiles.state(&dir.path().join("none")).unwrap(), None);
@@ -212,6 +240,27 @@ mod tests {
         assert!(!HostFiles.remove(&file.path).unwrap());
         let error = HostFiles.remove(dir.path()).unwrap_err().to_string();
         assert!(error.starts_with("removing "), "{error}");
+    }
+
+    #[test]
+    fn a_config_dir_left_open_is_narrowed_and_its_parents_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let parent = dir.path().join("run");
+        let config = parent.join("services");
+        fs::create_dir_all(&config).unwrap();
+        fs::set_permissions(&parent, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o755)).unwrap();
+        let file = RenderedFile {
+            path: config.join("containerd.toml"),
+            contents: b"version = 2\n".to_vec(),
+            mode: 0o600,
+            secret: false,
+        };
+        HostFiles.write(&file).unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&config), 0o700);
+        assert_eq!(mode(&parent), 0o755);
+        assert_eq!(mode(&file.path), 0o600);
     }
 
     #[test]

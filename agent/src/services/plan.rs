@@ -29,7 +29,7 @@ pub fn desired(spec: &NodeSpec, paths: &ServicePaths) -> DesiredServices {
             RenderedFile {
                 path: paths.containerd_config(),
                 contents: containerd_config.clone().into_bytes(),
-                mode: 0o644,
+                mode: 0o600,
                 secret: false,
             },
             RenderedFile {
@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(
             shown,
             [
-                "write /run/tfagent/services/containerd.toml (644)",
+                "write /run/tfagent/services/containerd.toml (600)",
                 "write /run/tfagent/services/k3s-token (600)",
                 "write /run/tfagent/services/k3s-config.yaml (600)",
                 "start containerd",

@@ -31,7 +31,7 @@ async fn a_fresh_node_gets_its_files_then_containerd_then_k3s_and_nothing_more()
     assert_eq!(
         files.take_calls(),
         [
-            "write /run/tfagent/services/containerd.toml (644)",
+            "write /run/tfagent/services/containerd.toml (600)",
             "write /run/tfagent/services/k3s-token (600)",
             "write /run/tfagent/services/k3s-config.yaml (600)",
         ]
@@ -73,7 +73,7 @@ async fn files_are_written_only_when_they_differ() {
     step.converge(&new_token).await.unwrap();
     assert_eq!(
         files.take_calls(),
-        ["write /run/tfagent/services/containerd.toml (644)"]
+        ["write /run/tfagent/services/containerd.toml (600)"]
     );
     assert!(supervisor.take_calls().is_empty());
 }
@@ -149,7 +149,7 @@ async fn a_failed_start_names_the_change_after_the_files_are_written() {
     // Nothing after the failed write ran.
     assert_eq!(
         files.take_calls(),
-        ["write /run/tfagent/services/containerd.toml (644)"]
+        ["write /run/tfagent/services/containerd.toml (600)"]
     );
     assert!(supervisor.take_calls().is_empty());
 }

@@ -439,8 +439,8 @@ prop_compose! {
         election in (any::<bool>(), 1u8..=255, 1u8..=254, 1u32..=4095, 0usize..6),
         volumes in arb_volumes(),
         services in (
-            ("/opt/[a-z]{1,8}/bin/[a-z]{1,8}", prop::collection::vec("--extra-[a-z]{1,6}(=[a-z0-9]{0,5})?", 0..3)),
-            ("/opt/[a-z]{1,8}/bin/[a-z]{1,8}", prop::collection::vec("--extra-[a-z]{1,6}(=[a-z0-9]{0,5})?", 0..3)),
+            ("/opt/[a-z]{1,8}/bin/[a-z]{1,8}", prop::collection::vec("--log-level=(debug|info|warn)", 0..3)),
+            ("/opt/[a-z]{1,8}/bin/[a-z]{1,8}", prop::collection::vec("--(node-label=[a-z]{1,6}=[a-z0-9]{0,5}|disable=(traefik|servicelb)|debug|v=[0-9])", 0..3)),
         ),
         addons in arb_addons(),
     ) -> NodeSpec {

@@ -1,6 +1,7 @@
 //! Rules of `services`.
 
 use super::*;
+use crate::model::Services;
 
 #[test]
 fn services_rules() {
@@ -23,12 +24,12 @@ fn services_rules() {
                 "`--token` is managed by the agent: set cluster.token instead",
             ),
             (
-                |d| d.services.k3s.extra_args = vec!["--token".into(), "abc".into()],
+                |d| d.services.k3s.extra_args = vec!["--token".into()],
                 "services.k3s.extra_args[0]",
                 "--token",
             ),
             (
-                |d| d.services.k3s.extra_args = vec!["-t".into(), "abc".into()],
+                |d| d.services.k3s.extra_args = vec!["-t".into()],
                 "services.k3s.extra_args[0]",
                 "`--token`",
             ),
@@ -56,12 +57,12 @@ fn services_rules() {
                 "may hold a password",
             ),
             (
-                |d| d.services.k3s.extra_args = vec!["--etcd-s3-secret-key".into(), "s".into()],
+                |d| d.services.k3s.extra_args = vec!["--etcd-s3-secret-key".into()],
                 "services.k3s.extra_args[0]",
-                "its value is a secret",
+                "`--etcd-s3-secret-key` is not among",
             ),
             (
-                |d| d.services.k3s.extra_args = vec!["--server".into(), "https://x:6443".into()],
+                |d| d.services.k3s.extra_args = vec!["--server".into()],
                 "services.k3s.extra_args[0]",
                 "cluster.join_url",
             ),
@@ -155,6 +156,76 @@ fn services_rules() {
                 "services.k3s.extra_args",
                 "at most 128 entries",
             ),
+            // The allow-list: anything that could grant access, change what
+            // runs as root or where files go is refused, naming the flag.
+            (
+                |d| {
+                    d.services.k3s.extra_args =
+                        vec!["--kube-apiserver-arg=anonymous-auth=true".into()]
+                },
+                "services.k3s.extra_args[0]",
+                "`--kube-apiserver-arg` is not among the flags that may be passed through",
+            ),
+            (
+                |d| {
+                    d.services.k3s.extra_args = vec![
+                        "--disable=traefik".into(),
+                        "--kubelet-arg=max-pods=200".into(),
+                    ]
+                },
+                "services.k3s.extra_args[1]",
+                "`--kubelet-arg` is not among",
+            ),
+            (
+                |d| d.services.k3s.extra_args = vec!["--write-kubeconfig-mode=0644".into()],
+                "services.k3s.extra_args[0]",
+                "`--write-kubeconfig-mode` is managed by the agent",
+            ),
+            (
+                |d| d.services.k3s.extra_args = vec!["--write-kubeconfig=/tmp/k".into()],
+                "services.k3s.extra_args[0]",
+                "`--write-kubeconfig` is managed by the agent",
+            ),
+            (
+                |d| d.services.k3s.extra_args = vec!["--log=/etc/passwd".into()],
+                "services.k3s.extra_args[0]",
+                "`--log` is not among",
+            ),
+            (
+                |d| d.services.k3s.extra_args = vec!["--node-label".into()],
+                "services.k3s.extra_args[0]",
+                "`--node-label` needs a value after `=`",
+            ),
+            (
+                |d| d.services.k3s.extra_args = vec!["zone=a".into()],
+                "services.k3s.extra_args[0]",
+                "is not a flag",
+            ),
+            (
+                |d| d.services.k3s.extra_args = vec!["--disable=traefik,kube-proxy".into()],
+                "services.k3s.extra_args[0]",
+                "`--disable` takes one or more of coredns",
+            ),
+            (
+                |d| d.services.k3s.extra_args = vec!["--node-label=a=$(id)".into()],
+                "services.k3s.extra_args[0]",
+                "letters, digits",
+            ),
+            (
+                |d| d.services.k3s.extra_args = vec!["--debug=yes".into()],
+                "services.k3s.extra_args[0]",
+                "takes no value but true or false",
+            ),
+            (
+                |d| d.services.containerd.extra_args = vec!["--token=x".into()],
+                "services.containerd.extra_args[0]",
+                "`--token` is not among the flags that may be passed through (--log-level)",
+            ),
+            (
+                |d| d.services.containerd.extra_args = vec!["--log-level=loud".into()],
+                "services.containerd.extra_args[0]",
+                "`--log-level` takes one or more of trace",
+            ),
         ],
     );
     check_valid(
@@ -163,19 +234,75 @@ fn services_rules() {
             |d| {
                 d.services.k3s.extra_args = vec![
                     "--disable=traefik".into(),
-                    "--kubelet-arg=max-pods=200".into(),
+                    "--disable=servicelb,metrics-server".into(),
+                    "-disable=local-storage".into(),
                 ]
             },
             |d| {
-                d.services.k3s.extra_args =
-                    vec!["--node-label".into(), "zone=a".into(), "--tokenizer".into()]
+                d.services.k3s.extra_args = vec![
+                    "--node-label=zone=a".into(),
+                    "--node-taint=dedicated=db:NoSchedule".into(),
+                    "--disable-helm-controller".into(),
+                    "--etcd-disable-snapshots=false".into(),
+                    "--etcd-snapshot-schedule-cron=0 */6 * * *".into(),
+                    "--etcd-snapshot-retention=10".into(),
+                    "--debug".into(),
+                    "--v=2".into(),
+                ]
             },
-            // Managed in k3s, but not in containerd.
-            |d| {
-                d.services.containerd.extra_args =
-                    vec!["--log-level=debug".into(), "--token=x".into()]
-            },
+            |d| d.services.containerd.extra_args = vec!["--log-level=debug".into()],
             |d| d.services.k3s.binary = "/opt/k3s/bin/k3s".into(),
         ],
     );
+}
+
+#[test]
+fn a_binary_the_host_refuses_is_refused_naming_its_field() {
+    let context = ValidationContext {
+        refused_binaries: [(
+            "/tmp/k3s".to_owned(),
+            "/tmp is writable by others".to_owned(),
+        )]
+        .into(),
+        ..ValidationContext::default()
+    };
+    let mut doc = base();
+    doc.services.k3s.binary = "/tmp/k3s".into();
+    let errors = doc.validate(&context).unwrap_err();
+    let error = errors
+        .iter()
+        .find(|e| e.path == "services.k3s.binary")
+        .unwrap();
+    assert!(
+        error.message.contains("/tmp is writable by others"),
+        "{error:?}"
+    );
+    assert_eq!(errors.len(), 1, "{errors}");
+}
+
+#[test]
+fn only_binaries_are_fields_that_decide_what_runs_as_root() {
+    let spec = base().validate(&ValidationContext::default()).unwrap();
+    assert!(spec.services.root_fields_changed(&spec.services).is_empty());
+    let mut other = spec.services.clone();
+    other.k3s.extra_args = vec!["--debug".into()];
+    assert!(spec.services.root_fields_changed(&other).is_empty());
+    other.k3s.binary = "/opt/k3s".parse().unwrap();
+    assert_eq!(
+        spec.services.root_fields_changed(&other),
+        ["services.k3s.binary"]
+    );
+    other.containerd.binary = "/opt/containerd".parse().unwrap();
+    assert_eq!(
+        spec.services.root_fields_changed(&other),
+        ["services.containerd.binary", "services.k3s.binary"]
+    );
+}
+
+#[test]
+fn the_default_services_are_those_of_a_document_without_them() {
+    let mut doc = base();
+    doc.services = Default::default();
+    let spec = doc.validate(&ValidationContext::default()).unwrap();
+    assert_eq!(spec.services, Services::defaults());
 }

@@ -26,6 +26,10 @@ pub struct ValidationContext {
     /// Devices the agent must not use, as written in the document, each
     /// with why (outside the allow-list, holds / or the state dir).
     pub refused_devices: BTreeMap<String, String>,
+    /// Service binaries the agent will not run, as written in the document,
+    /// each with why (not root's, writable by others, in a directory others
+    /// may write to).
+    pub refused_binaries: BTreeMap<String, String>,
     /// Which add-ons the node can run.
     pub addon_host: Option<AddonHost>,
     /// Where this node's services keep their data, persisted by default

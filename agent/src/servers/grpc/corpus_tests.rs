@@ -430,6 +430,29 @@ fn mutations() -> Vec<Mutation> {
     all.push(set("services.k3s", |d| {
         d.services.k3s.extra_args = vec!["a".repeat(limits::MAX_STRING_BYTES + 1)];
     }));
+    // Flags that would grant access, run something else as root, write
+    // files elsewhere or override what the agent renders: not on the
+    // allow-list.
+    for bad in [
+        "--kube-apiserver-arg=anonymous-auth=true",
+        "--kube-apiserver-arg=authorization-mode=AlwaysAllow",
+        "--kubelet-arg=anonymous-auth=true",
+        "--write-kubeconfig-mode=0644",
+        "--write-kubeconfig=/tmp/admin.yaml",
+        "--config=/tmp/evil.yaml",
+        "--data-dir=/tmp/k3s",
+        "--log=/etc/cron.d/x",
+        "--private-registry=/tmp/registries.yaml",
+        "--disable=traefik,kube-proxy",
+        "server",
+    ] {
+        all.push(set("services.k3s.extra_args[0]", move |d| {
+            d.services.k3s.extra_args = vec![bad.into()];
+        }));
+    }
+    all.push(set("services.containerd.extra_args[0]", |d| {
+        d.services.containerd.extra_args = vec!["--address=/run/containerd/containerd.sock".into()];
+    }));
     // Add-ons.
     for bad in ["198.51.100.0/33", "pool", "198.51.100.1-", ""] {
         all.push(set("addons.metallb.addresses", move |d| {

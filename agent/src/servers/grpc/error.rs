@@ -31,6 +31,7 @@ impl From<ControlError> for Status {
             ControlError::Kubeconfig(_) => Status::failed_precondition(error.to_string()),
             ControlError::Precondition(_) => Status::failed_precondition(error.to_string()),
             ControlError::BadRequest(_) => Status::invalid_argument(error.to_string()),
+            ControlError::PermissionDenied(_) => Status::permission_denied(error.to_string()),
             ControlError::Trial(_) => Status::internal(error.to_string()),
             ControlError::Reset { .. } => Status::failed_precondition(error.to_string()),
         }

@@ -9,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::{instrument, warn};
 
-use super::view;
-use crate::control::{ApplyMode, Controller};
+use super::{auth::Caller, view};
+use crate::control::{ApplyMode, ApplyRights, Controller};
+use tfagent_pki::AccessRole;
 use tfagent_spec::SpecDocument;
 
 #[derive(Debug, Clone)]
@@ -100,6 +101,7 @@ impl NodeAgent for NodeAgentService {
         &self,
         request: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let rights = apply_rights(request.extensions().get::<Caller>());
         let request = request.into_inner();
         let mode = match pb::ApplyMode::try_from(request.mode) {
             Ok(pb::ApplyMode::Unspecified | pb::ApplyMode::Apply) => ApplyMode::Apply,
@@ -126,7 +128,7 @@ impl NodeAgent for NodeAgentService {
             .ok_or_else(|| Status::invalid_argument("spec: required"))?;
         let outcome = self
             .controller
-            .apply(SpecDocument::from(spec), mode)
+            .apply(SpecDocument::from(spec), mode, rights)
             .await?;
         Ok(Response::new(view::apply_outcome(outcome)))
     }
@@ -291,6 +293,19 @@ impl NodeAgent for NodeAgentService {
             generation: outcome.generation,
             actions: outcome.actions,
         }))
+    }
+}
+
+/// What a caller may change with Apply: admins (root on the local socket
+/// among them) everything, anyone else not what runs as root. A request
+/// the auth layer did not mark gets the narrower rights.
+fn apply_rights(caller: Option<&Caller>) -> ApplyRights {
+    match caller {
+        Some(Caller {
+            role: AccessRole::Admin,
+            ..
+        }) => ApplyRights::All,
+        _ => ApplyRights::NotRootFields,
     }
 }
 

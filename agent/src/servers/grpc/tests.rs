@@ -369,6 +369,38 @@ async fn health_and_reflection_are_served() {
     agent.stop().await;
 }
 
+/// An allowed uid on the socket (root, on a node) is an admin: it may
+/// name another binary, as an operator may not; a binary the host refuses
+/// (in a world-writable directory) is refused for it too, naming the field.
+#[tokio::test]
+async fn an_allowed_socket_caller_may_change_binaries_but_not_to_an_unsafe_one() {
+    let agent = TestAgent::start(&[our_uid()]).await;
+    let mut client = agent.client().await;
+    let mut document = example_document("agent");
+    document.services.k3s.binary = "/opt/k3s/bin/k3s".into();
+    client
+        .apply(apply_request(document.clone(), pb::ApplyMode::Apply))
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let planted = dir.path().join("k3s");
+    std::fs::write(&planted, "#!/bin/sh\n").unwrap();
+    document.services.k3s.binary = planted.display().to_string();
+    let refused = client
+        .apply(apply_request(document, pb::ApplyMode::Apply))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("services.k3s.binary: not run as root: "),
+        "{refused:?}"
+    );
+    agent.stop().await;
+}
+
 #[tokio::test]
 async fn a_uid_not_allowed_is_refused_on_every_service() {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};

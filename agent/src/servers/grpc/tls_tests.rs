@@ -207,6 +207,92 @@ async fn each_role_may_call_what_its_certificate_allows() {
     agent.stop().await;
 }
 
+/// An apply of the agent example with its k3s binary at `k3s`.
+fn apply_with_k3s(mode: pb::ApplyMode, k3s: &str) -> pb::ApplyRequest {
+    let mut document = example_document("agent");
+    document.services.k3s.binary = k3s.into();
+    pb::ApplyRequest {
+        spec: Some(document.into()),
+        mode: mode.into(),
+        try_timeout: None,
+    }
+}
+
+#[tokio::test]
+async fn only_an_admin_may_change_what_runs_as_root() {
+    let pki = Pki::new();
+    let agent = RemoteAgent::start(&pki).await;
+    let mut operator = agent.client(&pki, "operator").await;
+    let mut admin = agent.client(&pki, "admin").await;
+
+    // Before any spec is stored, the defaults are what an operator may not
+    // change: dry run or not.
+    for mode in [pb::ApplyMode::DryRun, pb::ApplyMode::Apply] {
+        let refused = operator
+            .apply(apply_with_k3s(mode, "/opt/evil/k3s"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        assert!(
+            refused
+                .message()
+                .contains("services.k3s.binary: changing what runs as root needs the admin role"),
+            "{refused:?}"
+        );
+    }
+    // Anything else, the operator may apply.
+    let mut document = example_document("agent");
+    document.services.k3s.extra_args = vec!["--node-label=zone=a".into()];
+    operator
+        .apply(pb::ApplyRequest {
+            spec: Some(document.into()),
+            mode: pb::ApplyMode::Apply.into(),
+            try_timeout: None,
+        })
+        .await
+        .unwrap();
+
+    // An admin may name another binary; the operator may then apply specs
+    // with it, but not put it back.
+    admin
+        .apply(apply_with_k3s(pb::ApplyMode::Apply, "/opt/k3s/bin/k3s"))
+        .await
+        .unwrap();
+    operator
+        .apply(apply_with_k3s(pb::ApplyMode::DryRun, "/opt/k3s/bin/k3s"))
+        .await
+        .unwrap();
+    let refused = operator
+        .apply(apply_with_k3s(pb::ApplyMode::Apply, "/usr/local/bin/k3s"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let mut both = example_document("agent");
+    both.services.containerd.binary = "/opt/containerd".into();
+    let refused = operator
+        .apply(pb::ApplyRequest {
+            spec: Some(both.into()),
+            mode: pb::ApplyMode::Apply.into(),
+            try_timeout: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .message()
+            .starts_with("services.containerd.binary, services.k3s.binary: "),
+        "{refused:?}"
+    );
+    let spec = admin
+        .get_spec(pb::GetSpecRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spec.generation, 2, "no refused apply was stored");
+
+    agent.stop().await;
+}
+
 /// The outcome of one call with a client that has `identity` (or none).
 async fn status_with(agent: &RemoteAgent, ca: &Path, identity: Option<(&Path, &Path)>) -> String {
     let mut tls = ClientTlsConfig::new()
