@@ -404,8 +404,9 @@ up() {
     for entry in "${nodes[@]}"; do
         field "$entry"
         [[ $name == worker-1 ]] && continue
-        if in_ns worker-1 ping -c 1 -W 2 "$address" >/dev/null 2>&1 ||
-            in_ns worker-1 ping -c 1 -W 2 "$address" >/dev/null 2>&1; then
+        # The first packets wait for a handshake, which a busy machine can
+        # take seconds to finish: ping until an answer (up to 30 s).
+        if wait_for "worker-1's ping to $name" in_ns worker-1 ping -c 1 -W 1 "$address"; then
             say "worker-1 → $name ($address) over WireGuard: ok"
         else
             say "worker-1 → $name ($address) over WireGuard: NO ANSWER"
