@@ -1,9 +1,12 @@
 //! Which executables the supervisor runs as root: a binary owned by root,
 //! writable by no one else, reached only through directories (every one
 //! from `/`, and every one a symlink leads through) owned by root and
-//! writable by no one else. A world-writable directory is refused even
-//! with its sticky bit (`/tmp`): anyone may create the binary's name there
-//! before it exists.
+//! writable by no one else. One exception: a root-owned directory with the
+//! sticky bit may be writable by others when what the walk takes from it
+//! is root's — the kernel lets no one else rename or remove a root-owned
+//! entry there. zOS's root is such a directory (a tmpfs mounted without a
+//! mode, so 1777). A name that does not exist yet in such a directory, or a
+//! symlink there that is not root's, is refused: anyone could make it.
 //!
 //! The walk opens each component with `O_PATH | O_NOFOLLOW` relative to the
 //! directory checked before it and checks the open descriptor, so what is
@@ -74,7 +77,7 @@ fn refusal(path: &Path, stat: &FileStat) -> Option<String> {
             stat.st_uid
         ));
     }
-    if mode & 0o022 != 0 {
+    if mode & 0o022 != 0 && !shared_sticky(stat) {
         return Some(format!(
             "{} is writable by {} (mode {mode:04o})",
             path.display(),
@@ -86,6 +89,13 @@ fn refusal(path: &Path, stat: &FileStat) -> Option<String> {
         ));
     }
     None
+}
+
+/// A root-owned sticky directory others may write to (`/tmp`, a tmpfs
+/// root): trusted for the root-owned entries taken from it.
+fn shared_sticky(stat: &FileStat) -> bool {
+    let mode = stat.st_mode & 0o7777;
+    kind(stat) == SFlag::S_IFDIR && stat.st_uid == 0 && mode & 0o1000 != 0 && mode & 0o022 != 0
 }
 
 fn kind(stat: &FileStat) -> SFlag {
@@ -115,14 +125,10 @@ pub fn open_trusted(path: &Path) -> Result<OwnedFd, Untrusted> {
     let root_path = Path::new("/");
     let root = openat(AT_FDCWD, root_path, flags, Mode::empty())
         .map_err(|errno| Untrusted::Io(root_path.to_owned(), errno.into()))?;
-    let check_dir = |fd: &OwnedFd, shown: &Path| -> Result<(), Untrusted> {
-        let st = stat(fd, shown)?;
-        match refusal(shown, &st) {
-            Some(why) => Err(Untrusted::Refused(why)),
-            None => Ok(()),
-        }
-    };
-    check_dir(&root, root_path)?;
+    let root_stat = stat(&root, root_path)?;
+    if let Some(why) = refusal(root_path, &root_stat) {
+        return Err(Untrusted::Refused(why));
+    }
 
     // What is left to walk, last component first; `dir` is the checked
     // directory it is relative to, `shown` how the walk names it.
@@ -131,6 +137,8 @@ pub fn open_trusted(path: &Path) -> Result<OwnedFd, Untrusted> {
         .try_clone()
         .map_err(|e| Untrusted::Io(root_path.to_owned(), e))?;
     let mut shown = PathBuf::from("/");
+    // Whether `dir` is a shared sticky directory (see the module).
+    let mut dir_shared = shared_sticky(&root_stat);
     let mut links = 0;
     while let Some(name) = pending.pop() {
         if name == Path::new("/") {
@@ -138,6 +146,7 @@ pub fn open_trusted(path: &Path) -> Result<OwnedFd, Untrusted> {
                 .try_clone()
                 .map_err(|e| Untrusted::Io(root_path.to_owned(), e))?;
             shown = PathBuf::from("/");
+            dir_shared = shared_sticky(&root_stat);
             continue;
         }
         let next_shown = if name == Path::new("..") {
@@ -147,7 +156,16 @@ pub fn open_trusted(path: &Path) -> Result<OwnedFd, Untrusted> {
         } else {
             shown.join(&name)
         };
-        let fd = open(&dir, name.as_os_str(), &next_shown)?;
+        let fd = match open(&dir, name.as_os_str(), &next_shown) {
+            Err(Untrusted::Missing(missing)) if dir_shared => {
+                return Err(Untrusted::Refused(format!(
+                    "{} does not exist, and anyone may create it in {} (mode 1777)",
+                    missing.display(),
+                    shown.display()
+                )));
+            }
+            opened => opened?,
+        };
         let st = stat(&fd, &next_shown)?;
         match kind(&st) {
             SFlag::S_IFLNK => {
@@ -156,7 +174,15 @@ pub fn open_trusted(path: &Path) -> Result<OwnedFd, Untrusted> {
                     return Err(Untrusted::Io(next_shown, Errno::ELOOP.into()));
                 }
                 // The link lives in `dir`, already checked: only root could
-                // have made it. Its target is walked (and checked) in turn.
+                // have made it there, unless `dir` is shared — then it must
+                // be root's. Its target is walked (and checked) in turn.
+                if dir_shared && st.st_uid != 0 {
+                    return Err(Untrusted::Refused(format!(
+                        "{} is owned by uid {}, not root",
+                        next_shown.display(),
+                        st.st_uid
+                    )));
+                }
                 let target = readlinkat(dir.as_fd(), name.as_os_str())
                     .map_err(|errno| Untrusted::Io(next_shown.clone(), errno.into()))?;
                 pending.extend(components_reversed(Path::new(&target)));
@@ -165,6 +191,7 @@ pub fn open_trusted(path: &Path) -> Result<OwnedFd, Untrusted> {
                 if let Some(why) = refusal(&next_shown, &st) {
                     return Err(Untrusted::Refused(why));
                 }
+                dir_shared = shared_sticky(&st);
                 dir = fd;
                 shown = next_shown;
             }
@@ -266,20 +293,52 @@ mod tests {
     }
 
     #[test]
-    fn anything_under_a_world_writable_directory_is_refused_sticky_or_not() {
+    fn a_sticky_directory_passes_only_what_is_roots_in_it() {
         if !is_root() {
             return;
         }
+        // /tmp (1777) stands for zOS's tmpfs root: root's own 0700 temp
+        // dir in it, and a root-owned 0755 binary there, are trusted.
         let dir = tempfile::tempdir().unwrap();
         let path = binary(dir.path(), "k3s", 0o755);
-        let error = check_binary(&path).unwrap_err();
-        assert!(
-            error.contains("/tmp is writable by others (mode 1777)"),
-            "{error}"
-        );
-        // A name that does not exist yet under /tmp is refused too.
+        check_binary(&path).unwrap();
+        // A name that does not exist yet there: anyone could make it.
         let error = check_binary(Path::new("/tmp/not-yet/k3s")).unwrap_err();
-        assert!(error.contains("/tmp is writable by others"), "{error}");
+        assert!(error.contains("anyone may create it in /tmp"), "{error}");
+        // Someone else's entry in it is refused, a directory or a link.
+        let theirs = binary(dir.path(), "theirs", 0o755);
+        let dir_of_theirs = tempfile::tempdir().unwrap();
+        nix::unistd::chown(
+            dir_of_theirs.path(),
+            Some(nix::unistd::Uid::from_raw(1000)),
+            None,
+        )
+        .unwrap();
+        fs::set_permissions(dir_of_theirs.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let inside = binary(dir_of_theirs.path(), "k3s", 0o755);
+        let error = check_binary(&inside).unwrap_err();
+        assert!(error.contains("owned by uid 1000, not root"), "{error}");
+        let link = Path::new("/tmp").join(format!("tfagent-exe-test-{}", std::process::id()));
+        let _ = fs::remove_file(&link);
+        symlink(&theirs, &link).unwrap();
+        nix::unistd::fchownat(
+            AT_FDCWD,
+            &link,
+            Some(nix::unistd::Uid::from_raw(1000)),
+            None,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        let error = check_binary(&link).unwrap_err();
+        let _ = fs::remove_file(&link);
+        assert!(error.contains("owned by uid 1000, not root"), "{error}");
+        // A world-writable directory without the sticky bit stays refused.
+        let open_dir = dir.path().join("open");
+        fs::create_dir(&open_dir).unwrap();
+        let in_open = binary(&open_dir, "k3s", 0o755);
+        fs::set_permissions(&open_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let error = check_binary(&in_open).unwrap_err();
+        assert!(error.contains("open is writable by others"), "{error}");
     }
 
     #[test]
