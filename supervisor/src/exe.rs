@@ -4,8 +4,8 @@
 //! writable by no one else. One exception: a root-owned directory with the
 //! sticky bit may be writable by others when what the walk takes from it
 //! is root's — the kernel lets no one else rename or remove a root-owned
-//! entry there. zOS's root is such a directory (a tmpfs mounted without a
-//! mode, so 1777). A name that does not exist yet in such a directory, or a
+//! entry there, so a tmpfs mounted without a mode (1777) on the path does
+//! not lock the node out. A name that does not exist yet in such a directory, or a
 //! symlink there that is not root's, is refused: anyone could make it.
 //!
 //! The walk opens each component with `O_PATH | O_NOFOLLOW` relative to the
