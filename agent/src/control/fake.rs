@@ -97,9 +97,9 @@ impl Services for FakeServices {
     fn refused_binaries(&self, binaries: &[String]) -> BTreeMap<String, String> {
         binaries
             .iter()
-            .filter(|b| b.starts_with("/tmp/"))
+            .filter(|b| b.starts_with("/untrusted/"))
             .map(|b| {
-                let why = "not run as root: /tmp is writable by others (mode 1777)";
+                let why = "not run as root: /untrusted is writable by others (mode 0777)";
                 (b.clone(), why.to_owned())
             })
             .collect()

@@ -713,7 +713,7 @@ async fn a_binary_the_host_refuses_is_refused_even_for_an_admin() {
     let parts = fake::collaborators(Arc::new(FakeHost), &tmp.path().join("host"));
     let controller = controller_over(&tmp.path().join("state"), vec![], parts);
     let mut document = variant(1);
-    document.services.k3s.binary = "/tmp/k3s".into();
+    document.services.k3s.binary = "/untrusted/k3s".into();
     let error = controller
         .apply(document, ApplyMode::Apply, ApplyRights::All)
         .await
@@ -722,7 +722,7 @@ async fn a_binary_the_host_refuses_is_refused_even_for_an_admin() {
     assert!(
         error
             .to_string()
-            .contains("services.k3s.binary: not run as root: /tmp is writable by others"),
+            .contains("services.k3s.binary: not run as root: /untrusted is writable by others"),
         "{error}"
     );
 }

@@ -371,7 +371,7 @@ async fn health_and_reflection_are_served() {
 
 /// An allowed uid on the socket (root, on a node) is an admin: it may
 /// name another binary, as an operator may not; a binary the host refuses
-/// (in a world-writable directory) is refused for it too, naming the field.
+/// (one anybody may write to) is refused for it too, naming the field.
 #[tokio::test]
 async fn an_allowed_socket_caller_may_change_binaries_but_not_to_an_unsafe_one() {
     let agent = TestAgent::start(&[our_uid()]).await;
@@ -386,6 +386,11 @@ async fn an_allowed_socket_caller_may_change_binaries_but_not_to_an_unsafe_one()
     let dir = tempfile::tempdir().unwrap();
     let planted = dir.path().join("k3s");
     std::fs::write(&planted, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        &planted,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     document.services.k3s.binary = planted.display().to_string();
     let refused = client
         .apply(apply_request(document, pb::ApplyMode::Apply))
