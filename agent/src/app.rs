@@ -89,7 +89,14 @@ pub async fn run(
     config: BootConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    let (store, loaded) = StateStore::open(&config.state_dir)?;
+    let (store, loaded) = StateStore::open_with(
+        &config.state_dir,
+        &crate::control::stored_spec_context(
+            &config.state_dir,
+            &config.services.run_dir,
+            config.services.persisted_dirs(),
+        ),
+    )?;
     match &loaded.desired {
         Some(desired) => info!(
             generation = desired.generation,

@@ -858,7 +858,14 @@ fn wait_containerd(dir: &Path, ok: impl Fn(&serde_json::Value) -> bool) -> serde
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("timed out; last containerd status {last:?}");
+    let logs: Vec<String> = ["first", "second", "third"]
+        .iter()
+        .filter_map(|name| fs::read_to_string(dir.join(format!("{name}.log"))).ok())
+        .collect();
+    panic!(
+        "timed out; last containerd status {last:?}\ndaemon logs:\n{}",
+        logs.join("\n----\n")
+    );
 }
 
 #[test]

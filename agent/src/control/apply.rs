@@ -7,7 +7,9 @@ use std::{
     time::Duration,
 };
 
-use tfagent_spec::{AbsPath, NodeSpec, Services, SpecDocument, ValidationContext, defaults};
+use tfagent_spec::{
+    AbsPath, NodeSpec, ServiceDirs, Services, SpecDocument, ValidationContext, defaults,
+};
 use tracing::info;
 
 use super::{
@@ -95,6 +97,29 @@ fn host_dir(path: &Path) -> Option<AbsPath> {
         text.push('/');
     }
     text.parse().ok()
+}
+
+/// What validation knows of this host without probing it: the boot
+/// config's state, run and service dirs. A stored spec (and a trial's
+/// previous one) is checked against it when the agent starts, so what
+/// Apply accepted is accepted again.
+pub fn stored_spec_context(
+    state_dir: &Path,
+    run_dir: &Path,
+    service_dirs: Option<ServiceDirs>,
+) -> ValidationContext {
+    let real = |dir: &Path| {
+        std::fs::canonicalize(dir)
+            .ok()
+            .and_then(|real| host_dir(&real))
+            .or_else(|| host_dir(dir))
+    };
+    ValidationContext {
+        state_dir: real(state_dir),
+        run_dir: real(run_dir),
+        service_dirs,
+        ..ValidationContext::default()
+    }
 }
 
 /// `dir` with symlinks resolved when it exists, normalised as [`host_dir`].

@@ -23,7 +23,7 @@ use std::{sync::Arc, time::SystemTime};
 use tfagent_spec::{SpecDocument, wgquick::HubInfo};
 use tokio::sync::{broadcast, watch};
 
-pub use apply::{ApplyMode, ApplyOutcome, ApplyRights};
+pub use apply::{ApplyMode, ApplyOutcome, ApplyRights, stored_spec_context};
 pub use error::ControlError;
 pub use ports::Collaborators;
 pub use reset::ResetOutcome;
@@ -112,7 +112,12 @@ impl Controller {
 
     /// Takes up a trial persisted by an earlier run.
     pub fn resume_trial(&self) -> Result<(), ControlError> {
-        self.trials.resume()
+        let context = stored_spec_context(
+            self.parts.volumes.state_dir(),
+            self.parts.services.run_dir(),
+            self.parts.services.persisted_dirs(),
+        );
+        self.trials.resume(&context)
     }
 
     /// Takes back what the agent set up for the stored spec, then forgets

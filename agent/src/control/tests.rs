@@ -119,7 +119,9 @@ async fn a_try_whose_commit_fails_leaves_no_trial_behind() {
         .await
         .unwrap_err();
     assert!(
-        trial::load(tmp.path()).unwrap().is_none(),
+        trial::load(tmp.path(), &ValidationContext::default())
+            .unwrap()
+            .is_none(),
         "a record of generation 2 would revert the next spec stored as 2"
     );
     assert!(controller.status().trial.is_none());

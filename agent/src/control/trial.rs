@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use tfagent_spec::NodeSpec;
+use tfagent_spec::{NodeSpec, ValidationContext};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
@@ -139,8 +139,8 @@ impl Trials {
 
     /// Takes up a trial persisted by an earlier run: its revert runs at its
     /// deadline, at once when that has passed.
-    pub fn resume(self: &Arc<Self>) -> Result<(), ControlError> {
-        if let Some(trial) = trial::load(&self.state_dir)? {
+    pub fn resume(self: &Arc<Self>, context: &ValidationContext) -> Result<(), ControlError> {
+        if let Some(trial) = trial::load(&self.state_dir, context)? {
             info!(generation = trial.generation, "a spec is still on trial");
             self.arm(trial);
         }

@@ -103,6 +103,17 @@ impl StateStore {
     /// written by a newer one) is moved aside and reported, not fatal: the
     /// agent must keep serving so it can be given a spec it takes.
     pub fn open(dir: &Path) -> Result<(Self, Loaded), StateError> {
+        Self::open_with(dir, &ValidationContext::default())
+    }
+
+    /// [`StateStore::open`], validating the stored spec against `context`:
+    /// what the boot config says of this host (its service, state and run
+    /// dirs), so a spec accepted by Apply is accepted again at the next
+    /// start.
+    pub fn open_with(
+        dir: &Path,
+        context: &ValidationContext,
+    ) -> Result<(Self, Loaded), StateError> {
         let dir_err = |source| StateError::Dir {
             path: dir.to_owned(),
             source,
@@ -130,7 +141,7 @@ impl StateStore {
             dir: dir.to_owned(),
             _lock: lock,
         };
-        let loaded = match read_state(&store.spec_path()) {
+        let loaded = match read_state(&store.spec_path(), context) {
             Ok(Some(desired)) => {
                 // A refusal that a later Apply superseded, whose removal was
                 // cut short.
@@ -142,7 +153,7 @@ impl StateStore {
             }
             Ok(None) => Loaded {
                 desired: None,
-                refused: store.earlier_refusal()?,
+                refused: store.earlier_refusal(context)?,
             },
             Err(error @ (StateError::Corrupt { .. } | StateError::Invalid { .. })) => {
                 let generation = peek_generation(&store.spec_path());
@@ -188,12 +199,15 @@ impl StateStore {
 
     /// A spec an earlier start set aside and nothing has replaced yet: still
     /// reported, and its generation still counts.
-    fn earlier_refusal(&self) -> Result<Option<RefusedSpec>, StateError> {
+    fn earlier_refusal(
+        &self,
+        context: &ValidationContext,
+    ) -> Result<Option<RefusedSpec>, StateError> {
         let path = self.refused_path();
         if !path.exists() {
             return Ok(None);
         }
-        let reason = match read_state(&path) {
+        let reason = match read_state(&path, context) {
             Ok(_) => "set aside at an earlier start; it is valid now: apply it again to use it"
                 .to_owned(),
             Err(error) => format!("set aside at an earlier start: {error}"),
@@ -275,7 +289,7 @@ impl StateStore {
 
 /// Reads a state file. The spec goes through [`SpecDocument::parse`], whose
 /// errors never quote the token.
-fn read_state(path: &Path) -> Result<Option<Desired>, StateError> {
+fn read_state(path: &Path, context: &ValidationContext) -> Result<Option<Desired>, StateError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -312,7 +326,7 @@ fn read_state(path: &Path) -> Result<Option<Desired>, StateError> {
     let document =
         SpecDocument::parse(&spec.to_string()).map_err(|e| corrupt(format!("in the spec: {e}")))?;
     let spec = document
-        .validate(&ValidationContext::default())
+        .validate(context)
         .map_err(|errors| StateError::Invalid {
             path: path.to_owned(),
             generation,
@@ -325,7 +339,7 @@ fn read_state(path: &Path) -> Result<Option<Desired>, StateError> {
 /// look at what a running store wrote).
 #[cfg(test)]
 pub fn read_stored(dir: &Path) -> Result<Option<Desired>, StateError> {
-    read_state(&dir.join(SPEC_FILE))
+    read_state(&dir.join(SPEC_FILE), &ValidationContext::default())
 }
 
 /// The generation a state file claims, however broken the rest; 0 if none.

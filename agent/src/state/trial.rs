@@ -70,7 +70,7 @@ pub fn save(dir: &Path, trial: &Trial) -> Result<(), TrialError> {
 }
 
 /// The persisted trial, if any.
-pub fn load(dir: &Path) -> Result<Option<Trial>, TrialError> {
+pub fn load(dir: &Path, context: &ValidationContext) -> Result<Option<Trial>, TrialError> {
     let path = dir.join(TRIAL_FILE);
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
@@ -85,7 +85,7 @@ pub fn load(dir: &Path) -> Result<Option<Trial>, TrialError> {
     let document = SpecDocument::parse(&file.previous.to_string())
         .map_err(|e| corrupt(format!("in the previous spec: {e}")))?;
     let previous = document
-        .validate(&ValidationContext::default())
+        .validate(context)
         .map_err(|e| corrupt(format!("the previous spec is not valid: {e}")))?;
     Ok(Some(Trial {
         generation: file.generation,
@@ -116,7 +116,10 @@ mod tests {
     #[test]
     fn a_trial_survives_a_restart_and_is_0600() {
         let tmp = tempfile::tempdir().unwrap();
-        assert_eq!(load(tmp.path()).unwrap(), None);
+        assert_eq!(
+            load(tmp.path(), &ValidationContext::default()).unwrap(),
+            None
+        );
         let trial = Trial {
             generation: 7,
             deadline: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
@@ -128,10 +131,16 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(load(tmp.path()).unwrap(), Some(trial));
+        assert_eq!(
+            load(tmp.path(), &ValidationContext::default()).unwrap(),
+            Some(trial)
+        );
         clear(tmp.path()).unwrap();
         clear(tmp.path()).unwrap();
-        assert_eq!(load(tmp.path()).unwrap(), None);
+        assert_eq!(
+            load(tmp.path(), &ValidationContext::default()).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -142,7 +151,9 @@ mod tests {
             r#"{"generation": 2, "deadline_unix_ms": 1, "previous": {"cluster": {"token": "s3cr3t-value"}, "node_name": "Bad_Name"}}"#,
         )
         .unwrap();
-        let error = load(tmp.path()).unwrap_err().to_string();
+        let error = load(tmp.path(), &ValidationContext::default())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not valid"), "{error}");
         assert!(!error.contains("s3cr3t"), "{error}");
     }
