@@ -138,28 +138,14 @@ pub fn services_config(dir: &Path) -> String {
     )
 }
 
-/// Where [`trusted_tempdir`] makes its directories: root's, 0700, and not
-/// under a world-writable directory.
-pub const TRUSTED_TEMP_BASE: &str = "/var/lib/tfagent-testkit";
-
 /// A new temp dir whose binaries a tfagent will run as root: the agent runs
 /// only binaries that root alone may change, through directories root alone
-/// may write to, from `/` on, so never one under /tmp (1777). Made under
-/// [`TRUSTED_TEMP_BASE`] as root; an ordinary temp dir otherwise (a test
-/// not run as root runs no service as root either).
+/// may write to (a root-owned sticky directory such as /tmp passes what is
+/// root's in it). A temp dir is root's and 0700 when a root test makes it,
+/// so what it copies there is trusted; a test not run as root runs no
+/// service as root either.
 pub fn trusted_tempdir() -> tempfile::TempDir {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if !nix::unistd::geteuid().is_root() {
-        return tempfile::tempdir().unwrap();
-    }
-    let base = Path::new(TRUSTED_TEMP_BASE);
-    match std::fs::DirBuilder::new().mode(0o700).create(base) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(error) => panic!("{TRUSTED_TEMP_BASE}: {error}"),
-    }
-    std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o700)).unwrap();
-    tempfile::tempdir_in(base).unwrap()
+    tempfile::tempdir().unwrap()
 }
 
 /// Copies the executable `from` to `to` (0755) in a `cp` process: a file
