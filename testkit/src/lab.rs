@@ -52,6 +52,37 @@ pub fn cannot_run() -> Option<&'static str> {
     None
 }
 
+/// A test cluster node's role: the first server starts the cluster, the
+/// other servers join it, the rest are agents (the lab's and the twin's).
+pub fn node_role(server: bool, index: u8) -> &'static str {
+    match (server, index) {
+        (true, 1) => "server-init",
+        (true, _) => "server-join",
+        (false, _) => "agent",
+    }
+}
+
+/// The spec's `cluster` section for a node of `role`: joiners reach the
+/// first server through the VIP.
+pub fn cluster_section(role: &str, token: &str, vip: &str) -> Value {
+    let mut cluster = json!({"token": token, "vip": vip});
+    if role != "server-init" {
+        cluster["join_url"] = json!(format!("https://{vip}:6443"));
+    }
+    cluster
+}
+
+/// The peer whose allowed IPs hold `vip`/32, by public key, in the output
+/// of `wg show INTERFACE allowed-ips`.
+pub fn vip_peer(allowed_ips: &str, vip: &str) -> Option<String> {
+    let host = format!("{vip}/32");
+    allowed_ips.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let key = words.next()?;
+        words.any(|w| w == host).then(|| key.to_owned())
+    })
+}
+
 /// The lab's certificates: a CA and, per server, a stand-in certificate for
 /// 127.0.0.1, its mesh address and the VIP.
 fn openssl(dir: &Path, args: &[&str]) {
@@ -320,15 +351,7 @@ impl Node {
         let allowed = self
             .ns
             .exec(&["wg", "show", &self.interface, "allowed-ips"]);
-        String::from_utf8_lossy(&allowed.stdout)
-            .lines()
-            .find_map(|line| {
-                let mut words = line.split_whitespace();
-                let key = words.next()?;
-                words
-                    .any(|w| w == format!("{VIP}/32"))
-                    .then(|| key.to_owned())
-            })
+        vip_peer(&String::from_utf8_lossy(&allowed.stdout), VIP)
     }
 
     /// The agent's metrics (its own namespace's loopback, port 9368).
@@ -626,15 +649,8 @@ impl Lab {
             .filter(|n| n.server)
             .map(|n| json!({"name": n.name, "address": n.mesh_ip}))
             .collect();
-        let role = match (node.server, node.index) {
-            (true, 1) => "server-init",
-            (true, _) => "server-join",
-            (false, _) => "agent",
-        };
-        let mut cluster = json!({"token": TOKEN, "vip": VIP});
-        if role != "server-init" {
-            cluster["join_url"] = json!(format!("https://{VIP}:6443"));
-        }
+        let role = node_role(node.server, node.index);
+        let cluster = cluster_section(role, TOKEN, VIP);
         let mut vip = json!({
             "advert_interval_ms": self.advert_interval_ms,
             "servers": servers,

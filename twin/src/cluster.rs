@@ -10,7 +10,11 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tfagent_testkit::{netns::Netns, step_status};
+use tfagent_testkit::{
+    lab::{cluster_section, node_role, vip_peer},
+    netns::Netns,
+    step_status,
+};
 
 use crate::{
     channel::Reply,
@@ -122,13 +126,7 @@ impl Node {
         let allowed = self
             .vm
             .sh(&format!("wg show {INTERFACE} allowed-ips || true"));
-        allowed.lines().find_map(|line| {
-            let mut words = line.split_whitespace();
-            let key = words.next()?;
-            words
-                .any(|w| w == format!("{VIP}/32"))
-                .then(|| key.to_owned())
-        })
+        vip_peer(&allowed, VIP)
     }
 }
 
@@ -277,15 +275,8 @@ impl Twin {
             .filter(|n| n.server())
             .map(|n| json!({"name": n.name(), "address": n.mesh_ip}))
             .collect();
-        let role = match (node.server(), node.index) {
-            (true, 1) => "server-init",
-            (true, _) => "server-join",
-            (false, _) => "agent",
-        };
-        let mut cluster = json!({"token": TOKEN, "vip": VIP});
-        if role != "server-init" {
-            cluster["join_url"] = json!(format!("https://{VIP}:6443"));
-        }
+        let role = node_role(node.server(), node.index);
+        let cluster = cluster_section(role, TOKEN, VIP);
         let mut vip = json!({"advert_interval_ms": ADVERT_INTERVAL_MS, "servers": servers});
         if node.server() {
             vip["priority"] = json!(200 - u32::from(node.index));
